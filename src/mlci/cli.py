@@ -1,0 +1,102 @@
+"""The `mlci` command line: a click group whose subcommands are imported only when used.
+
+`mlci --help` must stay fast, so nothing here imports MLflow, Great Expectations,
+scikit-learn or pandas; each command lives in `mlci.commands.<name>` and is loaded on demand.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from mlci import __version__
+from mlci.errors import EXIT_INTERNAL, EXIT_VERDICT, MlciError, VerdictFailed
+
+# name -> (module, one-line help shown by `mlci --help` without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("mlci.commands.init", "Write a starter config and expectation suite from data."),
+    "validate": ("mlci.commands.validate", "Validate training and golden data (Great Expectations)."),
+    "train": ("mlci.commands.train", "Train, log to MLflow, register the candidate."),
+    "evaluate": ("mlci.commands.evaluate", "Evaluate on the golden set against the champion; gate."),
+    "report": ("mlci.commands.report", "Write the markdown report for a pull request."),
+    "run": ("mlci.commands.run", "Run validate, train, evaluate and report in one process."),
+    "comment": ("mlci.commands.comment", "Post or update the report as a sticky PR comment."),
+    "promote": ("mlci.commands.promote", "Move a registry alias on recorded evidence."),
+    "rollback": ("mlci.commands.rollback", "Move champion back to a previous good version."),
+    "history": ("mlci.commands.history", "Print the audit trail of alias moves for a model."),
+    "lineage": ("mlci.commands.lineage", "Where a registered model came from."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [n for n, (mod, _) in COMMANDS.items() if _module_exists(mod)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or not _module_exists(COMMANDS[cmd_name][0]):
+            return None
+        module = importlib.import_module(COMMANDS[cmd_name][0])
+        return module.command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(n, COMMANDS[n][1]) for n in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+def _module_exists(module: str) -> bool:
+    from importlib.util import find_spec
+
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(__version__, prog_name="mlci")
+def cli() -> None:
+    """CI/CD for machine-learning repositories.
+
+    Exit codes: 0 passed, 1 a verdict failed, 2 usage/config/input error, 3 internal error.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: map exceptions to exit codes; never print a traceback unless MLCI_DEBUG=1."""
+    try:
+        rv = cli.main(args=argv, prog_name="mlci", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("mlci: aborted", err=True)
+        sys.exit(EXIT_INTERNAL)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        if isinstance(exc, MlciError):
+            exc.show()
+        else:  # click's own usage errors keep their usage hint, on stderr
+            exc.show()
+        sys.exit(exc.exit_code)
+    except VerdictFailed as exc:
+        click.echo(f"mlci: {exc.message}", err=True)
+        sys.exit(EXIT_VERDICT)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - last resort: one line, distinct exit code
+        if os.environ.get("MLCI_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        click.echo(
+            f"mlci: internal error: {type(exc).__name__}: {first} (set MLCI_DEBUG=1 for details)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

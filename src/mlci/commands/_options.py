@@ -1,0 +1,36 @@
+"""Options shared by the commands. Every option can also come from MLCI_<OPTION>."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "-c", "--config", "config_path", default="mlci.yaml", show_default=True,
+        envvar="MLCI_CONFIG", type=click.Path(dir_okay=False, path_type=Path),
+        help="Path of mlci.yaml (env MLCI_CONFIG).",
+    )(f)
+
+
+def out_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--out", "out_dir", default=".mlci", show_default=True, envvar="MLCI_OUT",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Folder for the files mlci writes (env MLCI_OUT).",
+    )(f)
+
+
+def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--json", "as_json", is_flag=True, envvar="MLCI_JSON",
+        help="Print a machine-readable result (env MLCI_JSON).",
+    )(f)
+
+
+def common(f: Callable[..., Any]) -> Callable[..., Any]:
+    return config_option(out_option(f))

@@ -1,0 +1,52 @@
+"""`mlci evaluate`: golden-set metrics, champion comparison, and the gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlci.commands._options import common, json_option
+
+
+def print_result(e: dict[str, Any]) -> None:
+    comp = e.get("comparison") or {}
+    click.echo(f"baseline: {e['baseline']['label']}")
+    click.echo(f"{'metric':<18} {'candidate':>10} {'champion':>10} {'delta':>9}")
+    for k, v in e["metrics"].items():
+        c = comp.get(k) or {}
+        champ = c.get("champion")
+        delta = c.get("delta")
+        click.echo(f"{k:<18} {_f(v):>10} {_f(champ):>10} "
+                   f"{('%+.4f' % delta) if delta is not None else '-':>9}")
+    for c in e["checks"]:
+        mark = {True: "pass", False: "FAIL", None: "n/a"}[c["passed"]]
+        click.echo(f"  [{mark}] {c['check']}")
+    click.echo(f"verdict: {e['verdict']}")
+
+
+def _f(v: Any) -> str:
+    return "-" if v is None else f"{v:.4f}"
+
+
+@click.command("evaluate")
+@common
+@json_option
+@click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
+              help="auto | registry | git:<ref> | file:<path> | none.")
+def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str) -> int:
+    """Evaluate the candidate; exit 1 when the gate fails."""
+    from mlci.config import load_config
+    from mlci.evaluate import evaluate
+
+    cfg = load_config(config_path)
+    e = evaluate(cfg, out_dir, baseline=baseline)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"verdict": e["verdict"], "metrics": e["metrics"],
+                               "failed": e["failed"]}))
+    else:
+        print_result(e)
+    return 0 if e["verdict"] == "pass" else 1

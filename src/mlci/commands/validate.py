@@ -1,0 +1,45 @@
+"""`mlci validate`: Great Expectations on the training and golden data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlci.commands._options import common, json_option
+
+
+def print_table(report: dict[str, Any]) -> None:
+    click.echo(f"{'data':<8} {'rows':>8} {'checks':>7} {'failed':>7}  result")
+    for name, d in report["datasets"].items():
+        s = d["statistics"]
+        click.echo(f"{name:<8} {d['rows']:>8} {s['evaluated_expectations']:>7} "
+                   f"{s['unsuccessful_expectations']:>7}  {'pass' if d['success'] else 'FAIL'}")
+    for name, d in report["datasets"].items():
+        for r in d["results"]:
+            if not r["success"]:
+                where = f"[{r['column']}]" if r["column"] else ""
+                detail = r.get("error") or f"unexpected={r.get('unexpected_count')}"
+                click.echo(f"  {name}: {r['expectation']}{where} {detail}")
+
+
+@click.command("validate")
+@common
+@json_option
+@click.option("--no-docs", is_flag=True, envvar="MLCI_NO_DOCS", help="Skip Data Docs HTML.")
+def command(config_path: Path, out_dir: Path, as_json: bool, no_docs: bool) -> int:
+    """Validate data; exit 1 when it fails. Writes validation.json and data-docs/."""
+    from mlci.config import load_config
+    from mlci.data.validate import validate
+
+    cfg = load_config(config_path)
+    report = validate(cfg, out_dir, docs=not no_docs)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"success": report["success"],
+                               "report": str(out_dir / "validation.json")}))
+    else:
+        print_table(report)
+    return 0 if report["success"] else 1

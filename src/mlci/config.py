@@ -1,0 +1,161 @@
+"""The `mlci.yaml` schema and its loader.
+
+Every error names the file and the key and becomes exit code 2 (see `mlci.errors`).
+Relative paths in the config are resolved against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlci.errors import MlciError
+
+# Metrics where a smaller value is better; everything else is "higher is better".
+LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
+CLASSIFICATION_METRICS = (
+    "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
+    "log_loss", "roc_auc",
+)
+REGRESSION_METRICS = ("mae", "rmse", "r2")
+KNOWN_METRICS = frozenset(CLASSIFICATION_METRICS + REGRESSION_METRICS)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    train: str = Field(description="Training data, CSV or Parquet; may be DVC-tracked.")
+    golden: str = Field(description="Fixed evaluation snapshot.")
+    target: str = Field(description="Name of the label column.")
+    expectations: str = Field(
+        default="expectations/train.json", description="Great Expectations suite (JSON)."
+    )
+    features: list[str] | None = Field(
+        default=None, description="Feature columns; default: every column but the target."
+    )
+
+
+class ModelConfig(_Strict):
+    estimator: str | None = Field(default=None, description="Import path of an estimator class.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    entrypoint: str | None = Field(
+        default=None, description="file.py:function or module:function returning a fitted model."
+    )
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ModelConfig:
+        if bool(self.estimator) == bool(self.entrypoint):
+            raise ValueError("give exactly one of model.estimator and model.entrypoint")
+        if self.entrypoint and ":" not in self.entrypoint:
+            raise ValueError("model.entrypoint must look like file.py:function or module:function")
+        return self
+
+
+class GateConfig(_Strict):
+    min: dict[str, float] = Field(default_factory=dict, description="Floors (higher is better).")
+    max: dict[str, float] = Field(default_factory=dict, description="Ceilings (lower is better).")
+    max_regression: dict[str, float] = Field(
+        default_factory=dict, description="Allowed loss against the champion, per metric."
+    )
+    bootstrap: int = Field(default=1000, ge=0, le=100_000)
+    confidence: float = Field(default=0.95, gt=0, lt=1)
+
+    @field_validator("min", "max", "max_regression")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(v) - KNOWN_METRICS)
+        if unknown:
+            raise ValueError(
+                f"unknown metric {unknown[0]!r} (known: {', '.join(sorted(KNOWN_METRICS))})"
+            )
+        return v
+
+
+class ValidationConfig(_Strict):
+    block_training: bool = Field(default=True, description="Refuse to train on invalid data.")
+    max_examples: int = Field(default=5, ge=0, le=100)
+
+
+class ReportConfig(_Strict):
+    title: str | None = None
+    max_chars: int = Field(default=60_000, ge=2_000, le=65_536)
+
+
+class EvaluationConfig(_Strict):
+    baseline_file: str = Field(
+        default="mlci-baseline.json",
+        description="Committed golden-set record used as the baseline when no registry champion.",
+    )
+
+
+class Config(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    task: Literal["classification", "regression"] = "classification"
+    tracking_uri: str | None = None
+    data: DataConfig
+    model: ModelConfig
+    gate: GateConfig = Field(default_factory=GateConfig)
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    # not part of the file: where it was read from
+    path: Path = Field(default=Path("mlci.yaml"), exclude=True)
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: str) -> Path:
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (self.root / q)
+
+    @property
+    def feature_filter(self) -> list[str] | None:
+        return self.data.features
+
+
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Config:
+    """Read and validate `mlci.yaml`; raise `MlciError` (exit 2) naming the file and key."""
+    p = Path(path)
+    if not p.is_file():
+        raise MlciError(f"{p}: config file not found")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise MlciError(f"{p}: not valid UTF-8") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise MlciError(f"{p}: malformed YAML{where}: {problem}") from None
+    if not isinstance(raw, dict):
+        raise MlciError(f"{p}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        msg = msg.removeprefix("Value error, ")
+        raise MlciError(f"{p}: {key}: {msg}") from None
+    cfg.path = p
+    if check_files:
+        for key in ("train", "golden", "expectations"):
+            f = cfg.resolve(getattr(cfg.data, key))
+            if key == "expectations" and not f.exists():
+                continue  # absent suite is reported by `mlci validate` with a hint to run init
+            if not f.is_file():
+                raise MlciError(f"{p}: data.{key}: file not found: {getattr(cfg.data, key)}")
+    return cfg

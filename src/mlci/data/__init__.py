@@ -1,0 +1,1 @@
+"""Data: loading, hashing (DVC-aware), profiling and Great Expectations validation."""

@@ -1,0 +1,158 @@
+"""Great Expectations validation of the training and golden data.
+
+Writes `validation.json` (success, statistics, every expectation with unexpected counts and
+examples) and Data Docs HTML. The suite is JSON in the user's repo.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.data.hashing import data_hash
+from mlci.data.load import read_table
+from mlci.errors import MlciError
+from mlci.io import atomic_write_json, sha256_file
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlci.config import Config
+
+SCHEMA = "mlci.validation/1"
+
+
+def load_suite_dict(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise MlciError(
+            f"{path}: expectation suite not found (write one with: "
+            f"mlci init --profile <train.csv> --target <column>)"
+        )
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MlciError(f"{path}: not a valid JSON expectation suite ({exc})") from None
+    if not isinstance(d, dict) or not isinstance(d.get("expectations"), list):
+        raise MlciError(f"{path}: not an expectation suite (no 'expectations' list)")
+    return d
+
+
+def _context(docs_dir: Path | None):
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = {"globally": False}
+    if docs_dir is not None:
+        ctx.add_data_docs_site(
+            site_name="mlci",
+            site_config={
+                "class_name": "SiteBuilder",
+                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(docs_dir.resolve()),
+                },
+            },
+        )
+    return ctx
+
+
+def run_suite(
+    frames: dict[str, pd.DataFrame], suite_dict: dict[str, Any], docs_dir: Path | None,
+    suite_path: Path,
+) -> dict[str, Any]:
+    """Validate each named frame against the suite; return {name: GE result dict}."""
+    import great_expectations as gx
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    ctx = _context(docs_dir)
+    d = dict(suite_dict)
+    d.pop("id", None)
+    d["name"] = d.get("name") or "mlci"
+    try:
+        suite = ctx.suites.add(gx.ExpectationSuite(**d))
+    except Exception as exc:  # GE raises many types for a bad suite
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MlciError(f"{suite_path}: invalid expectation suite: {msg}") from None
+    source = ctx.data_sources.add_pandas("mlci")
+    out: dict[str, Any] = {}
+    for name, df in frames.items():
+        asset = source.add_dataframe_asset(name)
+        batch = asset.add_batch_definition_whole_dataframe("all")
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch,
+                                                                    suite=suite))
+        actions = [UpdateDataDocsAction(name="docs", site_names=["mlci"])] if docs_dir else []
+        cp = ctx.checkpoints.add(gx.Checkpoint(
+            name=f"mlci-{name}", validation_definitions=[vd], actions=actions,
+            result_format={"result_format": "SUMMARY"},
+        ))
+        res = cp.run(batch_parameters={"dataframe": df})
+        (vr,) = res.run_results.values()
+        out[name] = vr.to_json_dict()
+    return out
+
+
+def _summarise(result: dict[str, Any], max_examples: int) -> list[dict[str, Any]]:
+    rows = []
+    for r in result["results"]:
+        cfg = r["expectation_config"]
+        kw = {k: v for k, v in cfg["kwargs"].items() if k != "batch_id"}
+        res = r.get("result") or {}
+        exc = r.get("exception_info") or {}
+        row = {
+            "expectation": cfg["type"],
+            "column": kw.get("column"),
+            "kwargs": {k: v for k, v in kw.items() if k not in ("column", "partition_object")},
+            "success": bool(r["success"]),
+            "observed_value": res.get("observed_value"),
+            "element_count": res.get("element_count"),
+            "unexpected_count": res.get("unexpected_count"),
+            "unexpected_percent": res.get("unexpected_percent"),
+            "examples": (res.get("partial_unexpected_list") or [])[:max_examples],
+        }
+        if exc.get("raised_exception"):
+            row["error"] = (exc.get("exception_message") or "").splitlines()[0][:300]
+        rows.append(row)
+    return rows
+
+
+def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]:
+    """Validate train and golden data; write validation.json; return its content."""
+    t0 = time.perf_counter()
+    suite_path = cfg.resolve(cfg.data.expectations)
+    suite_dict = load_suite_dict(suite_path)
+    paths = {"train": cfg.resolve(cfg.data.train), "golden": cfg.resolve(cfg.data.golden)}
+    frames = {k: read_table(p, getattr(cfg.data, k)) for k, p in paths.items()}
+    docs_dir = out_dir / "data-docs" if docs else None
+    raw = run_suite(frames, suite_dict, docs_dir, suite_path)
+    datasets = {}
+    for name, res in raw.items():
+        datasets[name] = {
+            "path": getattr(cfg.data, name),
+            "hash": data_hash(paths[name]),
+            "rows": len(frames[name]),
+            "columns": len(frames[name].columns),
+            "success": bool(res["success"]),
+            "statistics": res["statistics"],
+            "results": _summarise(res, cfg.validation.max_examples),
+        }
+    report = {
+        "schema": SCHEMA,
+        "success": all(d["success"] for d in datasets.values()),
+        "suite": cfg.data.expectations,
+        "suite_digest": sha256_file(suite_path),
+        "datasets": datasets,
+        "data_docs": "data-docs/index.html" if docs else None,
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    atomic_write_json(out_dir / "validation.json", report)
+    return report
+
+
+def failed_expectations(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(name, r) for name, d in report["datasets"].items() for r in d["results"]
+            if not r["success"]]

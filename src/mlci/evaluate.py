@@ -1,0 +1,322 @@
+"""Evaluation on the golden set, comparison with the champion, and the gate's evidence.
+
+The baseline ("champion") is, in order: the registry's `champion` alias, else the committed
+evaluation record of the base branch (`--baseline git:<ref>`), else none (floors decide alone).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.config import LOWER_IS_BETTER
+from mlci.data.hashing import data_hash
+from mlci.data.load import load_xy
+from mlci.errors import MlciError
+from mlci.io import atomic_write_json, dumps_json, read_json, sha256_text
+
+if TYPE_CHECKING:
+    from mlci.config import Config
+    from mlci.metrics import Predictions
+
+SCHEMA = "mlci.evaluation/1"
+BASELINE_SCHEMA = "mlci.baseline/1"
+TAG = "mlci."
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return s.splitlines()[0] if s else type(exc).__name__
+
+
+def load_run(out_dir: Path) -> dict[str, Any]:
+    path = out_dir / "run.json"
+    if not path.is_file():
+        raise MlciError(f"{path}: no training record; run `mlci train` first")
+    return read_json(path)
+
+
+def _load_model(uri: str):
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(uri)
+
+
+def registry_champion(client, name: str) -> Any | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, "champion")
+    except MlflowException:
+        return None
+
+
+def _git_show(root: Path, ref: str, rel: str) -> str | None:
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root,
+                             capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        path = os.path.relpath((root / rel).resolve(), top)
+        out = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True,
+                             text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def resolve_baseline(
+    cfg: Config, out_dir: Path, spec: str, client, candidate_version: str, golden_hash: str,
+) -> dict[str, Any]:
+    """Return {"kind", "label", and either "model" (to score) or "record" (committed file)}."""
+    import json
+
+    kinds = spec.split(":", 1)
+    kind = kinds[0]
+    if kind not in ("auto", "registry", "git", "file", "none"):
+        raise MlciError(f"--baseline {spec!r}: use auto, registry, git:<ref>, file:<path> or none")
+    if kind in ("auto", "registry"):
+        mv = registry_champion(client, cfg.name)
+        if mv is not None and str(mv.version) != str(candidate_version):
+            return {"kind": "registry", "label": f"registry champion {cfg.name}/{mv.version}",
+                    "version": str(mv.version), "model_uri": f"models:/{cfg.name}/{mv.version}"}
+        if kind == "registry":
+            return {"kind": "none", "label": "none (no champion in the registry)"}
+        base = os.environ.get("GITHUB_BASE_REF")
+        if base:
+            spec, kind = f"git:origin/{base}", "git"
+        else:
+            return {"kind": "none", "label": "none (no champion yet)"}
+    if kind == "none":
+        return {"kind": "none", "label": "none (disabled)"}
+    arg = kinds[1] if len(kinds) > 1 else ""
+    if not arg:
+        raise MlciError(f"--baseline {spec!r}: missing the ref or path after ':'")
+    if kind == "git":
+        text = _git_show(cfg.root, arg, cfg.evaluation.baseline_file)
+        where = f"{cfg.evaluation.baseline_file} at {arg}"
+        if text is None:
+            return {"kind": "none", "label": f"none ({where} not found)"}
+    else:
+        p = Path(arg)
+        if not p.is_file():
+            raise MlciError(f"--baseline {spec!r}: file not found")
+        text, where = p.read_text(encoding="utf-8"), str(p)
+    try:
+        record = json.loads(text)
+        if record.get("schema") != BASELINE_SCHEMA:
+            raise ValueError("not an mlci baseline record")
+    except ValueError as exc:
+        raise MlciError(f"baseline {where}: {exc}") from None
+    same_rows = record.get("golden_hash") == golden_hash
+    return {"kind": kind, "label": f"committed record {where}", "record": record,
+            "same_rows": same_rows, "version": record.get("model_version")}
+
+
+def _check(name: str, passed: bool | None, **evidence: Any) -> dict[str, Any]:
+    return {"check": name, "passed": passed, **evidence}
+
+
+def gate_checks(cfg: Config, metrics: dict[str, float | None],
+                comparison: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    checks = []
+    for metric, floor in cfg.gate.min.items():
+        v = metrics.get(metric)
+        checks.append(_check(f"{metric} >= {floor}", v is not None and v >= floor,
+                             kind="floor", metric=metric, threshold=floor, value=v,
+                             **({"reason": "metric not computed for this model"} if v is None
+                                else {})))
+    for metric, ceiling in cfg.gate.max.items():
+        v = metrics.get(metric)
+        checks.append(_check(f"{metric} <= {ceiling}", v is not None and v <= ceiling,
+                             kind="ceiling", metric=metric, threshold=ceiling, value=v))
+    if comparison is not None:
+        for metric, allowed in cfg.gate.max_regression.items():
+            c = comparison.get(metric)
+            if c is None or c["candidate"] is None or c["champion"] is None:
+                checks.append(_check(f"{metric} regression <= {allowed}", None, kind="regression",
+                                     metric=metric, allowed=allowed,
+                                     reason="not comparable with the baseline"))
+                continue
+            worse_by = c["worse_by"]
+            checks.append(_check(
+                f"{metric} not worse than champion by > {allowed}", worse_by <= allowed + 1e-12,
+                kind="regression", metric=metric, allowed=allowed, worse_by=worse_by,
+                candidate=c["candidate"], champion=c["champion"], ci=c.get("ci"),
+            ))
+    return checks
+
+
+def _compare(cand: dict[str, float | None], champ: dict[str, float | None],
+             cis: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for k, v in cand.items():
+        b = champ.get(k)
+        if v is None or b is None:
+            out[k] = {"candidate": v, "champion": b, "delta": None, "worse_by": None, "ci": None}
+            continue
+        delta = v - b
+        worse_by = delta if k in LOWER_IS_BETTER else -delta
+        ci = cis.get(k)
+        out[k] = {"candidate": v, "champion": b, "delta": delta, "worse_by": worse_by,
+                  "ci": list(ci) if ci else None}
+    return out
+
+
+def plot_confusion(pr: Predictions, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mlci.io import atomic_write_bytes
+    from mlci.metrics import confusion
+
+    cm = confusion(pr)
+    labels = [str(c) for c in pr.classes or []]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labels), 1.0 + 0.6 * len(labels)), dpi=100)
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    vmax = cm.max() if cm.size else 0
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
+                    color="white" if cm[i, j] > vmax / 2 else "black")
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str, Any]:
+    import numpy as np
+
+    from mlci import metrics as M
+    from mlci import tracking
+
+    t0 = time.perf_counter()
+    run = load_run(out_dir)
+    x, y = load_xy(cfg, "golden")
+    golden_hash = data_hash(cfg.resolve(cfg.data.golden))
+    golden_hash_s = f"{golden_hash['algo']}:{golden_hash['value']}"
+    client = tracking.client(cfg, out_dir)
+    t_load = time.perf_counter()
+    try:
+        model = _load_model(run["artifact_uri"])
+    except Exception as exc:
+        raise MlciError(f"cannot load candidate {run['model_uri']}: {_first_line(exc)}") from None
+    try:
+        cand = M.predict(cfg.task, model, x, y)
+    except Exception as exc:
+        raise MlciError(f"candidate cannot score {cfg.data.golden}: {_first_line(exc)}") from None
+    cand_metrics = M.metrics_of(cfg.task, cand)
+
+    base = resolve_baseline(cfg, out_dir, baseline, client, run["model_version"], golden_hash_s)
+    comparison = None
+    champ_pr = None
+    notes: list[str] = []
+    if "model_uri" in base:
+        try:
+            champ_pr = M.predict(cfg.task, _load_model(base["model_uri"]), x, y, cand.classes)
+        except Exception as exc:  # noqa: BLE001 - schema change etc.: floors decide alone
+            notes.append(f"champion could not score the golden set: {_first_line(exc)}")
+            base = {"kind": "none", "label": f"none ({base['label']} failed to score)"}
+    elif "record" in base:
+        rec = base["record"]
+        if base["same_rows"]:
+            y_true = cand.y_true if cfg.task == "classification" else np.asarray(y, dtype=float)
+            champ_pr = M.from_json(rec["predictions"], y_true)
+            if cfg.task == "classification" and rec["predictions"].get("classes") != cand.classes:
+                notes.append("baseline classes differ; compared on metrics only")
+                champ_pr = None
+        else:
+            notes.append("golden set changed since the baseline record: no confidence intervals")
+        if champ_pr is None:
+            comparison = _compare(cand_metrics, rec.get("metrics", {}), {})
+    if champ_pr is not None:
+        champ_metrics = M.metrics_of(cfg.task, champ_pr)
+        cis = M.paired_bootstrap(cfg.task, cand, champ_pr, cfg.gate.bootstrap,
+                                 cfg.gate.confidence, seed=cfg.model.seed)
+        comparison = _compare(cand_metrics, champ_metrics, cis)
+    t_metrics = time.perf_counter()
+
+    checks = gate_checks(cfg, cand_metrics, comparison)
+    failed = [c for c in checks if c["passed"] is False]
+    passed = not failed
+    plots = {}
+    if cfg.task == "classification":
+        plots["confusion_matrix"] = "plots/confusion_matrix.png"
+        plot_confusion(cand, out_dir / plots["confusion_matrix"],
+                       f"{cfg.name} v{run['model_version']} on golden")
+    result = {
+        "schema": SCHEMA,
+        "verdict": "pass" if passed else "fail",
+        "model": {"name": cfg.name, "version": run["model_version"], "run_id": run["run_id"],
+                  "uri": run["model_uri"]},
+        "task": cfg.task,
+        "golden": {"path": cfg.data.golden, "hash": golden_hash_s, "rows": int(len(y))},
+        "metrics": cand_metrics,
+        "baseline": {k: v for k, v in base.items() if k not in ("record",)},
+        "comparison": comparison,
+        "confidence": cfg.gate.confidence,
+        "bootstrap": cfg.gate.bootstrap,
+        "checks": checks,
+        "failed": [c["check"] for c in failed],
+        "notes": notes,
+        "per_class": M.per_class(cand) if cfg.task == "classification" else None,
+        "confusion_matrix": M.confusion(cand).tolist() if cfg.task == "classification" else None,
+        "classes": [M._jsonable(c) for c in cand.classes] if cand.classes else None,
+        "plots": plots,
+    }
+    baseline_record = {
+        "schema": BASELINE_SCHEMA, "model_name": cfg.name,
+        "model_version": run["model_version"], "golden_hash": golden_hash_s,
+        "metrics": cand_metrics,
+        "predictions": {**cand.to_json(),
+                        "classes": [M._jsonable(c) for c in cand.classes] if cand.classes
+                        else None},
+    }
+    text = dumps_json(result)
+    digest = "sha256:" + sha256_text(text)
+    _record_in_registry(client, cfg.name, run, result, text, digest)
+    atomic_write_json(out_dir / "baseline.json", baseline_record)
+    atomic_write_json(out_dir / "metrics.json", {k: v for k, v in cand_metrics.items()})
+    result["seconds"] = {"load": round(t_load - t0, 3), "metrics": round(t_metrics - t_load, 3),
+                         "total": round(time.perf_counter() - t0, 3)}
+    (out_dir / "evaluation.json").parent.mkdir(parents=True, exist_ok=True)
+    from mlci.io import atomic_write_text
+
+    atomic_write_text(out_dir / "evaluation.json", text)
+    return result
+
+
+def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str, Any],
+                        text: str, digest: str) -> None:
+    """The promotion gate reads this evidence back from the registry, not from local files."""
+    import tempfile
+
+    run_id, version = run["run_id"], run["model_version"]
+    for k, v in result["metrics"].items():
+        if v is not None:
+            client.log_metric(run_id, f"golden_{k}", v)
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "evaluation.json"
+        p.write_text(text, encoding="utf-8")
+        client.log_artifact(run_id, str(p), artifact_path="mlci")
+    tags = {
+        TAG + "gate.passed": "true" if result["verdict"] == "pass" else "false",
+        TAG + "evaluation.digest": digest,
+        TAG + "evaluation.baseline": result["baseline"].get("label", ""),
+        TAG + "evaluation.champion_version": str(result["baseline"].get("version") or ""),
+        TAG + "golden.hash": result["golden"]["hash"],
+    }
+    for k, v in tags.items():
+        client.set_model_version_tag(name, version, k, v)

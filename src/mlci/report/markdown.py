@@ -1,0 +1,209 @@
+"""Build `report.md` from validation.json, run.json and evaluation.json.
+
+The first line is the verdict. It reads well where images are not hosted (the confusion
+matrix is also a text table) and stays under GitHub's 65,536-character comment limit.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from mlci.io import read_json
+
+ICON = {"pass": "✅", "fail": "❌"}
+
+
+def _load(out_dir: Path, name: str) -> dict[str, Any] | None:
+    p = out_dir / name
+    return read_json(p) if p.is_file() else None
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _signed(v: float | None) -> str:
+    return "–" if v is None else f"{v:+.4f}"
+
+
+def _esc(s: Any) -> str:
+    return str(s).replace("|", "\\|").replace("\n", " ")
+
+
+def verdict_of(validation, run, evaluation) -> tuple[str, str]:
+    if validation is not None and not validation.get("success"):
+        n = sum(1 for d in validation["datasets"].values() for r in d["results"]
+                if not r["success"])
+        return "fail", f"data validation failed ({n} expectation(s))"
+    if evaluation is None:
+        return "fail", "no evaluation (training did not complete)" if run is None else \
+            "model was not evaluated"
+    if evaluation["verdict"] != "pass":
+        return "fail", "gate failed: " + "; ".join(evaluation["failed"])
+    return "pass", "gate passed"
+
+
+def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | None = None,
+          list_limit: int = 50) -> str:
+    validation = _load(out_dir, "validation.json")
+    run = _load(out_dir, "run.json")
+    evaluation = _load(out_dir, "evaluation.json")
+    if run and evaluation and evaluation["model"]["run_id"] != run["run_id"]:
+        evaluation = None  # stale: from an earlier run
+    while True:
+        text = _render(name, validation, run, evaluation, title, list_limit)
+        if len(text) <= max_chars or list_limit <= 3:
+            break
+        list_limit //= 2
+    if len(text) > max_chars:
+        note = "\n\n_…report truncated to fit the comment size limit._\n"
+        text = text[: max_chars - len(note)] + note
+    return text
+
+
+def _render(name, validation, run, evaluation, title, limit) -> str:
+    verdict, why = verdict_of(validation, run, evaluation)
+    version = run["model_version"] if run else None
+    head = title or f"mlci: {name}" + (f" v{version}" if version else "")
+    out = [f"## {ICON[verdict]} {head}: {why}", ""]
+    if evaluation:
+        out.append(f"Baseline: {evaluation['baseline']['label']}. Golden set: "
+                   f"`{evaluation['golden']['path']}` ({evaluation['golden']['rows']} rows).")
+        out.append("")
+    out += _validation_section(validation, limit)
+    if evaluation:
+        out += _metrics_section(evaluation)
+        out += _gate_section(evaluation, limit)
+        out += _per_class_section(evaluation, limit)
+        out += _confusion_section(evaluation)
+    out += _lineage_section(run, validation)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _validation_section(v, limit) -> list[str]:
+    out = ["### Data validation", ""]
+    if v is None:
+        return out + ["_Not run._", ""]
+    out.append("| data | rows | expectations | passed | result |")
+    out.append("|---|---:|---:|---:|---|")
+    for name, d in v["datasets"].items():
+        s = d["statistics"]
+        out.append(f"| {name} `{_esc(d['path'])}` | {d['rows']} | "
+                   f"{s['evaluated_expectations']} | {s['successful_expectations']} | "
+                   f"{'✅' if d['success'] else '❌'} |")
+    failed = [(n, r) for n, d in v["datasets"].items() for r in d["results"] if not r["success"]]
+    if failed:
+        out += ["", "Failed expectations:", "", "| data | expectation | column | unexpected | "
+                "examples / observed |", "|---|---|---|---:|---|"]
+        for n, r in failed[:limit]:
+            ex = r.get("error") or (", ".join(map(str, r["examples"][:5])) if r["examples"]
+                                    else _fmt(r.get("observed_value")))
+            out.append(f"| {n} | `{r['expectation']}` | {_esc(r['column'] or '')} | "
+                       f"{_fmt(r.get('unexpected_count'))} | {_esc(ex)[:200]} |")
+        if len(failed) > limit:
+            out.append(f"| … | {len(failed) - limit} more not shown | | | |")
+    out.append("")
+    return out
+
+
+def _metrics_section(e) -> list[str]:
+    out = ["### Metrics on the golden set", ""]
+    comp = e.get("comparison")
+    pct = int(round(e.get("confidence", 0.95) * 100))
+    if comp:
+        out += [f"| metric | candidate | champion | delta | {pct}% CI of delta |",
+                "|---|---:|---:|---:|---|"]
+        for k, v in e["metrics"].items():
+            c = comp.get(k) or {}
+            ci = c.get("ci")
+            ci_s = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "–"
+            out.append(f"| {k} | {_fmt(v)} | {_fmt(c.get('champion'))} | "
+                       f"{_signed(c.get('delta'))} | {ci_s} |")
+    else:
+        out += ["| metric | candidate |", "|---|---:|"]
+        out += [f"| {k} | {_fmt(v)} |" for k, v in e["metrics"].items()]
+    for n in e.get("notes", []):
+        out += ["", f"_Note: {_esc(n)}_"]
+    out.append("")
+    return out
+
+
+def _gate_section(e, limit) -> list[str]:
+    out = ["### Gate", "", "| check | result | evidence |", "|---|---|---|"]
+    for c in e["checks"][:limit]:
+        mark = {True: "✅ pass", False: "❌ fail", None: "➖ n/a"}[c["passed"]]
+        if c["kind"] in ("floor", "ceiling"):
+            ev = f"value {_fmt(c['value'])}"
+        else:
+            ev = c.get("reason") or (f"worse by {_fmt(c['worse_by'])} "
+                                     f"(candidate {_fmt(c['candidate'])}, "
+                                     f"champion {_fmt(c['champion'])})")
+        out.append(f"| {_esc(c['check'])} | {mark} | {_esc(ev)} |")
+    if not e["checks"]:
+        out.append("| (no checks configured) | ➖ | |")
+    out.append("")
+    return out
+
+
+def _per_class_section(e, limit) -> list[str]:
+    rows = e.get("per_class")
+    if not rows:
+        return []
+    out = ["<details><summary>Per-class metrics</summary>", "",
+           "| class | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+    for r in rows[:limit]:
+        out.append(f"| {_esc(r['class'])} | {r['precision']:.4f} | {r['recall']:.4f} | "
+                   f"{r['f1']:.4f} | {r['support']} |")
+    if len(rows) > limit:
+        out.append(f"| … {len(rows) - limit} more classes not shown | | | | |")
+    return out + ["", "</details>", ""]
+
+
+def _confusion_section(e) -> list[str]:
+    cm, classes = e.get("confusion_matrix"), e.get("classes")
+    if not cm or not classes or len(classes) > 30:
+        return []
+    out = ["### Confusion matrix", ""]
+    if e.get("plots", {}).get("confusion_matrix"):
+        out += [f"![confusion matrix]({e['plots']['confusion_matrix']})", ""]
+    out.append("| true \\ predicted | " + " | ".join(_esc(c) for c in classes) + " |")
+    out.append("|---|" + "---:|" * len(classes))
+    for c, row in zip(classes, cm, strict=False):
+        out.append(f"| **{_esc(c)}** | " + " | ".join(str(v) for v in row) + " |")
+    return out + [""]
+
+
+def _lineage_section(run, validation) -> list[str]:
+    out = ["### Lineage", ""]
+    if run is None:
+        return out + ["_No model was trained._", ""]
+    t = run.get("tags", {})
+    rows = [
+        ("model", f"`{run['model_uri']}` (run `{run['run_id']}`)"),
+        ("commit", f"`{t.get('mlci.git.commit', '?')}` on `{t.get('mlci.git.branch', '?')}`"
+                   + (" (dirty tree)" if t.get("mlci.git.dirty") == "true" else "")),
+        ("repository", t.get("mlci.git.repo", "?")),
+        ("trigger", t.get("mlci.trigger", "?")),
+        ("CI run", t.get("mlci.ci.run_url", "local")),
+        ("train data", f"`{t.get('mlci.data.train.path')}` `{t.get('mlci.data.train.hash')}`"),
+        ("golden data", f"`{t.get('mlci.data.golden.path')}` `{t.get('mlci.data.golden.hash')}`"),
+        ("validation", f"{t.get('mlci.validation.success', '?')} "
+                       f"`{t.get('mlci.validation.digest', '–')}`"),
+    ]
+    out += ["| | |", "|---|---|"] + [f"| {k} | {_esc(v)} |" for k, v in rows]
+    return out + [""]
+
+
+def write_step_summary(text: str) -> bool:
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    return True

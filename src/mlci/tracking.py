@@ -1,0 +1,110 @@
+"""Where runs and the registry live, and safe first use of an embedded SQLite store.
+
+Default: `sqlite:///<out>/mlflow.db`. `MLFLOW_TRACKING_URI` or `tracking_uri:` override it.
+Several processes creating a fresh SQLite store at once corrupt it (the schema migrations
+race), so the first use is serialised with a file lock and done once.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlci.errors import MlciError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+    from mlci.config import Config
+
+
+def tracking_uri(cfg: Config | None, out_dir: Path) -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    if cfg is not None and cfg.tracking_uri:
+        return cfg.tracking_uri
+    return f"sqlite:///{(out_dir / 'mlflow.db').resolve()}"
+
+
+def registry_uri(uri: str) -> str:
+    return os.environ.get("MLFLOW_REGISTRY_URI") or uri
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):])
+    return None
+
+
+def init_store(uri: str) -> None:
+    """Create the SQLite schema once, under a lock, before any parallel use."""
+    db = _sqlite_path(uri)
+    if db is None:
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    marker = db.with_name(db.name + ".ready")
+    if marker.exists():
+        return
+    import fcntl
+
+    with open(db.with_name(db.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():
+            return
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        SqlAlchemyStore(uri, (db.parent / "artifacts").resolve().as_uri())
+        marker.write_text("1\n")
+
+
+def client(cfg: Config | None, out_dir: Path) -> MlflowClient:
+    """A client for the configured store; the store is created on first use."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = tracking_uri(cfg, out_dir)
+    init_store(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(registry_uri(uri))
+    c = MlflowClient(tracking_uri=uri, registry_uri=registry_uri(uri))
+    if not _sqlite_path(uri):
+        _check_reachable(c, uri)
+    return c
+
+
+def _check_reachable(c: MlflowClient, uri: str, attempts: int = 3) -> None:
+    """Fail fast with one line when a tracking server is down (bounded retries)."""
+    import requests
+
+    if not uri.startswith(("http://", "https://")):
+        return
+    last = ""
+    for i in range(attempts):
+        try:
+            r = requests.get(uri.rstrip("/") + "/health", timeout=5)
+            if r.status_code < 500:
+                return
+            last = f"HTTP {r.status_code}"
+        except requests.RequestException as exc:
+            last = type(exc).__name__
+        time.sleep(0.5 * (2**i))
+    raise MlciError(f"tracking server {uri} unreachable after {attempts} attempts ({last})")
+
+
+def experiment_id(c: MlflowClient, name: str, out_dir: Path, uri: str) -> str:
+    exp = c.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = None
+    if _sqlite_path(uri):
+        location = (out_dir / "artifacts").resolve().as_uri()
+    try:
+        return c.create_experiment(name, artifact_location=location)
+    except Exception:  # created by a concurrent process in between
+        exp = c.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id

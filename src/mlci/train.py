@@ -1,0 +1,253 @@
+"""Training: build or call the user's model, fit with fixed seeds, log and register in MLflow.
+
+The model version is created last, with its lineage tags, and then gets the `candidate`
+alias: any failure before that leaves the registry as it was.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import random
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci import context
+from mlci.data.hashing import data_hash
+from mlci.data.load import load_xy, read_table, split_xy
+from mlci.errors import MlciError, VerdictFailed
+from mlci.io import atomic_write_json, read_json, sha256_file
+
+if TYPE_CHECKING:
+    from mlci.config import Config
+
+SCHEMA = "mlci.run/1"
+TAG = "mlci."  # prefix of every lineage tag on runs and model versions
+
+
+def check_validation(cfg: Config, out_dir: Path, skip: bool) -> dict[str, Any] | None:
+    path = out_dir / "validation.json"
+    if skip:
+        return read_json(path) if path.is_file() else None
+    if not path.is_file():
+        raise MlciError(f"{path}: no validation record; run `mlci validate` first "
+                        "or pass --skip-validation")
+    report = read_json(path)
+    current = data_hash(cfg.resolve(cfg.data.train))["value"]
+    recorded = report.get("datasets", {}).get("train", {}).get("hash", {}).get("value")
+    if recorded != current:
+        raise MlciError(f"{path}: records other training data than {cfg.data.train}; "
+                        "run `mlci validate` again")
+    if not report.get("success") and cfg.validation.block_training:
+        raise VerdictFailed("refusing to train: data validation failed (see validation.json)")
+    return report
+
+
+def _import_object(spec: str, root: Path, what: str) -> Any:
+    if ":" in spec:
+        mod_name, attr = spec.rsplit(":", 1)
+    else:
+        mod_name, _, attr = spec.rpartition(".")
+    try:
+        if mod_name.endswith(".py"):
+            path = (root / mod_name).resolve()
+            if not path.is_file():
+                raise MlciError(f"{what} {spec!r}: file {mod_name} not found")
+            sys.path.insert(0, str(path.parent))
+            try:
+                mspec = importlib.util.spec_from_file_location(f"mlci_user_{path.stem}", path)
+                module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
+                mspec.loader.exec_module(module)  # type: ignore[union-attr]
+            finally:
+                sys.path.remove(str(path.parent))
+        else:
+            sys.path.insert(0, str(root.resolve()))
+            try:
+                module = importlib.import_module(mod_name)
+            finally:
+                sys.path.remove(str(root.resolve()))
+        return getattr(module, attr)
+    except MlciError:
+        raise
+    except Exception as exc:  # ImportError, AttributeError, errors at import time
+        raise MlciError(f"{what} {spec!r} does not import: {type(exc).__name__}: "
+                        f"{_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return s.splitlines()[0] if s else type(exc).__name__
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def build_and_fit(cfg: Config, x, y) -> Any:
+    seed_everything(cfg.model.seed)
+    root = cfg.root
+    if cfg.model.estimator:
+        cls = _import_object(cfg.model.estimator, root, "model.estimator")
+        params = dict(cfg.model.params)
+        try:
+            sig = inspect.signature(cls)
+            if "random_state" in sig.parameters and "random_state" not in params:
+                params["random_state"] = cfg.model.seed
+        except (TypeError, ValueError):
+            pass
+        try:
+            est = cls(**params)
+        except Exception as exc:
+            raise MlciError(f"model.params: {cfg.model.estimator} rejected them: "
+                            f"{_first_line(exc)}") from None
+        try:
+            est.fit(x, y)
+        except Exception as exc:
+            raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
+                            f"{_first_line(exc)}") from None
+        return est
+    fn = _import_object(cfg.model.entrypoint or "", root, "model.entrypoint")
+    kwargs: dict[str, Any] = {}
+    try:
+        sig = inspect.signature(fn)
+        if "params" in sig.parameters:
+            kwargs["params"] = dict(cfg.model.params)
+        if "seed" in sig.parameters:
+            kwargs["seed"] = cfg.model.seed
+    except (TypeError, ValueError):
+        pass
+    try:
+        est = fn(x, y, **kwargs)
+    except Exception as exc:
+        raise MlciError(f"entrypoint {cfg.model.entrypoint} raised {type(exc).__name__}: "
+                        f"{_first_line(exc)}") from None
+    if not hasattr(est, "predict"):
+        raise MlciError(f"entrypoint {cfg.model.entrypoint} returned {type(est).__name__}, "
+                        "not a fitted estimator with predict()")
+    return est
+
+
+def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
+    params: dict[str, Any] = {}
+    if hasattr(est, "get_params"):
+        try:
+            params = {k: v for k, v in est.get_params(deep=False).items()
+                      if isinstance(v, (int, float, str, bool, type(None)))}
+        except Exception:  # noqa: BLE001 - custom estimators may not support it
+            params = {}
+    params.update(configured)
+    return {k: str(v)[:500] for k, v in params.items()}
+
+
+def _pip_requirements() -> list[str]:
+    """Explicit requirements: inferring them costs seconds in a subprocess."""
+    from importlib.metadata import version
+
+    reqs = []
+    for dist in ("scikit-learn", "numpy", "pandas", "cloudpickle"):
+        try:
+            reqs.append(f"{dist}=={version(dist)}")
+        except Exception:  # noqa: BLE001
+            pass
+    return reqs
+
+
+def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) -> dict[str, str]:
+    tags = {TAG + k: v for k, v in context.git_info(cfg.root).items()}
+    tags[TAG + "trigger"] = context.trigger()
+    tags[TAG + "actor"] = context.actor()
+    url = context.ci_run_url()
+    if url:
+        tags[TAG + "ci.run_url"] = url
+    for key in ("train", "golden"):
+        h = data_hash(cfg.resolve(getattr(cfg.data, key)))
+        tags[f"{TAG}data.{key}.path"] = getattr(cfg.data, key)
+        tags[f"{TAG}data.{key}.hash"] = f"{h['algo']}:{h['value']}"
+    vpath = out_dir / "validation.json"
+    if validation is not None and vpath.is_file():
+        tags[TAG + "validation.digest"] = "sha256:" + sha256_file(vpath)
+        tags[TAG + "validation.success"] = str(bool(validation.get("success"))).lower()
+    else:
+        tags[TAG + "validation.success"] = "skipped"
+    tags[TAG + "config.digest"] = "sha256:" + sha256_file(cfg.path)
+    return tags
+
+
+def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    validation = check_validation(cfg, out_dir, skip_validation)
+    train_path = cfg.resolve(cfg.data.train)
+    df = read_table(train_path, cfg.data.train)
+    x, y = split_xy(df, cfg, cfg.data.train)
+    load_xy(cfg, "golden")  # fail now, before anything is logged, if golden is unusable
+    t_fit = time.perf_counter()
+    est = build_and_fit(cfg, x, y)
+    fit_seconds = time.perf_counter() - t_fit
+
+    from mlci.metrics import point_metrics
+
+    train_metrics = point_metrics(cfg.task, y, est, x)
+    tags = lineage_tags(cfg, validation, out_dir)
+
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from mlci import tracking
+
+    client = tracking.client(cfg, out_dir)
+    uri = tracking.tracking_uri(cfg, out_dir)
+    exp_id = tracking.experiment_id(client, cfg.name, out_dir, uri)
+    t_log = time.perf_counter()
+    with mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+        run_id = run.info.run_id
+        mlflow.log_params(_flat_params(est, cfg.model.params))
+        mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
+        dataset = mlflow.data.from_pandas(df, source=str(cfg.data.train), name="train",
+                                          targets=cfg.data.target)
+        mlflow.log_input(dataset, context="training")
+        if validation is not None:
+            mlflow.log_artifact(str(out_dir / "validation.json"), artifact_path="mlci")
+        example = x.head(5)
+        signature = infer_signature(example, est.predict(example))
+        import mlflow.sklearn
+
+        info = mlflow.sklearn.log_model(
+            est, name="model", signature=signature, input_example=example,
+            pip_requirements=_pip_requirements(), serialization_format="cloudpickle",
+        )
+        mlflow.set_tag(TAG + "dataset.digest", dataset.digest)
+    # Register only after the run finished cleanly: a failed run leaves no version behind.
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(cfg.name)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    version_tags = dict(tags)
+    version_tags[TAG + "dataset.digest"] = dataset.digest
+    mv = client.create_model_version(cfg.name, source=info.model_uri, run_id=run_id,
+                                     tags=version_tags)
+    client.set_registered_model_alias(cfg.name, "candidate", mv.version)
+    record = {
+        "schema": SCHEMA,
+        "run_id": run_id,
+        "experiment_id": exp_id,
+        "tracking_uri": uri,
+        "model_name": cfg.name,
+        "model_version": str(mv.version),
+        "model_uri": f"models:/{cfg.name}/{mv.version}",
+        "artifact_uri": info.model_uri,
+        "train_metrics": train_metrics,
+        "tags": version_tags,
+        "seconds": {"fit": round(fit_seconds, 3), "log": round(time.perf_counter() - t_log, 3),
+                    "total": round(time.perf_counter() - t0, 3)},
+    }
+    atomic_write_json(out_dir / "run.json", record)
+    return record
