@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Set up a venv, install mlci, and run the code-trigger pipeline on the Iris example.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${MLCI_VENV:-.venv}"
+PY="${PYTHON:-python3}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -c scripts/constraints.txt -e .
+cd examples/iris
+code=0
+"../../$VENV/bin/mlci" run || code=$?
+echo
+echo "report:     examples/iris/.mlci/report.md"
+echo "data docs:  examples/iris/.mlci/data-docs/index.html"
+echo "registry:   sqlite:///$(pwd)/.mlci/mlflow.db  (mlflow ui --backend-store-uri ...)"
+exit "$code"
