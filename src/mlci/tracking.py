@@ -60,10 +60,21 @@ def init_store(uri: str) -> None:
         marker.write_text("1\n")
 
 
+def quiet_mlflow() -> None:
+    """MLflow logs store migrations and a pickle advisory at INFO/WARNING on every run."""
+    import logging
+
+    if not os.environ.get("MLCI_DEBUG"):
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def client(cfg: Config | None, out_dir: Path) -> MlflowClient:
     """A client for the configured store; the store is created on first use."""
     import mlflow
     from mlflow import MlflowClient
+
+    quiet_mlflow()
 
     uri = tracking_uri(cfg, out_dir)
     init_store(uri)

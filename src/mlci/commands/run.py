@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from mlci.commands._options import common, json_option
-from mlci.errors import EXIT_VERDICT, MlciError, VerdictFailed
+from mlci.errors import EXIT_VERDICT, VerdictFailed
 
 
 @click.command("run")
@@ -31,13 +31,10 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
     cfg = load_config(config_path)
     timings: dict[str, float] = {}
     code = 0
-    error: MlciError | None = None
     t = time.perf_counter()
     from mlci.data.validate import validate
 
     report = validate(cfg, out_dir, docs=not no_docs)
-    for stale in ("run.json", "evaluation.json"):  # earlier results must not leak into the report
-        (out_dir / stale).unlink(missing_ok=True)
     timings["validate"] = time.perf_counter() - t
     if not as_json:
         print_table(report)
@@ -63,19 +60,16 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
         except VerdictFailed as exc:
             click.echo(f"mlci: {exc.message}", err=True)
             code = EXIT_VERDICT
-        except MlciError as exc:
-            error = exc
+    # A usage or input error (exit 2) propagates before this point: the previous report stays.
     t = time.perf_counter()
     path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
     timings["report"] = time.perf_counter() - t
     if as_json:
         import json
 
-        click.echo(json.dumps({"exit_code": code if error is None else error.exit_code,
+        click.echo(json.dumps({"exit_code": code,
                                "report": path, "verdict": first,
                                "seconds": {k: round(v, 3) for k, v in timings.items()}}))
     else:
         click.echo(f"{first}\nwrote {path}")
-    if error is not None:
-        raise error
     return code

@@ -49,13 +49,25 @@ def verdict_of(validation, run, evaluation) -> tuple[str, str]:
     return "pass", "gate passed"
 
 
+def current_records(out_dir: Path, validation, run, evaluation):
+    """Drop records left by an earlier pipeline run so the report never mixes runs."""
+    from mlci.io import sha256_file
+
+    if run is not None and validation is not None:
+        recorded = run.get("tags", {}).get("mlci.validation.digest")
+        if recorded and recorded != "sha256:" + sha256_file(out_dir / "validation.json"):
+            run = None
+    if evaluation is not None and (run is None or evaluation["model"]["run_id"] != run["run_id"]):
+        evaluation = None
+    return run, evaluation
+
+
 def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | None = None,
           list_limit: int = 50) -> str:
     validation = _load(out_dir, "validation.json")
     run = _load(out_dir, "run.json")
     evaluation = _load(out_dir, "evaluation.json")
-    if run and evaluation and evaluation["model"]["run_id"] != run["run_id"]:
-        evaluation = None  # stale: from an earlier run
+    run, evaluation = current_records(out_dir, validation, run, evaluation)
     while True:
         text = _render(name, validation, run, evaluation, title, list_limit)
         if len(text) <= max_chars or list_limit <= 3:

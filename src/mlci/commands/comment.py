@@ -1,0 +1,165 @@
+"""`mlci comment`: post report.md as one sticky comment on the pull request (or commit).
+
+Posters: `github` (built in, REST API), `cml` (`cml comment update`, needs `cml` on PATH),
+`summary` (job summary only). The pull request comes from the event file GitHub writes
+(`GITHUB_EVENT_PATH`); with no pull request the report goes to the job summary only, unless
+`--target commit`. A token that may not write (a fork's pull request) is not an error: the
+report goes to the job summary and a warning is printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlci.commands._options import json_option, out_option
+from mlci.errors import EXIT_INTERNAL, MlciError
+
+
+class PostFailed(MlciError):
+    """The comment service failed after retries: exit 3, one line."""
+
+    exit_code = EXIT_INTERNAL
+
+
+def event_pr(event_path: str | None) -> int | None:
+    """The pull request number of the triggering event, if any."""
+    if not event_path or not Path(event_path).is_file():
+        return None
+    try:
+        ev: dict[str, Any] = json.loads(Path(event_path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    pr = ev.get("pull_request")
+    if isinstance(pr, dict) and isinstance(pr.get("number"), int):
+        return pr["number"]
+    issue = ev.get("issue")
+    if isinstance(issue, dict) and issue.get("pull_request") and isinstance(issue.get("number"),
+                                                                              int):
+        return issue["number"]
+    return None
+
+
+def to_summary(text: str) -> bool:
+    """Append to the job summary unless the same report is already there."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return False
+    p = Path(path)
+    if p.is_file() and text.strip() and text.strip() in p.read_text(encoding="utf-8",
+                                                                     errors="replace"):
+        return True
+    with p.open("a", encoding="utf-8") as fh:
+        fh.write(text + "\n")
+    return True
+
+
+def default_title() -> str:
+    workflow = os.environ.get("GITHUB_WORKFLOW", "").strip()
+    return f"mlci report · {workflow}" if workflow else "mlci report"
+
+
+@click.command("comment")
+@out_option
+@json_option
+@click.option("--body", "body_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="MLCI_BODY", help="Markdown to post (default <out>/report.md; env MLCI_BODY).")
+@click.option("--poster", type=click.Choice(["github", "cml", "summary"]), default="github",
+              show_default=True, envvar="MLCI_POSTER",
+              help="github: REST API; cml: `cml comment update`; summary: job summary only.")
+@click.option("--target", type=click.Choice(["auto", "pr", "commit", "summary"]), default="auto",
+              show_default=True, envvar="MLCI_TARGET",
+              help="auto: the event's pull request, else the job summary (env MLCI_TARGET).")
+@click.option("--pr", "pr_number", type=click.IntRange(min=1), envvar="MLCI_PR",
+              help="Pull request number (default: from GITHUB_EVENT_PATH; env MLCI_PR).")
+@click.option("--sha", envvar=["MLCI_SHA", "GITHUB_SHA"],
+              help="Commit for --target commit (default GITHUB_SHA).")
+@click.option("--repo", envvar=["MLCI_REPO", "GITHUB_REPOSITORY"],
+              help="owner/name (default GITHUB_REPOSITORY).")
+@click.option("--api-url", envvar=["MLCI_API_URL", "GITHUB_API_URL"],
+              default="https://api.github.com", show_default=True,
+              help="REST API root (default GITHUB_API_URL).")
+@click.option("--title", envvar="MLCI_TITLE",
+              help="Names the sticky comment (marker / CML watermark); default names the workflow.")
+@click.option("--publish-images", is_flag=True, envvar="MLCI_PUBLISH_IMAGES",
+              help="cml only: upload local images to CML's public host (default: --no-publish).")
+def command(out_dir: Path, as_json: bool, body_path: Path | None, poster: str, target: str,
+            pr_number: int | None, sha: str | None, repo: str | None, api_url: str,
+            title: str | None, publish_images: bool) -> int:
+    """Post or update the report as one sticky comment. The token comes from the environment
+    (MLCI_GITHUB_TOKEN, else GITHUB_TOKEN) and is never printed."""
+    body_path = body_path or out_dir / "report.md"
+    if not body_path.is_file():
+        raise MlciError(f"no report at {body_path}: run `mlci report` first")
+    text = body_path.read_text(encoding="utf-8")
+    title = (title or "").strip() or default_title()
+    pr = pr_number or event_pr(os.environ.get("GITHUB_EVENT_PATH"))
+
+    where = _where(target, poster, pr, sha)
+    result: dict[str, Any] = {"poster": poster, "target": where, "url": "", "action": "none"}
+    if where == "summary":
+        result["action"] = "summary" if to_summary(text) else "none"
+        if target == "auto" and poster != "summary":
+            click.echo("no pull request in this event: the report is in the job summary", err=True)
+        return _done(result, as_json)
+
+    token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN") or ""
+    target_pr = pr if where == "pr" else None
+    target_sha = sha if where == "commit" else None
+    if poster == "cml":
+        from mlci.report import cml
+
+        try:
+            result["url"] = cml.post(body_path, pr=target_pr, sha=target_sha, title=title,
+                                     publish=publish_images, token=token)
+        except cml.CmlError as exc:
+            raise PostFailed(str(exc)) from None
+        result["action"] = "updated"
+        return _done(result, as_json)
+
+    from mlci.report import github
+
+    if not repo:
+        raise MlciError("no repository: set GITHUB_REPOSITORY or --repo owner/name")
+    if not token:
+        raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
+    gh = github.GitHub(api_url=api_url, repo=repo, token=token,
+                       max_wait=float(os.environ.get("MLCI_COMMENT_MAX_WAIT", "60")))
+    try:
+        posted = github.post_sticky(gh, text, title, pr=target_pr, sha=target_sha)
+    except github.ReadOnlyToken as exc:
+        click.echo(f"::warning title=mlci comment::the token cannot comment ({exc}); "
+                   "the report is in the job summary", err=True)
+        result["action"] = "summary" if to_summary(text) else "none"
+        result["target"] = "summary"
+        return _done(result, as_json)
+    except github.GitHubError as exc:
+        raise PostFailed(str(exc)) from None
+    result.update(url=posted.url, action=posted.action)
+    return _done(result, as_json)
+
+
+def _where(target: str, poster: str, pr: int | None, sha: str | None) -> str:
+    if poster == "summary" or target == "summary":
+        return "summary"
+    if target == "commit":
+        if not sha:
+            raise MlciError("--target commit needs a commit: set GITHUB_SHA or --sha")
+        return "commit"
+    if target == "pr" and pr is None:
+        raise MlciError("--target pr needs a pull request: none in the event, pass --pr N")
+    return "pr" if pr is not None else "summary"
+
+
+def _done(result: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        click.echo(json.dumps(result))
+    elif result["url"]:
+        click.echo(f"{result['action']} {result['url']}")
+    else:
+        click.echo(f"report: {result['action']} ({result['target']})")
+    return 0
