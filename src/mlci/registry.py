@@ -1,0 +1,508 @@
+"""The registry gate: move an MLflow alias only on recorded evidence, one writer at a time.
+
+MLflow has no conditional alias update, so a move is a compare-and-set built from parts the
+registry does have:
+
+1. read the alias (the *observed* version) and decide on the evidence, outside any lock
+   (deciding may re-score the golden set, which takes a second or two);
+2. take the model's registry lock: a registered model named `mlci-lock.<name>` that only one
+   client can create (the store's unique constraint on names answers RESOURCE_ALREADY_EXISTS
+   to every other), with a lease so a crashed holder does not block forever;
+3. re-read the alias: if it moved since step 1, release and start again from step 1 against
+   the new value (a loser re-checks against the new champion, or is refused);
+4. set the alias (retrying the store's unique-constraint error on a first-ever set), re-read
+   it, append the audit event, release the lock.
+
+A refusal is recorded too. Nothing is written before the version, the alias and the evidence
+have been checked, and a refused or failed attempt never moves an alias.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci import audit, context
+from mlci.errors import MlciError, VerdictFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from mlflow import MlflowClient
+
+    from mlci.config import Config
+
+ALIASES = ("staging", "champion")
+ROLLBACK_ALIAS = "champion"
+LOCK_PREFIX = "mlci-lock."
+TAG = "mlci."
+EVIDENCE_TAGS = (
+    "validation.success", "validation.digest", "gate.passed", "evaluation.digest",
+    "evaluation.champion_version", "evaluation.baseline", "golden.hash", "data.train.hash",
+    "data.golden.hash", "git.commit", "config.digest",
+)
+MAX_ATTEMPTS = 5
+
+
+class Refused(VerdictFailed):
+    """The gate said no (exit 1); `result` is what `--json` prints."""
+
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+# ---------------------------------------------------------------- small registry reads
+
+
+def check_alias(alias: str, allowed: tuple[str, ...] = ALIASES) -> str:
+    if alias in allowed:
+        return alias
+    close = [a for a in allowed if a.lower() == alias.strip().lower()]
+    hint = f"; aliases are case-sensitive, did you mean {close[0]!r}?" if close else ""
+    raise MlciError(f"alias {alias!r} is not one of {', '.join(allowed)}{hint}")
+
+
+def _code(exc: Exception) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def _first_line(exc: BaseException) -> str:
+    s = str(exc).strip()
+    return s.splitlines()[0] if s else type(exc).__name__
+
+
+def require_model(client: MlflowClient, name: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in _code(exc):
+            raise MlciError(f"registered model {name!r} not found in the registry") from None
+        raise
+
+
+def get_version(client: MlflowClient, name: str, version: str):
+    from mlflow.exceptions import MlflowException
+
+    if not str(version).isdigit():
+        raise MlciError(f"version {version!r} is not a version number")
+    try:
+        return client.get_model_version(name, str(int(version)))
+    except MlflowException as exc:
+        if "RESOURCE_DOES_NOT_EXIST" in _code(exc):
+            raise MlciError(f"model version {name}/{version} not found") from None
+        raise
+
+
+def current(client: MlflowClient, name: str, alias: str) -> str | None:
+    """The version an alias points at, or None. (Search results may omit aliases; this
+    asks the registry for the alias directly.)"""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in _code(exc):
+            return None
+        raise
+
+
+def approver() -> str:
+    """Who approved: MLCI_APPROVER, else the reviewer in the GitHub event, else the actor."""
+    env = os.environ.get("MLCI_APPROVER")
+    if env:
+        return env
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if path:
+        try:
+            ev = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            ev = {}
+        for keys in (("review", "user", "login"), ("approver", "login"),
+                     ("deployment_review", "approver", "login")):
+            v: Any = ev
+            for k in keys:
+                v = v.get(k) if isinstance(v, dict) else None
+            if isinstance(v, str) and v:
+                return v
+    return os.environ.get("GITHUB_ACTOR") or context.actor()
+
+
+# ---------------------------------------------------------------- the registry lock
+
+
+@dataclass
+class RegistryLock:
+    """A lease held as a registered model only one client can create."""
+
+    client: Any
+    name: str
+    ttl: float = 120.0
+    wait: float = 120.0
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    @property
+    def lock_name(self) -> str:
+        return LOCK_PREFIX + self.name
+
+    def acquire(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        deadline = time.monotonic() + self.wait
+        delay = 0.05
+        while True:
+            try:
+                self.client.create_registered_model(
+                    self.lock_name,
+                    tags={"mlci.lock.token": self.token,
+                          "mlci.lock.expires": f"{time.time() + self.ttl:.3f}",
+                          "mlci.lock.holder": f"{context.actor()}@{socket.gethostname()}:"
+                                              f"{os.getpid()}"},
+                    description=f"mlci registry lock for {self.name}; deleted when released",
+                )
+                return
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in _code(exc):
+                    raise
+            self._break_if_stale()
+            if time.monotonic() > deadline:
+                raise MlciError(f"registry lock {self.lock_name} still held after "
+                                f"{self.wait:.0f}s; another promotion is running")
+            time.sleep(delay * (0.5 + uuid.uuid4().int % 1000 / 1000))
+            delay = min(delay * 2, 1.0)
+
+    def _break_if_stale(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(self.lock_name).tags
+        except MlflowException:
+            return  # released in between
+        try:
+            expires = float(tags.get("mlci.lock.expires", "0"))
+        except ValueError:
+            expires = 0.0
+        if expires < time.time():
+            with suppress(MlflowException):
+                self.client.delete_registered_model(self.lock_name)
+
+    def release(self) -> None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            tags = self.client.get_registered_model(self.lock_name).tags
+            if tags.get("mlci.lock.token") == self.token:
+                self.client.delete_registered_model(self.lock_name)
+        except MlflowException:
+            pass
+
+
+@contextmanager
+def locked(client: MlflowClient, name: str) -> Iterator[None]:
+    lock = RegistryLock(client, name)
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """Set and confirm; retry the unique-constraint error two first-time setters can hit."""
+    from mlflow.exceptions import MlflowException
+
+    for attempt in range(5):
+        try:
+            client.set_registered_model_alias(name, alias, version)
+        except MlflowException as exc:
+            msg = str(exc)
+            if attempt < 4 and ("UNIQUE" in msg or "IntegrityError" in msg
+                                or "TEMPORARILY_UNAVAILABLE" in _code(exc)):
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            raise
+        if current(client, name, alias) == str(version):
+            return
+    raise MlciError(f"alias {name}@{alias} did not stay on version {version}: "
+                    "something moved it outside mlci")
+
+
+# ---------------------------------------------------------------- the gate
+
+
+def evidence(mv) -> dict[str, str]:
+    tags = mv.tags or {}
+    return {k: tags[TAG + k] for k in EVIDENCE_TAGS if TAG + k in tags}
+
+
+@dataclass
+class Decision:
+    checks: list[dict[str, Any]]
+    reevaluation: dict[str, Any] | None = None
+
+    @property
+    def failed(self) -> list[str]:
+        return [c["check"] for c in self.checks if c["passed"] is not True]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _c(check: str, passed: bool | None, **kw: Any) -> dict[str, Any]:
+    return {"check": check, "passed": passed, **kw}
+
+
+def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
+           champion: str | None) -> Decision:
+    """What the recorded evidence says about moving `alias` to `mv`."""
+    ev = evidence(mv)
+    v = str(mv.version)
+    checks: list[dict[str, Any]] = []
+    if "validation.success" not in ev and "gate.passed" not in ev:
+        checks.append(_c("evidence recorded", False,
+                         reason=f"{name}/{v} has no mlci evidence (not trained and evaluated "
+                                "by mlci)"))
+        return Decision(checks)
+    vs = ev.get("validation.success")
+    checks.append(_c("data validation passed", vs == "true", value=vs or "missing"))
+    gp = ev.get("gate.passed")
+    checks.append(_c("evaluation gate passed", gp == "true",
+                     value=gp or "missing (not evaluated)"))
+    if alias != "champion" or champion is None or champion == v or gp != "true":
+        return Decision(checks)
+    checks.append(_c(f"not older than champion {champion}", int(v) > int(champion),
+                     reason="use `mlci rollback` to go back to an older version"
+                     if int(v) < int(champion) else None))
+    if int(v) < int(champion):
+        return Decision(checks)
+    evaluated_against = ev.get("evaluation.champion_version") or ""
+    if evaluated_against == champion:
+        checks.append(_c(f"evaluated against champion {champion}", True))
+        return Decision(checks)
+    if cfg is None:
+        checks.append(_c(f"re-evaluated against champion {champion}", False,
+                         reason="no config to re-score the golden set"))
+        return Decision(checks)
+    re = reevaluate(cfg, client, name, v, champion)
+    for c in re["checks"]:
+        checks.append({**c, "check": f"re-evaluated vs champion {champion}: {c['check']}"})
+    return Decision(checks, re)
+
+
+def reevaluate(cfg: Config, client: MlflowClient, name: str, version: str,
+               champion: str) -> dict[str, Any]:
+    """Score candidate and champion on today's golden set; run the gate's checks."""
+    import mlflow.sklearn
+
+    from mlci import metrics as M
+    from mlci.data.hashing import data_hash
+    from mlci.data.load import load_xy
+    from mlci.evaluate import _compare, gate_checks
+
+    x, y = load_xy(cfg, "golden")
+    h = data_hash(cfg.resolve(cfg.data.golden))
+    models = {}
+    for v in (version, champion):
+        try:
+            models[v] = mlflow.sklearn.load_model(f"models:/{name}/{v}")
+        except Exception as exc:  # noqa: BLE001 - any load failure is one line
+            raise MlciError(f"cannot load {name}/{v} to re-evaluate: {_first_line(exc)}") from None
+    cand = M.predict(cfg.task, models[version], x, y)
+    champ = M.predict(cfg.task, models[champion], x, y, cand.classes)
+    cm, bm = M.metrics_of(cfg.task, cand), M.metrics_of(cfg.task, champ)
+    cis = M.paired_bootstrap(cfg.task, cand, champ, cfg.gate.bootstrap, cfg.gate.confidence,
+                             seed=cfg.model.seed)
+    comparison = _compare(cm, bm, cis)
+    checks = gate_checks(cfg, cm, comparison)
+    return {"champion_version": champion, "golden_hash": f"{h['algo']}:{h['value']}",
+            "metrics": cm, "champion_metrics": bm, "checks": checks}
+
+
+# ---------------------------------------------------------------- moves
+
+
+def _event(action: str, name: str, alias: str, frm: str | None, to: str | None,
+           **kw: Any) -> audit.AuditEvent:
+    from mlci.context import ci_run_url, git_info, trigger
+
+    commit = os.environ.get("GITHUB_SHA") or git_info(Path.cwd()).get("git.commit")
+    return audit.AuditEvent(action=action, model=name, alias=alias, from_version=frm,
+                            to_version=to, actor=context.actor(), approver=approver(),
+                            ci_run_url=ci_run_url(), trigger=trigger(), git_commit=commit, **kw)
+
+
+def _default_version(client: MlflowClient, name: str, out_dir: Path) -> str:
+    run = out_dir / "run.json"
+    if run.is_file():
+        try:
+            rec = json.loads(run.read_text(encoding="utf-8"))
+        except ValueError:
+            rec = {}
+        if rec.get("model_name") == name and rec.get("model_version"):
+            return str(rec["model_version"])
+    v = current(client, name, "candidate")
+    if v is None:
+        raise MlciError(f"no --version given and {name} has no 'candidate' alias "
+                        f"nor {run}")
+    return v
+
+
+def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, *,
+            force: bool = False, reason: str | None = None) -> dict[str, Any]:
+    """Move `alias` of `cfg.name` to a version on its evidence. Raises Refused (exit 1)."""
+    from mlci import tracking
+
+    check_alias(alias)
+    if force and not (reason and reason.strip()):
+        raise MlciError("--force needs --reason \"…\" (it is recorded in the audit trail)")
+    name = cfg.name
+    client = tracking.client(cfg, out_dir)
+    require_model(client, name)
+    v = str(version) if version is not None else _default_version(client, name, out_dir)
+    mv = get_version(client, name, v)
+    v = str(mv.version)
+    uri = tracking.tracking_uri(cfg, out_dir)
+    exp_id = audit.experiment_id(client, name, out_dir, uri)
+    notes: list[str] = []
+    for _attempt in range(MAX_ATTEMPTS):
+        observed = current(client, name, alias)
+        if observed == v:
+            return {"version": v, "alias": alias, "from_version": v, "changed": False,
+                    "checks": [], "notes": notes + [f"{name}@{alias} is already {v}"]}
+        champion = observed if alias == "champion" else current(client, name, "champion")
+        d = decide(cfg, client, name, mv, alias, champion)
+        digest = audit.digest({"version": v, "evidence": evidence(mv),
+                               "reevaluation": d.reevaluation})
+        result = {"version": v, "alias": alias, "from_version": observed, "changed": False,
+                  "checks": d.checks, "failed": d.failed, "evidence_digest": digest,
+                  "notes": notes}
+        if not d.ok and not force:
+            ev = _event("refuse", name, alias, observed, v, reason=reason,
+                        evidence_digest=digest, message="; ".join(d.failed))
+            audit.record(client, exp_id, ev)
+            result["event_id"] = ev.event_id
+            raise Refused(f"refused to move {name}@{alias} to {v}: " + "; ".join(d.failed),
+                          result)
+        with locked(client, name):
+            now = current(client, name, alias)
+            if now != observed:
+                notes.append(f"{name}@{alias} moved from {observed} to {now} while deciding; "
+                             "re-checked")
+                continue
+            set_alias(client, name, alias, v)
+            action = "force" if (force and not d.ok) else "promote"
+            msg = "; ".join(d.failed) if action == "force" else "all checks passed"
+            ev = _event(action, name, alias, observed, v, reason=reason,
+                        evidence_digest=digest, message=msg)
+            audit.record(client, exp_id, ev)
+        result.update(changed=True, event_id=ev.event_id, action=action)
+        return result
+    ev = _event("refuse", name, alias, current(client, name, alias), v, reason=reason,
+                message=f"alias kept moving; gave up after {MAX_ATTEMPTS} attempts")
+    audit.record(client, exp_id, ev)
+    raise Refused(f"refused to move {name}@{alias} to {v}: the alias kept moving "
+                  f"({MAX_ATTEMPTS} attempts)", {"version": v, "alias": alias,
+                                                 "from_version": None, "changed": False,
+                                                 "notes": notes})
+
+
+def champion_stack(events: list[audit.AuditEvent]) -> list[str]:
+    """Replay champion moves: a promotion pushes, a rollback pops back to its target."""
+    stack: list[str] = []
+    for e in events:
+        if e.alias != ROLLBACK_ALIAS or e.action == "refuse" or not e.to_version:
+            continue
+        if not stack and e.from_version:
+            stack.append(e.from_version)
+        if e.action == "rollback":
+            if e.to_version in stack:
+                while stack and stack[-1] != e.to_version:
+                    stack.pop()
+            else:
+                if stack:
+                    stack.pop()
+                stack.append(e.to_version)
+        elif not stack or stack[-1] != e.to_version:
+            stack.append(e.to_version)
+    return stack
+
+
+def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reason: str
+             ) -> dict[str, Any]:
+    """Move champion back to the previous good champion (or `to`); record `rollback_of`."""
+    from mlci import tracking
+
+    if not (reason and reason.strip()):
+        raise MlciError("--reason \"…\" is required (it is recorded in the audit trail)")
+    client = tracking.client(cfg, out_dir)
+    require_model(client, name)
+    if to is not None:
+        get_version(client, name, to)
+    uri = tracking.tracking_uri(cfg, out_dir)
+    exp_id = audit.experiment_id(client, name, out_dir, uri)
+    with locked(client, name):
+        now = current(client, name, ROLLBACK_ALIAS)
+        skipped: list[str] = []
+        if to is not None:
+            target = str(int(to))
+            mv = get_version(client, name, target)
+            if (mv.tags or {}).get(TAG + "gate.passed") != "true":
+                ev = _event("refuse", name, ROLLBACK_ALIAS, now, target, reason=reason,
+                            rollback_of=now, message=f"{name}/{target} did not pass its gate")
+                audit.record(client, exp_id, ev)
+                raise Refused(f"refused to roll {name}@champion back to {target}: it did not "
+                              "pass its gate", {"version": now, "from_version": now,
+                                                "refused": target})
+        else:
+            stack = champion_stack(audit.events(client, exp_id, ROLLBACK_ALIAS))
+            if now in stack:
+                stack = stack[: len(stack) - stack[::-1].index(now) - 1]
+            target = None
+            while stack:
+                cand = stack.pop()
+                if cand == now:
+                    continue
+                try:
+                    mv = client.get_model_version(name, cand)
+                except Exception:  # noqa: BLE001 - deleted version: skip it
+                    skipped.append(f"{cand} (deleted)")
+                    continue
+                if (mv.tags or {}).get(TAG + "gate.passed") == "true":
+                    target = cand
+                    break
+                skipped.append(f"{cand} (gate not passed)")
+            if target is None:
+                raise MlciError(f"no previous good champion of {name} in the audit trail"
+                                + (f" (skipped {', '.join(skipped)})" if skipped else "")
+                                + "; give --to VERSION")
+        if target == now:
+            return {"version": target, "from_version": now, "changed": False,
+                    "notes": [f"{name}@champion is already {target}"]}
+        set_alias(client, name, ROLLBACK_ALIAS, target)
+        ev = _event("rollback", name, ROLLBACK_ALIAS, now, target, reason=reason,
+                    rollback_of=now, evidence_digest=audit.digest(
+                        {"version": target, "evidence": evidence(mv)}),
+                    message="skipped " + ", ".join(skipped) if skipped else None)
+        audit.record(client, exp_id, ev)
+    return {"version": target, "from_version": now, "rollback_of": now, "changed": True,
+            "event_id": ev.event_id, "skipped": skipped}
+
+
+def record_canary(client: MlflowClient, out_dir: Path, uri: str, name: str, decision: str,
+                  from_version: str | None, to_version: str | None, reason: str,
+                  evidence_digest: str | None = None) -> str:
+    """For the canary controller: append its decision (promoted / rolled-back)."""
+    exp_id = audit.experiment_id(client, name, out_dir, uri)
+    ev = _event("canary", name, "champion", from_version, to_version, reason=reason,
+                evidence_digest=evidence_digest, message=decision)
+    return audit.record(client, exp_id, ev)
