@@ -185,7 +185,11 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[
     train_path = cfg.resolve(cfg.data.train)
     df = read_table(train_path, cfg.data.train)
     x, y = split_xy(df, cfg, cfg.data.train)
-    load_xy(cfg, "golden")  # fail now, before anything is logged, if golden is unusable
+    gx, _ = load_xy(cfg, "golden")  # fail now, before anything is logged, if golden is unusable
+    absent = [c for c in x.columns if c not in gx.columns]
+    if absent:
+        raise MlciError(f"{cfg.data.golden}: lacks feature column {absent[0]!r} that "
+                        f"{cfg.data.train} has")
     t_fit = time.perf_counter()
     est = build_and_fit(cfg, x, y)
     fit_seconds = time.perf_counter() - t_fit

@@ -72,4 +72,6 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
                                "seconds": {k: round(v, 3) for k, v in timings.items()}}))
     else:
         click.echo(f"{first}\nwrote {path}")
+    if code:
+        click.echo("mlci: " + first.split(": ", 1)[-1], err=True)
     return code

@@ -1,0 +1,145 @@
+"""Bad input: a distinct exit code, a one-line message, nothing registered, nothing lost.
+
+Each case starts from a project that already has a registered model and a report, so the
+test can also check that no earlier `.mlci/` file is overwritten or left half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import make_project, run_mlci
+
+
+def _edit_csv(rel: str, fn: Callable[[list[str]], list[str]]) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        p = root / rel
+        p.write_text("\n".join(fn(p.read_text().splitlines())) + "\n")
+    return apply
+
+
+def _drop_column(name: str) -> Callable[[list[str]], list[str]]:
+    def fn(lines: list[str]) -> list[str]:
+        i = lines[0].split(",").index(name)
+        return [",".join(c for j, c in enumerate(line.split(",")) if j != i) for line in lines]
+    return fn
+
+
+def _set_cell(row: int, col: int, value: str) -> Callable[[list[str]], list[str]]:
+    def fn(lines: list[str]) -> list[str]:
+        cells = lines[row].split(",")
+        cells[col] = value
+        lines[row] = ",".join(cells)
+        return lines
+    return fn
+
+
+def _write(rel: str, data: bytes) -> Callable[[Path], None]:
+    return lambda root: (root / rel).write_bytes(data)
+
+
+def _config(old: str, new: str) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        p = root / "mlci.yaml"
+        p.write_text(p.read_text().replace(old, new))
+    return apply
+
+
+def _entrypoint_that_raises(root: Path) -> None:
+    (root / "build.py").write_text(
+        "def build(x, y):\n    raise ValueError('learning rate must be positive')\n")
+    _config("  estimator: sklearn.ensemble.RandomForestClassifier\n",
+            "  entrypoint: build.py:build\n")(root)
+
+
+CASES = {
+    # name: (edit, command, exit code, message on stderr)
+    "missing-data-file": (lambda r: (r / "data/train.csv").unlink(), ["run"], 2,
+                          "mlci.yaml: data.train: file not found: data/train.csv"),
+    "empty-csv": (_write("data/train.csv", b""), ["run"], 2, "data/train.csv: file is empty"),
+    "header-only": (_write("data/train.csv",
+                           b"sepal_length,sepal_width,petal_length,petal_width,species\n"),
+                    ["run"], 2, "data/train.csv: header only, no rows"),
+    "target-absent": (_edit_csv("data/train.csv", _drop_column("species")), ["run"], 1,
+                      "data validation failed"),
+    "target-absent-unvalidated": (_edit_csv("data/train.csv", _drop_column("species")),
+                                  ["train", "--skip-validation"], 2,
+                                  "data/train.csv: target column 'species' is absent"),
+    "wrong-type": (_edit_csv("data/train.csv", _set_cell(3, 1, "wide")), ["run"], 1,
+                   "data validation failed"),
+    "wrong-type-unvalidated": (_edit_csv("data/train.csv", _set_cell(3, 1, "wide")),
+                               ["train", "--skip-validation"], 2,
+                               "data/train.csv: column 'sepal_width' has type"),
+    "nan-in-features": (_edit_csv("data/train.csv", _set_cell(5, 2, "")), ["run"], 1,
+                        "data validation failed"),
+    "nan-in-features-unvalidated": (_edit_csv("data/train.csv", _set_cell(5, 2, "")),
+                                    ["train", "--skip-validation"], 2,
+                                    "data/train.csv: column 'petal_length' has 1 missing value(s)"),
+    "extra-column": (_edit_csv("data/train.csv", lambda ls: [ls[0] + ",extra"] +
+                               [line + ",1.0" for line in ls[1:]]), ["run"], 1,
+                     "data validation failed"),
+    "extra-column-unvalidated": (_edit_csv("data/train.csv", lambda ls: [ls[0] + ",extra"] +
+                                           [line + ",1.0" for line in ls[1:]]),
+                                 ["train", "--skip-validation"], 2,
+                                 "data/golden.csv: lacks feature column 'extra'"),
+    "missing-column": (_edit_csv("data/golden.csv", _drop_column("petal_width")), ["run"], 1,
+                       "data validation failed"),
+    "non-utf8": (_write("data/train.csv", b"sepal_length,species\n5.1,\xe9t\xe9\n"), ["run"], 2,
+                 "data/train.csv: not valid UTF-8"),
+    "malformed-config": (_write("mlci.yaml", b"name: iris\ndata: {train: [\n"), ["run"], 2,
+                         "mlci.yaml: malformed YAML"),
+    "estimator-does-not-import": (_config("sklearn.ensemble.RandomForestClassifier",
+                                          "sklearn.ensemble.RandomForrest"), ["run"], 2,
+                                  "model.estimator 'sklearn.ensemble.RandomForrest' does not "
+                                  "import"),
+    "entrypoint-raises": (_entrypoint_that_raises, ["run"], 2,
+                          "entrypoint build.py:build raised ValueError: learning rate must be "
+                          "positive"),
+}
+
+
+@pytest.fixture(scope="module")
+def baseline_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = make_project(tmp_path_factory.mktemp("bad") / "iris")
+    assert run_mlci("run", cwd=root).code == 0
+    return root
+
+
+def _snapshot(out: Path) -> dict[str, str]:
+    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(out.glob("*")) if p.is_file() and p.suffix in (".json", ".md")}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input(case: str, baseline_project: Path, tmp_path: Path) -> None:
+    edit, args, code, message = CASES[case]
+    root = tmp_path / "iris"
+    shutil.copytree(baseline_project, root)
+    before = _snapshot(root / ".mlci")
+    edit(root)
+    r = run_mlci(*args, cwd=root)
+    assert r.code == code, (r.out, r.err)
+    assert "Traceback" not in r.err + r.out
+    err_lines = r.err.strip().splitlines()
+    assert len(err_lines) == 1, r.err
+    assert message in err_lines[0], err_lines[0]
+    with sqlite3.connect(root / ".mlci/mlflow.db") as con:
+        assert con.execute("select count(*) from model_versions").fetchone()[0] == 1
+        assert con.execute("select alias, version from registered_model_aliases").fetchall() == [
+            ("candidate", 1)]
+    after = _snapshot(root / ".mlci")
+    for name in after:  # nothing half-written
+        p = root / ".mlci" / name
+        if name.endswith(".json"):
+            json.loads(p.read_text())
+    assert not list((root / ".mlci").glob(".*.tmp"))
+    if code == 2:  # an input error loses nothing: the earlier records stay as they were
+        for name in ("run.json", "evaluation.json", "report.md", "metrics.json"):
+            assert after[name] == before[name], name
