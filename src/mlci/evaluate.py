@@ -86,6 +86,7 @@ def resolve_baseline(
         base = os.environ.get("GITHUB_BASE_REF")
         if base:
             spec, kind = f"git:origin/{base}", "git"
+            kinds = spec.split(":", 1)
         else:
             return {"kind": "none", "label": "none (no champion yet)"}
     if kind == "none":
