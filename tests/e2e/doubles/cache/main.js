@@ -1,0 +1,13 @@
+// Restore: copy <store>/<key> to `path` when present; report cache-hit.
+const { input, entry, log, fs } = require("./common.js");
+
+const src = entry();
+const dest = input("path");
+const hit = fs.existsSync(src);
+if (hit) {
+  fs.rmSync(dest, { recursive: true, force: true });
+  fs.cpSync(src, dest, { recursive: true, verbatimSymlinks: true });
+}
+fs.appendFileSync(process.env.GITHUB_OUTPUT, `cache-hit=${hit}\n`);
+fs.appendFileSync(process.env.GITHUB_STATE, `hit=${hit}\n`);
+log(`cache restore key=${input("key")} hit=${hit}`);

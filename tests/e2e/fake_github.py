@@ -1,0 +1,166 @@
+"""A small GitHub REST server on 127.0.0.1 for the comment poster's tests.
+
+It speaks the endpoints `mlci comment` calls, with GitHub's shapes: issue comments and commit
+comments (list with `per_page`/`page` and a `Link: rel="next"` header, create, update). Modes
+make it answer like a fork's read-only token (403 "Resource not accessible by integration"),
+like a rate limit (429 with Retry-After, or 403 with X-RateLimit-Remaining: 0), or fail (500).
+Every request is recorded (method, path, query, whether the token matched).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class State:
+    token: str = "ghs_test_token_value"
+    issue_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    commit_comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    read_only: bool = False
+    rate_limited: int = 0          # answer this many requests with a rate limit first
+    rate_limit_kind: str = "429"   # "429" or "403"
+    broken: bool = False
+    next_id: int = 1000
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+
+class FakeGitHub:
+    def __init__(self) -> None:
+        self.state = State()
+        self.lock = threading.Lock()
+        handler = _make_handler(self)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> FakeGitHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add_issue_comment(self, pr: int, body: str, user: str = "someone") -> dict[str, Any]:
+        c = {"id": self.state.new_id(), "body": body, "user": {"login": user}}
+        c["html_url"] = f"https://github.test/o/r/pull/{pr}#issuecomment-{c['id']}"
+        self.state.issue_comments.setdefault(pr, []).append(c)
+        return c
+
+
+def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # keep test output quiet
+            pass
+
+        def _send(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+            raw = json.dumps(data).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(raw)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def _handle(self, method: str) -> None:
+            st = gh.state
+            parsed = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(parsed.query))
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            auth_ok = self.headers.get("Authorization") == f"Bearer {st.token}"
+            with gh.lock:
+                st.requests.append({"method": method, "path": parsed.path, "query": query,
+                                    "auth_ok": auth_ok})
+                if st.rate_limited > 0:
+                    st.rate_limited -= 1
+                    if st.rate_limit_kind == "429":
+                        return self._send(429, {"message": "rate limited"}, {"Retry-After": "0"})
+                    return self._send(403, {"message": "API rate limit exceeded"},
+                                      {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"})
+                if st.broken:
+                    return self._send(500, {"message": "server error"})
+                if not auth_ok:
+                    return self._send(401, {"message": "Bad credentials"})
+                if method != "GET" and st.read_only:
+                    return self._send(403, {"message": "Resource not accessible by integration"})
+                return self._route(method, parsed.path, query, body)
+
+        def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> None:
+            st = gh.state
+            parts = path.strip("/").split("/")
+            # /repos/o/r/issues/{n}/comments | /repos/o/r/issues/comments/{id}
+            # /repos/o/r/commits/{sha}/comments | /repos/o/r/comments/{id}
+            if len(parts) < 4 or parts[0] != "repos":
+                return self._send(404, {"message": "Not Found"})
+            rest = parts[3:]
+            if rest[0] == "issues" and len(rest) == 3 and rest[2] == "comments":
+                items = st.issue_comments.setdefault(int(rest[1]), [])
+                if method == "GET":
+                    return self._list(path, items, query)
+                if method == "POST":
+                    c = gh.add_issue_comment(int(rest[1]), body["body"], user="github-actions")
+                    return self._send(201, c)
+            if rest[0] == "issues" and len(rest) == 3 and rest[1] == "comments" \
+                    and method == "PATCH":
+                return self._patch([c for cs in st.issue_comments.values() for c in cs],
+                                   int(rest[2]), body)
+            if rest[0] == "commits" and len(rest) == 3 and rest[2] == "comments":
+                items = st.commit_comments.setdefault(rest[1], [])
+                if method == "GET":
+                    return self._list(path, items, query)
+                if method == "POST":
+                    c = {"id": st.new_id(), "body": body["body"],
+                         "html_url": f"https://github.test/o/r/commit/{rest[1]}#c{st.next_id}"}
+                    items.append(c)
+                    return self._send(201, c)
+            if rest[0] == "comments" and len(rest) == 2 and method == "PATCH":
+                return self._patch([c for cs in st.commit_comments.values() for c in cs],
+                                   int(rest[1]), body)
+            return self._send(404, {"message": "Not Found"})
+
+        def _list(self, path: str, items: list[dict[str, Any]], query: dict[str, str]) -> None:
+            per_page = min(int(query.get("per_page", "30")), 100)
+            page = int(query.get("page", "1"))
+            chunk = items[(page - 1) * per_page: page * per_page]
+            headers = {}
+            if page * per_page < len(items):
+                nxt = f"{gh.url}{path}?per_page={per_page}&page={page + 1}"
+                last = (len(items) + per_page - 1) // per_page
+                headers["Link"] = (f'<{nxt}>; rel="next", '
+                                   f'<{gh.url}{path}?per_page={per_page}&page={last}>; '
+                                   'rel="last"')
+            self._send(200, chunk, headers)
+
+        def _patch(self, items: list[dict[str, Any]], cid: int, body: Any) -> None:
+            for c in items:
+                if c["id"] == cid:
+                    c["body"] = body["body"]
+                    return self._send(200, c)
+            return self._send(404, {"message": "Not Found"})
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._handle("POST")
+
+        def do_PATCH(self) -> None:  # noqa: N802
+            self._handle("PATCH")
+
+    return Handler
