@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,7 +68,6 @@ def run_suite(
 ) -> dict[str, Any]:
     """Validate each named frame against the suite; return {name: GE result dict}."""
     import great_expectations as gx
-    from great_expectations.checkpoint import UpdateDataDocsAction
 
     ctx = _context(docs_dir)
     d = dict(suite_dict)
@@ -85,14 +85,10 @@ def run_suite(
         batch = asset.add_batch_definition_whole_dataframe("all")
         vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch,
                                                                     suite=suite))
-        actions = [UpdateDataDocsAction(name="docs", site_names=["mlci"])] if docs_dir else []
-        cp = ctx.checkpoints.add(gx.Checkpoint(
-            name=f"mlci-{name}", validation_definitions=[vd], actions=actions,
-            result_format={"result_format": "SUMMARY"},
-        ))
-        res = cp.run(batch_parameters={"dataframe": df})
-        (vr,) = res.run_results.values()
-        out[name] = vr.to_json_dict()
+        res = vd.run(batch_parameters={"dataframe": df}, result_format="SUMMARY")
+        out[name] = res.to_json_dict()
+    if docs_dir is not None:
+        ctx.build_data_docs(site_names=["mlci"])  # once, for both results
     return out
 
 
@@ -127,8 +123,15 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     suite_dict = load_suite_dict(suite_path)
     paths = {"train": cfg.resolve(cfg.data.train), "golden": cfg.resolve(cfg.data.golden)}
     frames = {k: read_table(p, getattr(cfg.data, k)) for k, p in paths.items()}
-    docs_dir = out_dir / "data-docs" if docs else None
-    raw = run_suite(frames, suite_dict, docs_dir, suite_path)
+    # Docs are built beside the old ones and swapped in, so a failure leaves the old site whole.
+    docs_tmp = out_dir / f".data-docs.{os.getpid()}" if docs else None
+    try:
+        raw = run_suite(frames, suite_dict, docs_tmp, suite_path)
+        if docs_tmp is not None:
+            _swap_dir(docs_tmp, out_dir / "data-docs")
+    finally:
+        if docs_tmp is not None and docs_tmp.exists():
+            shutil.rmtree(docs_tmp, ignore_errors=True)
     datasets = {}
     for name, res in raw.items():
         datasets[name] = {
@@ -151,6 +154,14 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     }
     atomic_write_json(out_dir / "validation.json", report)
     return report
+
+
+def _swap_dir(new: Path, dest: Path) -> None:
+    old = dest.with_name(dest.name + f".old.{os.getpid()}")
+    if dest.exists():
+        dest.rename(old)
+    new.rename(dest)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def failed_expectations(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
