@@ -1,0 +1,18 @@
+"""Text shared by the act tests: the hostile string and the step that saves what they check."""
+
+INJECTION = '"; touch /tmp/pwned #'
+
+# Appended to a user workflow: copies the outputs of every step and the .mlci folder out of
+# act's throw-away workspace.
+SAVE_STEP = """
+      - name: Save what the test checks
+        if: ${{ always() }}
+        shell: bash
+        env:
+          OUTS: ${{ toJSON(steps) }}
+        run: |
+          set -euo pipefail
+          mkdir -p "$MLCI_E2E_DIR/saved"
+          cp -r .mlci/. "$MLCI_E2E_DIR/saved/" 2>/dev/null || true
+          printf '%s' "$OUTS" > "$MLCI_E2E_DIR/outputs.json"
+"""

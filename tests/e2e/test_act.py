@@ -1,0 +1,155 @@
+"""The workflows users copy from examples/workflows/, run end to end by `act` on the Iris example.
+
+A handful of runs on purpose (each is a real job: install, Great Expectations, MLflow, report):
+  1. step by step on a pull request, cold cache, CML poster;
+  2. the same workflow again with an impossible gate and the built-in GitHub poster: warm cache,
+     fails at evaluate, still posts the report;
+  3. the reusable workflow on a push to main, outputs read by a following job;
+  4. the root action on a pull request (one step), built-in poster, comment updated in place.
+Hostile text (`"; touch /tmp/pwned #`) sits in the PR title, the branch name and a config value.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from e2e.fake_github import FakeGitHub
+from e2e.support import INJECTION, SAVE_STEP
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "workflows"
+PWNED = Path("/tmp/pwned")
+CONFIG = (Path(__file__).resolve().parents[2] / "examples" / "iris" / "mlci.yaml").read_text()
+HOSTILE_CONFIG = CONFIG + f"report:\n  title: '{INJECTION}'\n"
+IMPOSSIBLE_GATE = CONFIG.replace("min: {accuracy: 0.90}", "min: {accuracy: 1.01}")
+
+
+def example(name: str, save: bool = True) -> str:
+    text = (EXAMPLES / name).read_text(encoding="utf-8")
+    return text.rstrip("\n") + "\n" + SAVE_STEP if save else text
+
+
+def pr_event(number: int = 7) -> dict:
+    return {"number": number, "pull_request": {
+        "number": number, "title": INJECTION,
+        "head": {"ref": f"feat/{INJECTION}", "sha": "1" * 40, "repo": {"full_name": "u/r"}},
+        "base": {"ref": "main", "sha": "2" * 40, "repo": {"full_name": "u/r"}}},
+        "repository": {"full_name": "u/r", "default_branch": "main"}}
+
+
+@pytest.fixture(autouse=True)
+def no_pwned():
+    PWNED.unlink(missing_ok=True)
+    yield
+    assert not PWNED.exists(), "hostile text was executed"
+
+
+@pytest.fixture(scope="module")
+def github():
+    with FakeGitHub() as gh:
+        gh.state.token = "ghs_e2e_secret_token"
+        yield gh
+
+
+@pytest.fixture(scope="module")
+def cold(act_env):
+    return act_env(example("mlci-steps.yml"), "pull_request", pr_event(), name="cold",
+                   files={"mlci.yaml": HOSTILE_CONFIG})
+
+
+def test_step_by_step_pull_request(cold) -> None:
+    assert cold.code == 0, cold.log[-4000:]
+    steps = cold.outputs()
+    assert steps["validate"]["outputs"]["passed"] == "true"
+    assert len(steps["train"]["outputs"]["run-id"]) == 32
+    assert steps["train"]["outputs"]["model-version"] == "1"
+    assert steps["train"]["outputs"]["model-uri"] == "models:/iris/1"
+    assert steps["evaluate"]["outputs"]["verdict"] == "pass"
+    assert json.loads(steps["evaluate"]["outputs"]["metrics"])["accuracy"] >= 0.9
+    assert steps["report"]["outputs"]["report-path"].endswith("/.mlci/report.md")
+    assert steps["report"]["outputs"]["comment-url"].startswith("https://github.com/")
+    report = cold.file("report.md")
+    assert report.splitlines()[0].startswith("## ✅")
+    assert f"Summary - {report.splitlines()[0]}" in cold.log  # act echoes the job summary
+    [call] = cold.cml_calls()
+    assert call["argv"] == ["cml", "comment", "update", "--target=pr/7",
+                            "--watermark-title=mlci report · ml", "--no-publish",
+                            ".mlci/report.md"]
+    assert call["body"] == report and call["token_set"]
+    assert INJECTION in report  # the config value arrives as text, nothing ran
+    assert "ghs_e2e_secret_token" not in cold.log
+
+
+def test_cold_cache_installs_and_saves(cold) -> None:
+    events = cold.events()
+    assert any(e.startswith("cache restore key=mlci-venv-0.1.0-") and e.endswith("hit=false")
+               for e in events), events
+    assert any(e.startswith("cache save key=mlci-venv-") for e in events), events
+    assert "installed mlci 0.1.0-" in cold.log
+    assert not any(e.startswith("setup-python") for e in events)  # a Python 3.10+ exists
+
+
+def test_failing_gate_fails_at_evaluate_and_still_reports(cold, act_env, github) -> None:
+    wf = example("mlci-steps.yml").replace(
+        "          github-token: ${{ secrets.GITHUB_TOKEN }}",
+        "          github-token: ${{ secrets.GITHUB_TOKEN }}\n          poster: github")
+    run = act_env(wf, "pull_request", pr_event(8), name="gate",
+                  files={"mlci.yaml": IMPOSSIBLE_GATE}, extra_env={"MLCI_API_URL": github.url})
+    assert run.code != 0
+    steps = run.outputs()
+    assert steps["validate"]["outcome"] == "success"
+    assert steps["train"]["outcome"] == "success"
+    assert steps["evaluate"]["outcome"] == "failure"
+    assert steps["evaluate"]["outputs"]["verdict"] == "fail"
+    assert steps["report"]["outcome"] == "success"
+    [comment] = github.state.issue_comments[8]
+    assert comment["body"].startswith("## ❌") and "accuracy >= 1.01" in comment["body"]
+    assert steps["report"]["outputs"]["comment-url"] == comment["html_url"]
+    assert run.cml_calls() == []
+    # warm: the venv came from the cache the first run saved, no install ran
+    assert any(e.endswith("hit=true") for e in run.events()), run.events()
+    assert "installed mlci" not in run.log
+
+
+def test_reusable_workflow_on_push(act_env) -> None:
+    wf = example("mlci-reusable.yml", save=False) + """
+  after:
+    needs: ml
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    steps:
+      - shell: bash
+        env:
+          VERDICT: ${{ needs.ml.outputs.verdict }}
+          VERSION: ${{ needs.ml.outputs.model-version }}
+        run: |
+          set -euo pipefail
+          printf '{"verdict": "%s", "model-version": "%s"}' "$VERDICT" "$VERSION" \\
+            > "$MLCI_E2E_DIR/outputs.json"
+"""
+    run = act_env(wf, "push", {"ref": "refs/heads/main", "after": "3" * 40,
+                               "repository": {"full_name": "u/r", "default_branch": "main"}},
+                  name="reusable")
+    assert run.code == 0, run.log[-4000:]
+    assert run.outputs() == {"verdict": "pass", "model-version": "1"}
+    assert run.cml_calls() == []  # a push has no pull request: job summary only
+    assert "no pull request in this event" in run.log
+
+
+def test_root_action_one_step(act_env, github) -> None:
+    wf = example("mlci-one-step.yml").replace(
+        "          github-token: ${{ secrets.GITHUB_TOKEN }}",
+        "          github-token: ${{ secrets.GITHUB_TOKEN }}\n          poster: github")
+    github.add_issue_comment(9, "old\n\n<!-- mlci report · ml -->\n", "github-actions")
+    run = act_env(wf, "pull_request", pr_event(9), name="root",
+                  extra_env={"MLCI_API_URL": github.url})
+    assert run.code == 0, run.log[-4000:]
+    out = run.outputs()["mlci"]["outputs"]
+    assert out["verdict"] == "pass" and out["model-version"] == "1"
+    assert len(out["run-id"]) == 32 and out["report-path"].endswith("/.mlci/report.md")
+    [comment] = github.state.issue_comments[9]
+    assert comment["body"].startswith("## ✅")
+    assert out["comment-url"] == comment["html_url"]
