@@ -236,8 +236,9 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[
             raise
     version_tags = dict(tags)
     version_tags[TAG + "dataset.digest"] = dataset.digest
+    # a tracking server requires the logged model's id with a models:/m-... source
     mv = client.create_model_version(cfg.name, source=info.model_uri, run_id=run_id,
-                                     tags=version_tags)
+                                     tags=version_tags, model_id=info.model_id)
     client.set_registered_model_alias(cfg.name, "candidate", mv.version)
     record = {
         "schema": SCHEMA,
