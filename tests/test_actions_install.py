@@ -1,0 +1,108 @@
+"""scripts/install.sh and scripts/action.py: install once, no-op on the same build, clear errors."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sh(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
+    return subprocess.run(["bash", *args], env={**base, **(env or {})}, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    dest = tmp_path_factory.mktemp("co") / "mlci-actions"
+    shutil.copytree(ROOT, dest, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".mlci", "__pycache__", "*.egg-info", "build", "examples", "tests",
+        "bench", ".ruff_cache", ".pytest_cache"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def installed(checkout: Path, tmp_path_factory: pytest.TempPathFactory):
+    venv = tmp_path_factory.mktemp("venv") / "mlci-venv"
+    env = {"MLCI_ACTION_VENV": str(venv), "MLCI_ACTION_SEED_VENV": sys.prefix,
+           "MLCI_ACTION_PYTHON": sys.executable}
+    p = sh(str(checkout / "scripts" / "install.sh"), env=env)
+    assert p.returncode == 0, p.stderr
+    return venv, env, p
+
+
+def test_installs_from_the_checkout_into_the_venv(installed, checkout: Path) -> None:
+    venv, env, p = installed
+    assert p.stdout.strip() == f"{venv}/bin/python"
+    assert "installed mlci 0.1.0-" in p.stderr
+    where = subprocess.run([p.stdout.strip(), "-c", "import mlci; print(mlci.__file__)"],
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(venv))  # not the test interpreter's editable copy
+
+
+def test_second_run_is_a_no_op(installed, checkout: Path) -> None:
+    venv, env, _ = installed
+    t = time.perf_counter()
+    p = sh(str(checkout / "scripts" / "install.sh"), env=env)
+    assert p.returncode == 0 and "already installed" in p.stderr
+    assert time.perf_counter() - t < 5
+    assert p.stdout.strip() == f"{venv}/bin/python"
+
+
+def test_build_id_changes_with_the_sources(checkout: Path, tmp_path: Path) -> None:
+    before = sh(str(checkout / "scripts" / "install.sh"), "--version").stdout.strip()
+    assert before.startswith("0.1.0-") and len(before) == len("0.1.0-") + 12
+    other = tmp_path / "co"
+    shutil.copytree(checkout, other)
+    with (other / "src" / "mlci" / "__init__.py").open("a") as fh:
+        fh.write("# changed\n")
+    after = sh(str(other / "scripts" / "install.sh"), "--version").stdout.strip()
+    assert after != before
+
+
+def test_no_python_is_a_clear_error(tmp_path: Path, checkout: Path) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text("#!/bin/sh\nexit 1\n")
+    (fake / "python3").chmod(0o755)
+    for tool in ("dirname", "sed", "head", "find", "sort", "xargs", "cat", "sha256sum", "cut"):
+        (fake / tool).symlink_to(shutil.which(tool))
+    p = subprocess.run([shutil.which("bash"), str(checkout / "scripts" / "install.sh")],
+                       env={"PATH": str(fake), "RUNNER_TEMP": str(tmp_path)},
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1].startswith("install.sh: error: no Python >= 3.10")
+
+
+def test_unknown_argument(checkout: Path) -> None:
+    p = sh(str(checkout / "scripts" / "install.sh"), "--nope")
+    assert p.returncode == 2 and "unknown argument: --nope" in p.stderr
+
+
+def test_action_glue_reports_a_missing_config(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "action.py"), "train"], cwd=tmp_path,
+                       env={**os.environ, "MLCI_CONFIG": '"; touch /tmp/pwned #.yaml'},
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert p.stderr.startswith('mlci: error: config not found: "; touch /tmp/pwned #.yaml')
+    assert not Path("/tmp/pwned").exists()
+
+
+def test_action_glue_writes_outputs(iris: Path, tmp_path: Path) -> None:
+    out = tmp_path / "github_output"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "action.py"), "report"],
+                       cwd=iris, env={**env, "GITHUB_OUTPUT": str(out)},
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert text.startswith("report-path<<MLCI_EOF_")
+    assert f"{iris}/.mlci/report.md" in text
