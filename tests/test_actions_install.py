@@ -106,3 +106,23 @@ def test_action_glue_writes_outputs(iris: Path, tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("report-path<<MLCI_EOF_")
     assert f"{iris}/.mlci/report.md" in text
+
+
+def test_promote_and_rollback_glue(iris: Path, tmp_path: Path) -> None:
+    from conftest import run_mlci
+
+    assert run_mlci("run", cwd=iris).code == 0
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
+    out = tmp_path / "github_output"
+    glue = [sys.executable, str(ROOT / "scripts" / "action.py")]
+    p = subprocess.run([*glue, "promote"], cwd=iris, capture_output=True, text=True,
+                       env={**env, "GITHUB_OUTPUT": str(out), "MLCI_TO": "staging",
+                            "MLCI_VERSION": "", "MLCI_FORCE": "false", "MLCI_REASON": ""})
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert "\nstaging\n" in text and "version<<" in text and "\n1\n" in text
+    p = subprocess.run([*glue, "rollback"], cwd=iris, capture_output=True, text=True,
+                       env={**env, "GITHUB_OUTPUT": str(out), "MLCI_MODEL": "",
+                            "MLCI_VERSION": "", "MLCI_REASON": "bad canary"})
+    assert p.returncode in (1, 2), p.stderr  # no earlier champion to go back to
+    assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("mlci:")
