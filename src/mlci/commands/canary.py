@@ -1,0 +1,251 @@
+"""`mlci canary`: start, step, status, promote, abort and run a canary rollout."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlci.commands._options import common, json_option
+from mlci.errors import MlciError
+
+
+def shared(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("--model", default=None, envvar="MLCI_MODEL",
+                     help="Registered model name (default: `name:` in the config) "
+                          "(env MLCI_MODEL).")(f)
+    f = click.option("--prediction-log", "log_path", default=None,
+                     envvar="MLCI_PREDICTION_LOG",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="The gateway's SQLite prediction log (default <out>/predictions.db) "
+                          "(env MLCI_PREDICTION_LOG).")(f)
+    f = click.option("--gateway", default=None, envvar="MLCI_GATEWAY",
+                     help="Gateway URL; each change waits until the gateway applied it "
+                          "(env MLCI_GATEWAY).")(f)
+    f = click.option("--backend", type=click.Choice(["local", "kserve"]), default="local",
+                     show_default=True, envvar="MLCI_BACKEND",
+                     help="local: the `mlci serve` gateway follows the state; kserve: also "
+                          "render a KServe InferenceService per step (env MLCI_BACKEND).")(f)
+    f = click.option("--kserve-storage-uri", default=None, envvar="MLCI_KSERVE_STORAGE_URI",
+                     help="kserve: storage URI template of a version, with {version} "
+                          "(env MLCI_KSERVE_STORAGE_URI).")(f)
+    f = click.option("--kserve-namespace", default=None, envvar="MLCI_KSERVE_NAMESPACE",
+                     help="kserve: namespace of the InferenceService "
+                          "(env MLCI_KSERVE_NAMESPACE).")(f)
+    f = click.option("--apply", "kubectl_apply", is_flag=True, envvar="MLCI_APPLY",
+                     help="kserve: `kubectl apply` each rendered manifest (env MLCI_APPLY).")(f)
+    return json_option(common(f))
+
+
+def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    opts = [
+        click.option("--steps", default="5,25,50,100", show_default=True, envvar="MLCI_STEPS",
+                     help="Challenger traffic percentages, increasing, ending at 100 "
+                          "(env MLCI_STEPS)."),
+        click.option("--bake", default=60.0, show_default=True, type=click.FloatRange(0),
+                     envvar="MLCI_BAKE", help="Seconds at each step before judging "
+                                              "(env MLCI_BAKE)."),
+        click.option("--min-samples", default=200, show_default=True,
+                     type=click.IntRange(1), envvar="MLCI_MIN_SAMPLES",
+                     help="Labelled instances per variant before the accuracy test "
+                          "(env MLCI_MIN_SAMPLES)."),
+        click.option("--min-requests", default=50, show_default=True, type=click.IntRange(1),
+                     envvar="MLCI_MIN_REQUESTS",
+                     help="Requests per variant before error rate and latency are judged "
+                          "(env MLCI_MIN_REQUESTS)."),
+        click.option("--margin", default=0.02, show_default=True,
+                     type=click.FloatRange(0, 1, max_open=True), envvar="MLCI_MARGIN",
+                     help="Non-inferiority margin on accuracy (env MLCI_MARGIN)."),
+        click.option("--alpha", default=0.05, show_default=True,
+                     type=click.FloatRange(0, 0.5, min_open=True, max_open=True),
+                     envvar="MLCI_ALPHA", help="Significance level of the test "
+                                               "(env MLCI_ALPHA)."),
+        click.option("--max-error-increase", default=0.01, show_default=True,
+                     type=click.FloatRange(0, 1), envvar="MLCI_MAX_ERROR_INCREASE",
+                     help="Allowed error-rate excess over the champion "
+                          "(env MLCI_MAX_ERROR_INCREASE)."),
+        click.option("--max-latency-ratio", default=1.5, show_default=True,
+                     type=click.FloatRange(1), envvar="MLCI_MAX_LATENCY_RATIO",
+                     help="Allowed challenger p99 as a multiple of the champion's "
+                          "(env MLCI_MAX_LATENCY_RATIO)."),
+        click.option("--latency-slack-ms", default=2.0, show_default=True,
+                     type=click.FloatRange(0), envvar="MLCI_LATENCY_SLACK_MS",
+                     help="Milliseconds added to the p99 limit (env MLCI_LATENCY_SLACK_MS)."),
+        click.option("--max-disagreement", default=None, type=click.FloatRange(0, 1),
+                     envvar="MLCI_MAX_DISAGREEMENT",
+                     help="Ceiling on shadow disagreement; unset: reported only "
+                          "(env MLCI_MAX_DISAGREEMENT)."),
+        click.option("--deadline", default=1800.0, show_default=True,
+                     type=click.FloatRange(0), envvar="MLCI_DEADLINE",
+                     help="Seconds an inconclusive step waits after its bake before rolling "
+                          "back (env MLCI_DEADLINE)."),
+        click.option("--poll", default=5.0, show_default=True,
+                     type=click.FloatRange(0.05), envvar="MLCI_POLL",
+                     help="Seconds between analyses while waiting (env MLCI_POLL)."),
+        click.option("--shadow", is_flag=True, envvar="MLCI_SHADOW",
+                     help="The challenger also scores champion traffic; logged, not "
+                          "returned (env MLCI_SHADOW)."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _params(kw: dict[str, Any]):
+    from mlci.canary import Params, parse_steps
+
+    return Params(steps=parse_steps(kw["steps"]), bake=kw["bake"],
+                  min_samples=kw["min_samples"], min_requests=kw["min_requests"],
+                  margin=kw["margin"], alpha=kw["alpha"],
+                  max_error_increase=kw["max_error_increase"],
+                  max_latency_ratio=kw["max_latency_ratio"],
+                  latency_slack_ms=kw["latency_slack_ms"],
+                  max_disagreement=kw["max_disagreement"], deadline=kw["deadline"],
+                  poll=kw["poll"])
+
+
+def _controller(kw: dict[str, Any]):
+    from mlci.canary import Controller
+    from mlci.config import load_config
+
+    config_path: Path = kw["config_path"]
+    cfg = None
+    if kw.get("model"):
+        if config_path.is_file():
+            cfg = load_config(config_path)
+        name = kw["model"]
+    else:
+        cfg = load_config(config_path)
+        name = cfg.name
+    echo = (lambda s: click.echo(s, err=True)) if kw.get("as_json") else click.echo
+    ctl = Controller(cfg, kw["out_dir"], name, log_path=kw.get("log_path"),
+                     gateway=kw.get("gateway"), echo=echo)
+    if kw.get("backend") == "kserve":
+        from mlci.serve.kserve import KServeBackend
+
+        ctl.backend = KServeBackend(ctl, storage_uri=kw.get("kserve_storage_uri"),
+                                    namespace=kw.get("kserve_namespace"),
+                                    apply=bool(kw.get("kubectl_apply")))
+    elif kw.get("kserve_storage_uri") or kw.get("kubectl_apply"):
+        raise MlciError("--kserve-storage-uri and --apply need --backend kserve")
+    return ctl
+
+
+def _result(st) -> dict[str, Any]:
+    a = st.last_analysis or (st.history[-1]["analysis"] if st.history else None) or {}
+    return {"canary_id": st.id, "model": st.model, "status": st.status,
+            "decision": st.decision, "reason": st.reason, "challenger": st.challenger,
+            "champion": st.champion, "step": st.step + 1, "steps": st.steps,
+            "weight": st.weight, "verdict": a.get("verdict"), "summary": a.get("summary"),
+            "checks": a.get("checks", []), "variants": a.get("variants")}
+
+
+def _print(st, as_json: bool) -> None:
+    r = _result(st)
+    if as_json:
+        click.echo(json.dumps(r, default=str))
+        return
+    click.echo(f"canary {st.id}: {st.model}/{st.challenger} vs champion {st.champion}: "
+               f"{st.status}, step {st.step + 1}/{len(st.steps)} at {st.weight:g}%")
+    if r["summary"]:
+        click.echo(f"  {r['summary']}")
+    for c in r["checks"]:
+        click.echo(f"  [{c['verdict']}] {c['check']}: {c['detail']}")
+    if st.reason and not st.running:
+        click.echo(f"  {st.decision}: {st.reason}")
+
+
+def _exit(st) -> int:
+    return 1 if st.status == "rolled-back" else 0
+
+
+@click.group("canary")
+def command() -> None:
+    """Roll a challenger out step by step behind `mlci serve`; promote or roll back.
+
+    Exit codes: 0 promoted or still running, 1 rolled back, 2 bad input.
+    """
+
+
+@command.command("start")
+@shared
+@params_options
+@click.option("--version", required=True, envvar="MLCI_VERSION",
+              help="Model version to roll out (env MLCI_VERSION).")
+def start(**kw: Any) -> int:
+    """Set `@challenger` to VERSION and route the first step's share to it."""
+    ctl = _controller(kw)
+    st = ctl.start(kw["version"], _params(kw), kw["shadow"])
+    ctl.wait_applied(st)
+    _print(st, kw["as_json"])
+    return 0
+
+
+@command.command("step")
+@shared
+def step(**kw: Any) -> int:
+    """Judge the current step once: advance, roll back, or keep waiting."""
+    ctl = _controller(kw)
+    with ctl.exclusive():
+        st = ctl.step(ctl.active(), wait=False)
+    _print(st, kw["as_json"])
+    return _exit(st)
+
+
+@command.command("status")
+@shared
+def status(**kw: Any) -> int:
+    """Show the rollout and a fresh analysis of the prediction log (changes nothing)."""
+    ctl = _controller(kw)
+    st = ctl.state()
+    if st is None:
+        raise MlciError(f"no canary has run from {ctl.path.parent}")
+    if st.running:
+        st.last_analysis = ctl.analyse(st)
+    _print(st, kw["as_json"])
+    return 0
+
+
+@command.command("promote")
+@shared
+@click.option("--reason", default=None, envvar="MLCI_REASON",
+              help="Why promote before the last step; recorded (env MLCI_REASON).")
+def promote(**kw: Any) -> int:
+    """Promote the challenger now (champion moves to it), with the analysis as evidence."""
+    ctl = _controller(kw)
+    with ctl.exclusive():
+        st = ctl.active()
+        st = ctl.promote(st, None, reason=kw["reason"] or "promoted by hand")
+    _print(st, kw["as_json"])
+    return 0
+
+
+@command.command("abort")
+@shared
+@click.option("--reason", default="aborted by hand", show_default=True, envvar="MLCI_REASON",
+              help="Why; recorded in the audit trail (env MLCI_REASON).")
+def abort(**kw: Any) -> int:
+    """Roll back now: challenger weight 0, `@challenger` removed, audited."""
+    ctl = _controller(kw)
+    with ctl.exclusive():
+        st = ctl.rollback(ctl.active(), None, kw["reason"])
+    _print(st, kw["as_json"])
+    return 0
+
+
+@command.command("run")
+@shared
+@params_options
+@click.option("--version", default=None, envvar="MLCI_VERSION",
+              help="Version to roll out; omit to resume the running canary "
+                   "(env MLCI_VERSION).")
+def run(**kw: Any) -> int:
+    """Start (or resume) a rollout and drive it to promotion (exit 0) or rollback (exit 1)."""
+    ctl = _controller(kw)
+    params = _params(kw) if kw["version"] is not None else None
+    st = ctl.run(kw["version"], params, kw["shadow"])
+    _print(st, kw["as_json"])
+    return _exit(st)

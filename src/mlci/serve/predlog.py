@@ -1,0 +1,197 @@
+"""The prediction log: every answered request, in an embedded SQLite database.
+
+One row per `/predict` request: time, model, variant, version, rollout id, hashed routing key,
+inputs, outputs, latency and error; shadow answers are added to the same row; labels arriving
+later through `/feedback` go to a second table joined on `request_id`. The gateway writes a
+row and commits it *before* it answers, in WAL mode, so a killed gateway loses no prediction
+it has answered. The canary controller and the monitoring job read the same file.
+
+Schema (`mlci.predlog/1`):
+
+    predictions(request_id TEXT PRIMARY KEY, ts REAL, model TEXT, variant TEXT, version TEXT,
+                canary_id TEXT, route_key TEXT, n INTEGER, inputs TEXT, outputs TEXT,
+                probabilities TEXT, latency_ms REAL, error TEXT,
+                shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT)
+    feedback(request_id TEXT PRIMARY KEY, ts REAL, label TEXT)
+
+`inputs`, `outputs`, `probabilities` and `label` are JSON lists (one entry per instance).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = "mlci.predlog/1"
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS predictions(
+  request_id TEXT PRIMARY KEY, ts REAL NOT NULL, model TEXT, variant TEXT NOT NULL,
+  version TEXT, canary_id TEXT, route_key TEXT, n INTEGER, inputs TEXT, outputs TEXT,
+  probabilities TEXT, latency_ms REAL, error TEXT,
+  shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT);
+CREATE INDEX IF NOT EXISTS predictions_canary ON predictions(canary_id, variant);
+CREATE TABLE IF NOT EXISTS feedback(request_id TEXT PRIMARY KEY, ts REAL NOT NULL, label TEXT);
+"""
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    path = Path(path)
+    if readonly:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
+                              check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(path, timeout=30, check_same_thread=False,
+                              isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a killed process
+        con.executescript(_DDL)
+        con.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)", (SCHEMA,))
+    return con
+
+
+class PredictionLog:
+    """The gateway's writer. One connection, serialised by a lock (the event loop writes
+    predictions; shadow scoring may finish on another thread)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.con = connect(self.path)
+        self.lock = threading.Lock()
+
+    def log(self, *, request_id: str, model: str, variant: str, version: str | None,
+            canary_id: str | None, route_key: str | None, inputs: Any, outputs: Any,
+            probabilities: Any, latency_ms: float, error: str | None, n: int) -> None:
+        row = (request_id, time.time(), model, variant, version, canary_id, route_key, n,
+               _j(inputs), _j(outputs), _j(probabilities), latency_ms, error)
+        with self.lock:
+            self.con.execute(
+                "INSERT INTO predictions(request_id, ts, model, variant, version, canary_id, "
+                "route_key, n, inputs, outputs, probabilities, latency_ms, error) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+
+    def log_shadow(self, request_id: str, version: str, outputs: Any, error: str | None) -> None:
+        with self.lock:
+            self.con.execute(
+                "UPDATE predictions SET shadow_version=?, shadow_outputs=?, shadow_error=? "
+                "WHERE request_id=?", (version, _j(outputs), error, request_id))
+
+    def feedback(self, request_id: str, label: Any) -> tuple[str, Any, bool] | None:
+        """Record a label; return (variant, outputs, first label?) or None if unknown.
+        A second label for the same request replaces the first."""
+        with self.lock:
+            row = self.con.execute("SELECT variant, outputs FROM predictions WHERE "
+                                   "request_id=?", (request_id,)).fetchone()
+            if row is None:
+                return None
+            first = self.con.execute("SELECT 1 FROM feedback WHERE request_id=?",
+                                     (request_id,)).fetchone() is None
+            self.con.execute("INSERT OR REPLACE INTO feedback VALUES (?,?,?)",
+                             (request_id, time.time(), _j(label)))
+        return row[0], (json.loads(row[1]) if row[1] else None), first
+
+    def close(self) -> None:
+        with self.lock:
+            self.con.close()
+
+
+def _j(v: Any) -> str | None:
+    return None if v is None else json.dumps(v, separators=(",", ":"), default=str)
+
+
+def same(a: Any, b: Any) -> bool:
+    """Labels and predictions compare as text ("3" equals 3), so JSON types do not matter."""
+    return str(a) == str(b)
+
+
+@dataclass
+class VariantStats:
+    """What the controller judges one variant on, over one rollout."""
+
+    variant: str
+    version: str | None = None
+    requests: int = 0
+    errors: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    labelled: int = 0
+    correct: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+    def p99(self) -> float | None:
+        return percentile(self.latencies_ms, 99)
+
+    def summary(self) -> dict[str, Any]:
+        return {"version": self.version, "requests": self.requests, "errors": self.errors,
+                "error_rate": round(self.error_rate, 6), "p50_ms": _r(percentile(
+                    self.latencies_ms, 50)), "p99_ms": _r(self.p99()),
+                "labelled": self.labelled, "correct": self.correct,
+                "accuracy": _r(self.accuracy)}
+
+
+def _r(v: float | None) -> float | None:
+    return None if v is None else round(v, 6)
+
+
+def percentile(xs: list[float], q: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default), without importing numpy."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    pos = (len(s) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def rollout_stats(path: Path, canary_id: str) -> dict[str, Any]:
+    """Per-variant stats and shadow agreement for one rollout, read from the log."""
+    out = {v: VariantStats(v) for v in ("champion", "challenger")}
+    shadow = {"compared": 0, "disagreements": 0, "errors": 0}
+    if not Path(path).exists():
+        return {"variants": out, "shadow": shadow}
+    con = connect(path, readonly=True)
+    try:
+        rows = con.execute(
+            "SELECT p.variant, p.version, p.latency_ms, p.error, p.outputs, f.label, "
+            "p.shadow_outputs, p.shadow_error FROM predictions p LEFT JOIN feedback f "
+            "ON f.request_id = p.request_id WHERE p.canary_id = ?", (canary_id,)).fetchall()
+    finally:
+        con.close()
+    for variant, version, lat, err, outputs, label, s_out, s_err in rows:
+        st = out.get(variant)
+        if st is None:
+            continue
+        st.version = version
+        st.requests += 1
+        if err:
+            st.errors += 1
+            continue
+        st.latencies_ms.append(float(lat))
+        preds = json.loads(outputs) if outputs else []
+        if label is not None:
+            labels = json.loads(label)
+            labels = labels if isinstance(labels, list) else [labels]
+            for p, y in zip(preds, labels, strict=False):
+                st.labelled += 1
+                st.correct += same(p, y)
+        if s_err:
+            shadow["errors"] += 1
+        elif s_out:
+            for p, q in zip(preds, json.loads(s_out), strict=False):
+                shadow["compared"] += 1
+                shadow["disagreements"] += not same(p, q)
+    return {"variants": out, "shadow": shadow}
