@@ -95,6 +95,28 @@ class EvaluationConfig(_Strict):
     )
 
 
+class DriftSettings(_Strict):
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    wasserstein_threshold: float = Field(default=0.1, gt=0)
+    jensenshannon_threshold: float = Field(default=0.1, gt=0, le=1)
+    psi_threshold: float = Field(default=0.2, gt=0)
+    min_samples: int = Field(default=30, ge=1)
+    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    method: Literal["auto", "ks", "wasserstein", "chi2", "jensenshannon", "psi"] = "auto"
+    per_column: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class DataUpdateConfig(_Strict):
+    mode: Literal["append", "replace"] = "append"
+    on_drift: Literal["block", "warn"] = Field(
+        default="warn", description="Drifted-but-valid new data: refuse it, or train and flag it."
+    )
+    max_duplicate_share: float = Field(default=0.05, ge=0, le=1)
+    timeout: float = Field(default=60, gt=0, description="Seconds to fetch a remote source.")
+    push: bool = Field(default=True, description="dvc push after a successful update.")
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+
+
 class Config(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Literal["classification", "regression"] = "classification"
@@ -105,6 +127,7 @@ class Config(_Strict):
     validation: ValidationConfig = Field(default_factory=ValidationConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+    data_update: DataUpdateConfig = Field(default_factory=DataUpdateConfig)
 
     # not part of the file: where it was read from
     path: Path = Field(default=Path("mlci.yaml"), exclude=True)

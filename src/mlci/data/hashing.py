@@ -33,9 +33,24 @@ def dvc_hash(path: Path) -> str | None:
     return None
 
 
+def md5_file(path: Path, chunk: int = 1 << 20) -> str:
+    import hashlib
+
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 def data_hash(path: Path) -> dict[str, str]:
-    """{"algo": "dvc-md5"|"sha256", "value": ...}."""
-    h = dvc_hash(path)
-    if h:
-        return {"algo": "dvc-md5", "value": h}
+    """{"algo": "dvc-md5"|"md5"|"sha256", "value": ...}.
+
+    For a DVC-tracked file the value is the md5 of its bytes, which is DVC 3's hash: it equals
+    the `.dvc` record once `dvc add` ran ("dvc-md5"); "md5" says the file changed since.
+    """
+    recorded = dvc_hash(path)
+    if recorded:
+        actual = md5_file(path)
+        return {"algo": "dvc-md5" if actual == recorded else "md5", "value": actual}
     return {"algo": "sha256", "value": sha256_file(path)}

@@ -62,14 +62,30 @@ def current_records(out_dir: Path, validation, run, evaluation):
     return run, evaluation
 
 
+def _update_is_current(update: dict[str, Any], run: dict[str, Any] | None) -> bool:
+    if update.get("status") == "running":
+        return False
+    if update.get("run_id"):
+        return run is not None and run["run_id"] == update["run_id"]
+    return update.get("status") in ("refused", "error")  # stopped before training
+
+
 def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | None = None,
           list_limit: int = 50) -> str:
     validation = _load(out_dir, "validation.json")
     run = _load(out_dir, "run.json")
     evaluation = _load(out_dir, "evaluation.json")
     run, evaluation = current_records(out_dir, validation, run, evaluation)
+    update = _load(out_dir, "data_update.json")
+    if update and not _update_is_current(update, run):
+        update = None
+    if update and update.get("status") in ("refused", "error"):
+        if "run_id" not in update:  # stopped before training: older records are not about it
+            run = evaluation = None
+        if "validation" not in update:
+            validation = None
     while True:
-        text = _render(name, validation, run, evaluation, title, list_limit)
+        text = _render(name, validation, run, evaluation, title, list_limit, update)
         if len(text) <= max_chars or list_limit <= 3:
             break
         list_limit //= 2
@@ -79,8 +95,10 @@ def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | Non
     return text
 
 
-def _render(name, validation, run, evaluation, title, limit) -> str:
+def _render(name, validation, run, evaluation, title, limit, update=None) -> str:
     verdict, why = verdict_of(validation, run, evaluation)
+    if update and update.get("status") in ("refused", "error"):
+        verdict, why = "fail", "data update refused: " + str(update.get("error", ""))[:300]
     version = run["model_version"] if run else None
     head = title or f"mlci: {name}" + (f" v{version}" if version else "")
     out = [f"## {ICON[verdict]} {head}: {why}", ""]
@@ -88,6 +106,8 @@ def _render(name, validation, run, evaluation, title, limit) -> str:
         out.append(f"Baseline: {evaluation['baseline']['label']}. Golden set: "
                    f"`{evaluation['golden']['path']}` ({evaluation['golden']['rows']} rows).")
         out.append("")
+    if update:
+        out += _update_section(update, limit)
     out += _validation_section(validation, limit)
     if evaluation:
         out += _metrics_section(evaluation)
@@ -96,6 +116,52 @@ def _render(name, validation, run, evaluation, title, limit) -> str:
         out += _confusion_section(evaluation)
     out += _lineage_section(run, validation)
     return "\n".join(out).rstrip() + "\n"
+
+
+def _update_section(u, limit) -> list[str]:
+    out = ["### Data update", "",
+           f"Source `{_esc(u['source'])}`, mode `{u['mode']}`: **{u['status']}**"
+           + (f" — {_esc(u['error'])}" if u.get("error") else "") + ".", ""]
+    if u.get("run_id") and u["status"] != "updated":
+        out += ["The model trained on this data was not kept: its registered version and run "
+                "were removed, and the training data was restored.", ""]
+    diff = u.get("data_diff")
+    if diff:
+        out += [f"Rows: {diff['rows_before']} → {diff['rows_after']} "
+                f"(+{diff['rows_added']} / −{diff['rows_removed']}).", ""]
+        for key, label in (("columns_added", "Columns added"),
+                           ("columns_removed", "Columns removed")):
+            if diff[key]:
+                out += [f"{label}: {', '.join(map(str, diff[key]))}.", ""]
+        if diff["dtype_changes"]:
+            out += ["Type changes: " + ", ".join(f"{k} {a}→{b}" for k, (a, b) in
+                                                  diff["dtype_changes"].items()) + ".", ""]
+    drift = u.get("drift")
+    if drift:
+        by_col = {c["column"]: c for c in drift["columns"]}
+        out += ["| column | drift | method | statistic | threshold | before → after |",
+                "|---|---|---|---:|---:|---|"]
+        for c in (diff or {}).get("columns", [])[:limit]:
+            d = by_col.get(c["column"], {})
+            stat = _drift_stat(d)
+            flag = {True: "⚠️ drifted", False: "ok", None: "n/a"}[d.get("drifted")]
+            if "mean" in c:
+                change = f"mean {_fmt(c['mean'][0])} → {_fmt(c['mean'][1])}"
+            else:
+                change = ", ".join(f"{k} {_fmt(a, 2)}→{_fmt(b, 2)}"
+                                   for k, (a, b) in list(c["shares"].items())[:4])
+            out.append(f"| {_esc(c['column'])} | {flag} | {d.get('method', '–')} | {stat} | "
+                       f"{_fmt(d.get('threshold'))} | {_esc(change)} |")
+        out += ["", f"Drifted columns: {len(drift['drifted_columns'])} "
+                f"({drift['share_drifted']:.0%}).", ""]
+    return out
+
+
+def _drift_stat(d: dict[str, Any]) -> str:
+    st, m = d.get("statistics") or {}, d.get("method")
+    key = {"ks": "ks_pvalue", "chi2": "chi2_pvalue", "wasserstein": "wasserstein",
+           "jensenshannon": "jensenshannon", "psi": "psi"}.get(m or "")
+    return _fmt(st.get(key)) if key else "–"
 
 
 def _validation_section(v, limit) -> list[str]:

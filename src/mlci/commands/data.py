@@ -1,0 +1,92 @@
+"""`mlci data`: DVC set-up and validate-first data updates (the data trigger)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlci.commands._options import common, json_option
+
+
+@click.group("data")
+def command() -> None:
+    """Versioned data: DVC set-up and validate-first updates."""
+
+
+@command.command("init")
+@common
+@click.option("--remote", envvar="MLCI_REMOTE", default=None,
+              help="DVC remote URL or folder to make the default (local folder, s3://, gs://...).")
+@click.option("--remote-name", envvar="MLCI_REMOTE_NAME", default="storage", show_default=True,
+              help="Name of that remote.")
+@click.option("--push/--no-push", default=True, help="Push the tracked data to the remote.")
+def init_cmd(config_path: Path, out_dir: Path, remote: str | None, remote_name: str,
+             push: bool) -> int:
+    """`dvc init` if needed, track the train and golden data, set the default remote."""
+    from mlci.config import load_config
+    from mlci.data import dvc
+
+    cfg = load_config(config_path)
+    done = dvc.init(cfg.root, remote, remote_name)
+    files = [cfg.resolve(cfg.data.train), cfg.resolve(cfg.data.golden)]
+    dvc.add(files, cwd=cfg.root)
+    done.append("tracked " + ", ".join(str(f.relative_to(cfg.root)) for f in files))
+    if push and dvc.has_remote(cfg.root):
+        dvc.push(files, cwd=cfg.root)
+        done.append("pushed to the default remote")
+    ignore = cfg.root / ".gitignore"
+    lines = ignore.read_text().splitlines() if ignore.is_file() else []
+    if ".mlci/" not in lines:
+        ignore.write_text("\n".join([*lines, ".mlci/"]) + "\n")
+        done.append("ignored .mlci/ in .gitignore")
+    for line in done:
+        click.echo(line)
+    return 0
+
+
+@command.command("update")
+@common
+@json_option
+@click.option("--source", required=True, envvar="MLCI_SOURCE",
+              help="New data: a path, an http(s) URL, or any fsspec/DVC-supported URL.")
+@click.option("--mode", type=click.Choice(["append", "replace"]), default=None,
+              envvar="MLCI_MODE", help="Append to or replace the training data (config default).")
+@click.option("--push/--no-push", default=None, help="dvc push after success (config default).")
+@click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
+              help="Champion baseline for the evaluation.")
+def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mode: str | None,
+               push: bool | None, baseline: str) -> int:
+    """Validate new data, then retrain, evaluate and register; all or nothing."""
+    import json
+
+    from mlci.commands.report import write_report
+    from mlci.config import load_config
+    from mlci.data.update import update
+    from mlci.errors import MlciError, VerdictFailed
+
+    cfg = load_config(config_path)
+    code, error = 0, None
+    try:
+        rec = update(cfg, out_dir, source, mode=mode, push=push, baseline=baseline)
+    except VerdictFailed as exc:
+        code, error = 1, exc.message
+        rec = None
+    except MlciError:
+        raise  # input error: one line, exit 2, nothing changed
+    path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
+    if as_json:
+        click.echo(json.dumps({"status": rec["status"] if rec else "refused",
+                               "model_version": (rec or {}).get("model_version"),
+                               "drifted_columns": (rec or {}).get("drift", {}).get(
+                                   "drifted_columns", []),
+                               "report": path, "exit_code": code}))
+    else:
+        if rec:
+            for s in rec["steps"]:
+                click.echo(f"{s['step']:<10} {s['seconds']:>8.2f} s {s['peak_rss_mib']:>9.1f} MiB")
+            click.echo(f"updated {cfg.data.train}; registered {cfg.name} v{rec.get('model_version')}")
+        click.echo(f"{first}\nwrote {path}")
+    if error:
+        click.echo(f"mlci: {error}", err=True)
+    return code

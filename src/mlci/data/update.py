@@ -1,0 +1,309 @@
+"""`mlci data update`: validate-first retraining on new data, all or nothing.
+
+Order: fetch → read → schema and duplicate checks → write the new training file → Great
+Expectations → drift against the current training data → `dvc add` → train → evaluate (gate)
+→ `dvc push`. Any failure restores the tracked data files, the DVC cache and the registry
+(version, run and `candidate` alias) to what they were.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.data import dvc
+from mlci.data.fetch import fetch
+from mlci.data.load import read_table
+from mlci.errors import MlciError, VerdictFailed
+from mlci.io import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mlci.config import Config
+
+SCHEMA = "mlci.data-update/1"
+
+
+class _PeakRss:
+    """Peak resident memory of this process while a step runs (sampled from /proc)."""
+
+    def __init__(self) -> None:
+        self.peak = 0
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def _rss(self) -> int:
+        try:
+            with open("/proc/self/statm") as fh:
+                return int(fh.read().split()[1]) * self._page
+        except OSError:
+            return 0
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._rss())
+
+    def __enter__(self) -> _PeakRss:
+        self.peak = self._rss()
+        self._t = threading.Thread(target=self._loop, daemon=True)
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, self._rss())
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    @contextmanager
+    def step(self, name: str):
+        t = time.perf_counter()
+        with _PeakRss() as mem:
+            yield
+        self.rows.append({"step": name, "seconds": round(time.perf_counter() - t, 3),
+                          "peak_rss_mib": round(mem.peak / 2**20, 1)})
+
+
+class Undo:
+    """What to put back if a later step fails."""
+
+    def __init__(self) -> None:
+        self.files: dict[Path, bytes | None] = {}
+        self.cache_objects: list[Path] = []
+        self.registry: dict[str, Any] | None = None
+
+    def keep(self, path: Path) -> None:
+        if path not in self.files:
+            self.files[path] = path.read_bytes() if path.is_file() else None
+
+    def restore(self, cfg: Config, out_dir: Path) -> None:
+        for path, data in self.files.items():
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                atomic_write_bytes(path, data)
+        for obj in self.cache_objects:
+            obj.unlink(missing_ok=True)
+        if self.registry:
+            _undo_registration(cfg, out_dir, self.registry)
+
+
+def _undo_registration(cfg: Config, out_dir: Path, reg: dict[str, Any]) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from mlci import tracking
+
+    c = tracking.client(cfg, out_dir)
+    name = reg["name"]
+    try:
+        c.delete_model_version(name, reg["version"])
+    except MlflowException:
+        pass
+    c.delete_run(reg["run_id"])
+    if reg["previous_candidate"]:
+        c.set_registered_model_alias(name, "candidate", reg["previous_candidate"])
+    elif reg["model_was_new"]:
+        c.delete_registered_model(name)
+
+
+def _registry_state(cfg: Config, out_dir: Path) -> tuple[str | None, bool]:
+    from mlflow.exceptions import MlflowException
+
+    from mlci import tracking
+
+    c = tracking.client(cfg, out_dir)
+    try:
+        c.get_registered_model(cfg.name)
+    except MlflowException:
+        return None, True
+    try:
+        return str(c.get_model_version_by_alias(cfg.name, "candidate").version), False
+    except MlflowException:
+        return None, False
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    import io
+
+    buf = io.BytesIO()
+    if path.suffix.lower() in (".parquet", ".pq"):
+        df.to_parquet(buf, index=False)
+    else:
+        df.to_csv(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def schema_problems(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
+    import pandas as pd
+
+    out = []
+    missing = [c for c in old.columns if c not in new.columns]
+    extra = [c for c in new.columns if c not in old.columns]
+    if missing:
+        out.append(f"missing column(s) {', '.join(map(repr, missing))}")
+    if extra:
+        out.append(f"unexpected column(s) {', '.join(map(repr, extra))}")
+    for c in old.columns:
+        if c in new.columns and pd.api.types.is_numeric_dtype(old[c]) != \
+                pd.api.types.is_numeric_dtype(new[c]):
+            out.append(f"column {c!r} changed type {old[c].dtype} -> {new[c].dtype}")
+    return out
+
+
+def data_diff(old: pd.DataFrame, new_train: pd.DataFrame, drift: dict[str, Any]) -> dict[str, Any]:
+    """What changed between the previous and the new training data."""
+    import pandas as pd
+
+    h_old = pd.util.hash_pandas_object(old, index=False).value_counts()
+    h_new = pd.util.hash_pandas_object(new_train, index=False).value_counts()
+    both = pd.concat([h_old, h_new], axis=1).fillna(0)
+    delta = both.iloc[:, 1] - both.iloc[:, 0]
+    drifted = set(drift.get("drifted_columns", []))
+    cols = []
+    for c in new_train.columns:
+        if c not in old.columns:
+            continue
+        a, b = old[c], new_train[c]
+        if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+            summary = {"mean": [_r(a.mean()), _r(b.mean())], "std": [_r(a.std()), _r(b.std())]}
+        else:
+            sa = a.astype(str).value_counts(normalize=True)
+            sb = b.astype(str).value_counts(normalize=True)
+            cats = list(dict.fromkeys([*sa.index[:10], *sb.index[:10]]))
+            summary = {"shares": {k: [_r(sa.get(k, 0.0)), _r(sb.get(k, 0.0))] for k in cats}}
+        cols.append({"column": c, "drifted": c in drifted, **summary})
+    return {
+        "rows_before": len(old), "rows_after": len(new_train),
+        "rows_added": int(delta.clip(lower=0).sum()),
+        "rows_removed": int((-delta).clip(lower=0).sum()),
+        "columns_added": [c for c in new_train.columns if c not in old.columns],
+        "columns_removed": [c for c in old.columns if c not in new_train.columns],
+        "dtype_changes": {c: [str(old[c].dtype), str(new_train[c].dtype)]
+                          for c in old.columns if c in new_train.columns
+                          and str(old[c].dtype) != str(new_train[c].dtype)},
+        "columns": cols,
+    }
+
+
+def _r(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if f != f else round(f, 6)
+
+
+def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
+           push: bool | None = None, train_model: bool = True,
+           baseline: str = "auto") -> dict[str, Any]:
+    """Run the data-trigger pipeline. Raises VerdictFailed/MlciError after restoring state."""
+    import pandas as pd
+
+    from mlci.drift import DriftConfig, compare
+
+    mode = mode or cfg.data_update.mode
+    push = cfg.data_update.push if push is None else push
+    steps = Steps()
+    record: dict[str, Any] = {"schema": SCHEMA, "source": source, "mode": mode,
+                              "status": "running", "steps": steps.rows}
+    train_path = cfg.resolve(cfg.data.train)
+    dvc_root = dvc.repo_root(cfg.root)
+    tracked = dvc_root is not None and dvc.is_tracked(train_path)
+    undo = Undo()
+
+    def fail(exc: Exception, status: str) -> None:
+        undo.restore(cfg, out_dir)
+        record["status"] = status
+        if isinstance(exc, MlciError):
+            record["error"] = exc.format_message()
+        else:
+            record["error"] = getattr(exc, "message", None) or str(exc)
+        atomic_write_json(out_dir / "data_update.json", record)
+
+    try:
+        with steps.step("fetch"):
+            incoming = fetch(source, out_dir / "incoming", cfg.data_update.timeout)
+        with steps.step("read"):
+            batch = read_table(incoming, source)
+            old = read_table(train_path, cfg.data.train)
+        problems = schema_problems(old, batch)
+        if problems:
+            raise VerdictFailed(f"new data has a different schema: {'; '.join(problems)}")
+        dup_share = float(batch.duplicated().mean())
+        record["duplicate_share"] = dup_share
+        if dup_share > cfg.data_update.max_duplicate_share:
+            raise VerdictFailed(f"new data has {dup_share:.1%} duplicated rows "
+                                f"(limit {cfg.data_update.max_duplicate_share:.1%})")
+        batch = batch[list(old.columns)]
+        new_train = pd.concat([old, batch], ignore_index=True) if mode == "append" else batch
+        with steps.step("write"):
+            undo.keep(train_path)
+            _write_table(new_train, train_path)
+        with steps.step("validate"):
+            from mlci.data.validate import validate
+
+            validation = validate(cfg, out_dir)
+        record["validation"] = {"success": validation["success"]}
+        with steps.step("drift"):
+            d = cfg.data_update.drift
+            drift = compare(old, batch, DriftConfig(**d.model_dump()),
+                            columns=[c for c in old.columns])
+        record["drift"] = drift
+        record["data_diff"] = data_diff(old, new_train, drift)
+        if not validation["success"]:
+            raise VerdictFailed("new data failed validation (see validation.json)")
+        if drift["any_drift"] and cfg.data_update.on_drift == "block":
+            raise VerdictFailed("new data drifted in " + ", ".join(drift["drifted_columns"]) +
+                                " (data_update.on_drift: block)")
+        if tracked:
+            with steps.step("dvc add"):
+                from mlci.data.hashing import md5_file
+
+                undo.keep(train_path.with_name(train_path.name + ".dvc"))
+                obj = dvc.cache_object(dvc_root, md5_file(train_path))
+                if not obj.exists():
+                    undo.cache_objects.append(obj)
+                dvc.add([train_path], cwd=cfg.root)
+        if train_model:
+            from mlci.evaluate import evaluate
+            from mlci.train import train
+
+            prev, new_model = _registry_state(cfg, out_dir)
+            with steps.step("train"):
+                run = train(cfg, out_dir)
+            undo.registry = {"name": cfg.name, "version": run["model_version"],
+                             "run_id": run["run_id"], "previous_candidate": prev,
+                             "model_was_new": new_model}
+            record["run_id"], record["model_version"] = run["run_id"], run["model_version"]
+            with steps.step("evaluate"):
+                e = evaluate(cfg, out_dir, baseline=baseline)
+            record["verdict"] = e["verdict"]
+            if e["verdict"] != "pass":
+                raise VerdictFailed("gate failed on the new data: " + "; ".join(e["failed"]))
+        if tracked and push and dvc.has_remote(cfg.root):
+            with steps.step("dvc push"):
+                dvc.push([train_path], cwd=cfg.root)
+            record["pushed"] = True
+    except VerdictFailed as exc:
+        fail(exc, "refused")
+        raise
+    except MlciError as exc:
+        fail(exc, "error")
+        raise
+    except BaseException as exc:
+        fail(exc, "error")
+        raise
+    record["status"] = "updated"
+    record["tracked_by_dvc"] = tracked
+    atomic_write_json(out_dir / "data_update.json", record)
+    return record
+

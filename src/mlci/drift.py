@@ -1,0 +1,169 @@
+"""Two-sample drift statistics per column, shared by data updates and monitoring.
+
+Numeric columns: Kolmogorov–Smirnov test, Wasserstein distance normalised by the reference
+standard deviation, and PSI on reference-quantile bins. Categorical columns: chi-square test of
+the 2×K contingency table (reference vs current counts — a two-sample test, not a
+goodness-of-fit test against fixed shares), Jensen–Shannon distance, and PSI.
+
+Which statistic decides ("auto"): small samples use the tests (p-value < alpha); large samples,
+where any test rejects trivial shifts, use the distances (Wasserstein / JS above a threshold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+LARGE_SAMPLE = 1000  # per side; above it, "auto" decides on distances
+
+
+@dataclass
+class DriftConfig:
+    alpha: float = 0.05
+    wasserstein_threshold: float = 0.1
+    jensenshannon_threshold: float = 0.1
+    psi_threshold: float = 0.2
+    min_samples: int = 30
+    share_threshold: float = 0.5  # dataset drift when this share of columns drifted
+    method: str = "auto"          # auto | ks | wasserstein | chi2 | jensenshannon | psi
+    per_column: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class ColumnDrift:
+    column: str
+    kind: str                # numeric | categorical
+    method: str              # the statistic that decided
+    drifted: bool | None     # None: not enough data
+    n_reference: int
+    n_current: int
+    statistics: dict[str, float | None]
+    threshold: float
+    reason: str = ""
+
+
+def _psi(ref_share: np.ndarray, cur_share: np.ndarray, eps: float = 1e-4) -> float:
+    r = np.clip(ref_share, eps, None)
+    c = np.clip(cur_share, eps, None)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def numeric_stats(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> dict[str, float | None]:
+    from scipy import stats
+
+    ks = stats.ks_2samp(ref, cur, method="asymp" if min(len(ref), len(cur)) > 10_000 else "auto")
+    sd = float(np.std(ref))
+    wd = float(stats.wasserstein_distance(ref, cur))
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    if len(edges) > 2:
+        inner = edges[1:-1]
+        r = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(edges) - 1)
+        c = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(edges) - 1)
+        psi = _psi(r / r.sum(), c / c.sum())
+    else:
+        psi = None
+    return {
+        "ks_statistic": float(ks.statistic),
+        "ks_pvalue": float(ks.pvalue),
+        "wasserstein": wd / sd if sd > 0 else (0.0 if wd == 0 else float("inf")),
+        "psi": psi,
+        "mean_reference": float(np.mean(ref)),
+        "mean_current": float(np.mean(cur)),
+        "std_reference": sd,
+        "std_current": float(np.std(cur)),
+    }
+
+
+def categorical_stats(ref: pd.Series, cur: pd.Series) -> dict[str, float | None]:
+    import pandas as pd
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    counts = pd.concat([ref.value_counts(), cur.value_counts()], axis=1).fillna(0).to_numpy()
+    r, c = counts[:, 0], counts[:, 1]
+    table = np.vstack([r, c])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        chi2, p = 0.0, 1.0
+    else:
+        res = stats.chi2_contingency(table, correction=False)
+        chi2, p = float(res.statistic), float(res.pvalue)
+    rs, cs = r / r.sum(), c / c.sum()
+    return {
+        "chi2_statistic": chi2,
+        "chi2_pvalue": p,
+        "jensenshannon": float(jensenshannon(rs, cs, base=2)),
+        "psi": _psi(rs, cs),
+        "categories_new": int(((r == 0) & (c > 0)).sum()),
+    }
+
+
+def _decide(kind: str, st: dict[str, float | None], n: int, cfg: DriftConfig,
+            method: str) -> tuple[str, bool, float]:
+    if method == "auto":
+        if kind == "numeric":
+            method = "wasserstein" if n > LARGE_SAMPLE else "ks"
+        else:
+            method = "jensenshannon" if n > LARGE_SAMPLE else "chi2"
+    if method in ("ks", "chi2"):
+        p = st["ks_pvalue" if method == "ks" else "chi2_pvalue"]
+        return method, bool(p is not None and p < cfg.alpha), cfg.alpha
+    if method == "wasserstein":
+        return method, bool(st["wasserstein"] > cfg.wasserstein_threshold), \
+            cfg.wasserstein_threshold
+    if method == "jensenshannon":
+        return method, bool(st["jensenshannon"] > cfg.jensenshannon_threshold), \
+            cfg.jensenshannon_threshold
+    if method == "psi":
+        v = st.get("psi")
+        return method, bool(v is not None and v > cfg.psi_threshold), cfg.psi_threshold
+    raise ValueError(f"unknown drift method {method!r}")
+
+
+def is_numeric(s: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and \
+        not (pd.api.types.is_integer_dtype(s) and s.nunique() <= 10)
+
+
+def column_drift(name: str, ref: pd.Series, cur: pd.Series, cfg: DriftConfig) -> ColumnDrift:
+    opts = cfg.per_column.get(name, {})
+    method = opts.get("method", cfg.method)
+    ref, cur = ref.dropna(), cur.dropna()
+    kind = "numeric" if is_numeric(ref) and is_numeric(cur) else "categorical"
+    n = min(len(ref), len(cur))
+    if n < cfg.min_samples:
+        return ColumnDrift(name, kind, method, None, len(ref), len(cur), {},
+                           float("nan"), reason=f"not enough data ({n} < {cfg.min_samples})")
+    if kind == "numeric":
+        st = numeric_stats(ref.to_numpy(dtype=float), cur.to_numpy(dtype=float))
+    else:
+        st = categorical_stats(ref.astype(str), cur.astype(str))
+    local = DriftConfig(**{**asdict(cfg), **{k: v for k, v in opts.items() if k != "method"}})
+    used, drifted, threshold = _decide(kind, st, n, local, method)
+    return ColumnDrift(name, kind, used, drifted, len(ref), len(cur), st, threshold)
+
+
+def compare(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig | None = None,
+            columns: list[str] | None = None) -> dict[str, Any]:
+    """Per-column drift plus the dataset verdict (share of drifted columns)."""
+    cfg = cfg or DriftConfig()
+    cols = columns or [c for c in reference.columns if c in current.columns]
+    results = [column_drift(c, reference[c], current[c], cfg) for c in cols]
+    judged = [r for r in results if r.drifted is not None]
+    drifted = [r.column for r in judged if r.drifted]
+    share = len(drifted) / len(judged) if judged else 0.0
+    return {
+        "columns": [asdict(r) for r in results],
+        "drifted_columns": drifted,
+        "share_drifted": share,
+        "dataset_drift": bool(judged) and share >= cfg.share_threshold,
+        "enough_data": bool(judged),
+        "any_drift": bool(drifted),
+    }
