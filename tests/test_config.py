@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from conftest import run_mlci
 
 GOOD = (Path(__file__).resolve().parents[1] / "examples/iris/mlci.yaml").read_text()
@@ -19,8 +18,10 @@ GOOD = (Path(__file__).resolve().parents[1] / "examples/iris/mlci.yaml").read_te
          "mlci.yaml: data.tagret: unknown key"),
         (GOOD.replace("{accuracy: 0.90}", "{accuracy: high}"),
          "mlci.yaml: gate.min.accuracy: Input should be a valid number"),
-        (GOOD.replace("{accuracy: 0.90}", "{acurracy: 0.9}"), "mlci.yaml: gate.min: unknown metric"),
-        (GOOD.replace("  target: species\n", ""), "mlci.yaml: data.target: required key is missing"),
+        (GOOD.replace("{accuracy: 0.90}", "{acurracy: 0.9}"),
+         "mlci.yaml: gate.min: unknown metric"),
+        (GOOD.replace("  target: species\n", ""),
+         "mlci.yaml: data.target: required key is missing"),
         ("name: iris\ndata: [1, 2\n", "mlci.yaml: malformed YAML (line 3, column 1)"),
         ("- just\n- a list\n", "mlci.yaml: expected a mapping at the top level"),
         (GOOD.replace("data/train.csv", "data/nope.csv"),

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import make_project, run_mlci
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]

@@ -18,9 +18,9 @@ from mlci.errors import EXIT_INTERNAL, EXIT_VERDICT, MlciError, VerdictFailed
 # name -> (module, one-line help shown by `mlci --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
     "init": ("mlci.commands.init", "Write a starter config and expectation suite from data."),
-    "validate": ("mlci.commands.validate", "Validate training and golden data (Great Expectations)."),
+    "validate": ("mlci.commands.validate", "Validate training and golden data (GX suite)."),
     "train": ("mlci.commands.train", "Train, log to MLflow, register the candidate."),
-    "evaluate": ("mlci.commands.evaluate", "Evaluate on the golden set against the champion; gate."),
+    "evaluate": ("mlci.commands.evaluate", "Evaluate on the golden set against the champion."),
     "report": ("mlci.commands.report", "Write the markdown report for a pull request."),
     "run": ("mlci.commands.run", "Run validate, train, evaluate and report in one process."),
     "comment": ("mlci.commands.comment", "Post or update the report as a sticky PR comment."),
@@ -30,8 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "lineage": ("mlci.commands.lineage", "Where a registered model came from."),
     "data": ("mlci.commands.data", "Versioned data: DVC setup and validate-first data updates."),
     "serve": ("mlci.commands.serve", "Serve champion and challenger behind a routing gateway."),
-    "canary": ("mlci.commands.canary", "Roll a challenger out step by step; promote or roll back."),
-    "monitor": ("mlci.commands.monitor", "Detect drift and decay in production; trigger retraining."),
+    "canary": ("mlci.commands.canary", "Roll a challenger out in steps; promote or roll back."),
+    "monitor": ("mlci.commands.monitor", "Detect drift and decay; trigger retraining."),
 }
 
 

@@ -44,7 +44,7 @@ def predict(task: str, model: Any, x, y, classes: list[Any] | None = None) -> Pr
     yp = np.array([index.setdefault(v, len(index)) for v in raw_pred.tolist()])
     if len(index) > len(classes):  # model predicted a label we had not seen
         classes = list(index)
-    yt = np.array([index[v] if v in index else -1 for v in y_arr.tolist()])
+    yt = np.array([index.get(v, -1) for v in y_arr.tolist()])
     proba = None
     if hasattr(model, "predict_proba") and model_classes:
         try:

@@ -85,7 +85,8 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
         if rec:
             for s in rec["steps"]:
                 click.echo(f"{s['step']:<10} {s['seconds']:>8.2f} s {s['peak_rss_mib']:>9.1f} MiB")
-            click.echo(f"updated {cfg.data.train}; registered {cfg.name} v{rec.get('model_version')}")
+            version = rec.get("model_version")
+            click.echo(f"updated {cfg.data.train}; registered {cfg.name} v{version}")
         click.echo(f"{first}\nwrote {path}")
     if error:
         click.echo(f"mlci: {error}", err=True)

@@ -19,7 +19,7 @@ def print_result(e: dict[str, Any]) -> None:
         champ = c.get("champion")
         delta = c.get("delta")
         click.echo(f"{k:<18} {_f(v):>10} {_f(champ):>10} "
-                   f"{('%+.4f' % delta) if delta is not None else '-':>9}")
+                   f"{f'{delta:+.4f}' if delta is not None else '-':>9}")
     for c in e["checks"]:
         mark = {True: "pass", False: "FAIL", None: "n/a"}[c["passed"]]
         click.echo(f"  [{mark}] {c['check']}")

@@ -9,7 +9,8 @@ import click
 from mlci.commands._options import common
 
 
-def write_report(cfg_name: str, out_dir: Path, max_chars: int, title: str | None) -> tuple[str, str]:
+def write_report(cfg_name: str, out_dir: Path, max_chars: int,
+                 title: str | None) -> tuple[str, str]:
     from mlci.io import atomic_write_text
     from mlci.report.markdown import build, write_step_summary
 
