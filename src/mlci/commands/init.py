@@ -27,10 +27,10 @@ gate:
 
 @click.command("init")
 @config_option
-@click.option("--profile", "profile_path", required=True, envvar="MLCI_PROFILE",
+@click.option("--profile", "profile_path", default=None, envvar="MLCI_PROFILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Reference data (CSV/Parquet) to profile into an expectation suite.")
-@click.option("--target", required=True, envvar="MLCI_TARGET", help="Label column.")
+@click.option("--target", default=None, envvar="MLCI_TARGET", help="Label column.")
 @click.option("--suite", "suite_path", default="expectations/train.json", show_default=True,
               envvar="MLCI_SUITE", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the suite.")
@@ -38,10 +38,40 @@ gate:
               help="Model name for a new mlci.yaml (default: the folder's name).")
 @click.option("--golden", default=None, envvar="MLCI_GOLDEN",
               help="Golden data path for a new mlci.yaml.")
-@click.option("--force", is_flag=True, help="Overwrite an existing suite.")
-def command(config_path: Path, profile_path: Path, target: str, suite_path: Path,
-            name: str | None, golden: str | None, force: bool) -> None:
-    """Profile reference data into a Great Expectations suite; write mlci.yaml if absent."""
+@click.option("--force", is_flag=True, help="Overwrite an existing suite or dvc.yaml.")
+@click.option("--dvc-pipeline", is_flag=True, envvar="MLCI_DVC_PIPELINE",
+              help="Write dvc.yaml with validate/train/evaluate stages for `dvc repro`.")
+def command(config_path: Path, profile_path: Path | None, target: str | None, suite_path: Path,
+            name: str | None, golden: str | None, force: bool, dvc_pipeline: bool) -> None:
+    """Profile reference data into a Great Expectations suite; write mlci.yaml if absent.
+
+    With --dvc-pipeline, also write dvc.yaml so `dvc repro` reruns only changed stages.
+    """
+    if profile_path is None and not dvc_pipeline:
+        raise MlciError("give --profile DATA --target COLUMN, or --dvc-pipeline")
+    if profile_path is not None:
+        if not target:
+            raise MlciError("--profile needs --target COLUMN")
+        _profile(config_path, profile_path, target, suite_path, name, golden, force)
+    if dvc_pipeline:
+        _dvc_pipeline(config_path, force)
+
+
+def _dvc_pipeline(config_path: Path, force: bool) -> None:
+    from mlci.config import load_config
+    from mlci.data.dvc_pipeline import render
+    from mlci.io import atomic_write_text
+
+    cfg = load_config(config_path)
+    dest = cfg.root / "dvc.yaml"
+    if dest.exists() and not force:
+        raise MlciError(f"{dest}: exists; pass --force to overwrite")
+    atomic_write_text(dest, render(cfg))
+    click.echo(f"wrote {dest} (run: dvc repro; compare: dvc metrics diff main --md)")
+
+
+def _profile(config_path: Path, profile_path: Path, target: str, suite_path: Path,
+             name: str | None, golden: str | None, force: bool) -> None:
     from mlci.data.load import read_table
     from mlci.data.profile import profile_suite
     from mlci.io import atomic_write_json, atomic_write_text

@@ -10,24 +10,36 @@ from mlci.commands._options import common
 
 
 def write_report(cfg_name: str, out_dir: Path, max_chars: int,
-                 title: str | None) -> tuple[str, str]:
+                 title: str | None, extra: list[str] | None = None) -> tuple[str, str]:
     from mlci.io import atomic_write_text
     from mlci.report.markdown import build, write_step_summary
 
-    text = build(out_dir, cfg_name, max_chars=max_chars, title=title)
+    text = build(out_dir, cfg_name, max_chars=max_chars, title=title, extra=extra)
     path = out_dir / "report.md"
     atomic_write_text(path, text)
     write_step_summary(text)
     return str(path), text.splitlines()[0]
 
 
+def metrics_diff_section(ref: str, root: Path) -> list[str]:
+    """`dvc metrics diff <ref> --md`: the DVC pipeline's view of the change against a branch."""
+    from mlci.data import dvc
+
+    table = dvc.run(["metrics", "diff", ref, "--md"], cwd=root).strip()
+    return [f"### Metrics against `{ref}` (dvc metrics diff)", "",
+            table or "_No metric changed._", ""]
+
+
 @click.command("report")
 @common
-def command(config_path: Path, out_dir: Path) -> int:
-    """Write report.md (verdict first) and exit 1 when the verdict is a failure."""
+@click.option("--metrics-diff", "metrics_ref", default=None, envvar="MLCI_METRICS_DIFF",
+              help="Add `dvc metrics diff REF --md` (DVC pipeline mode), e.g. main.")
+def command(config_path: Path, out_dir: Path, metrics_ref: str | None) -> int:
+    """Write report.md (verdict first) and append it to the job summary."""
     from mlci.config import load_config
 
     cfg = load_config(config_path, check_files=False)
-    path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
+    extra = metrics_diff_section(metrics_ref, cfg.root) if metrics_ref else None
+    path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title, extra)
     click.echo(f"{first}\nwrote {path}")
     return 0

@@ -71,7 +71,7 @@ def _update_is_current(update: dict[str, Any], run: dict[str, Any] | None) -> bo
 
 
 def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | None = None,
-          list_limit: int = 50) -> str:
+          list_limit: int = 50, extra: list[str] | None = None) -> str:
     validation = _load(out_dir, "validation.json")
     run = _load(out_dir, "run.json")
     evaluation = _load(out_dir, "evaluation.json")
@@ -85,7 +85,7 @@ def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | Non
         if "validation" not in update:
             validation = None
     while True:
-        text = _render(name, validation, run, evaluation, title, list_limit, update)
+        text = _render(name, validation, run, evaluation, title, list_limit, update, extra)
         if len(text) <= max_chars or list_limit <= 3:
             break
         list_limit //= 2
@@ -95,7 +95,7 @@ def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | Non
     return text
 
 
-def _render(name, validation, run, evaluation, title, limit, update=None) -> str:
+def _render(name, validation, run, evaluation, title, limit, update=None, extra=None) -> str:
     verdict, why = verdict_of(validation, run, evaluation)
     if update and update.get("status") in ("refused", "error"):
         verdict, why = "fail", "data update refused: " + str(update.get("error", ""))[:300]
@@ -114,6 +114,7 @@ def _render(name, validation, run, evaluation, title, limit, update=None) -> str
         out += _gate_section(evaluation, limit)
         out += _per_class_section(evaluation, limit)
         out += _confusion_section(evaluation)
+    out += extra or []
     out += _lineage_section(run, validation)
     return "\n".join(out).rstrip() + "\n"
 
