@@ -47,10 +47,10 @@ def client_for(root: Path):
 
 def add_version(root: Path, *, passed: bool = True, validation: str = "true",
                 evaluated_against: str | None = None, evidence: bool = True,
-                source_version: str = "1") -> str:
+                source_version: str = "1", client=None) -> str:
     """Register another version of a trained model, with evidence tags like the pipeline's
     (gate result and baseline chosen by the test)."""
-    c = client_for(root)
+    c = client or client_for(root)
     base = c.get_model_version(NAME, source_version)
     tags = dict(base.tags) if evidence else {}
     if evidence:
@@ -58,8 +58,13 @@ def add_version(root: Path, *, passed: bool = True, validation: str = "true",
         tags["mlci.validation.success"] = validation
         if evaluated_against is not None:
             tags["mlci.evaluation.champion_version"] = evaluated_against
-    mv = c.create_model_version(NAME, source=base.source, run_id=base.run_id, tags=tags)
+    mv = c.create_model_version(NAME, source=base.source, run_id=base.run_id, tags=tags,
+                                model_id=base.model_id or _model_id(base.source))
     return str(mv.version)
+
+
+def _model_id(source: str) -> str | None:
+    return source.split("/", 1)[1] if source.startswith("models:/m-") else None
 
 
 def add_dummy_version(root: Path) -> str:
@@ -83,7 +88,7 @@ def add_dummy_version(root: Path) -> str:
     base = c.get_model_version(NAME, "1")
     tags = {**base.tags, "mlci.evaluation.champion_version": ""}
     return str(c.create_model_version(NAME, source=info.model_uri, run_id=info.run_id,
-                                      tags=tags).version)
+                                      tags=tags, model_id=info.model_id).version)
 
 
 def mlci(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:

@@ -10,6 +10,8 @@ or tracking server) and needs no other service.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -79,14 +81,17 @@ def record(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
     start = int(time.time() * 1000)
     run = client.create_run(
         exp_id, start_time=start,
-        run_name=f"{event.action} {event.alias} {event.from_version or '-'}->"
-                 f"{event.to_version or '-'}",
+        run_name=f"{event.action} {event.alias} {event.from_version or 'none'}->"
+                 f"{event.to_version or 'none'}",
         tags={"mlci.audit.action": event.action, "mlci.audit.alias": event.alias,
               "mlci.audit.to_version": event.to_version or ""},
     )
     run_id = run.info.run_id
     client.log_batch(run_id, params=params)
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    # against a server MLflow writes "View run ... at" links to stdout here; keep stdout for
+    # the command's own (--json) output
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     event.event_id = run_id
     return run_id
 
