@@ -22,7 +22,9 @@ def _print(r: dict[str, Any]) -> None:
 def _public(r: dict[str, Any]) -> dict[str, Any]:
     keys = ("version", "alias", "from_version", "changed", "action", "failed",
             "evidence_digest", "event_id", "notes")
-    return {k: r.get(k) for k in keys if k in r}
+    out = {k: r.get(k) for k in keys if k in r}
+    out["checks"] = [{"check": c["check"], "passed": c["passed"]} for c in r.get("checks", [])]
+    return out
 
 
 @click.command("promote")
