@@ -73,6 +73,7 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
                         "application/json") else {}
                 except (httpx.HTTPError, ValueError):
                     status, data = 0, {}
+                    time.sleep(0.05)  # the gateway is down: do not spin
                 s = Sent(data.get("request_id"), status, data.get("variant"),
                          data.get("model_version"), key, (time.perf_counter() - t0) * 1000)
                 if status == 200 and feedback and labels is not None and s.request_id:

@@ -1,0 +1,117 @@
+"""`mlci canary run` end to end: a real gateway on 127.0.0.1, real digits models in a real
+MLflow SQLite store, bounded traffic with labelled feedback, and the three outcomes.
+
+The rollouts share one gateway and one store; each compares its challenger with whatever the
+champion is at the time, so the outcomes do not depend on the order the tests run in.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+from test_serve_support import (
+    BROKEN,
+    FAST,
+    GOOD,
+    WORSE,
+    Gateway,
+    Load,
+    alias,
+    audit_events,
+    canary,
+    project,
+    state,
+)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory):
+    root = project(tmp_path_factory.mktemp("canary") / "digits")
+    gw = Gateway(root).start()
+    yield root, gw
+    gw.stop()
+
+
+def _run(root: Path, gw: Gateway, version: str, *extra: str, seed: int = 0):
+    with Load(gw.url, seed=seed) as load:
+        r = canary(root, "run", "--version", version, "--gateway", gw.url, "--json", *FAST,
+                   *extra)
+    return r, json.loads(r.out.strip().splitlines()[-1]), load.result
+
+
+def _checks(result: dict) -> dict[str, str]:
+    return {c["check"]: c["verdict"] for c in result["checks"]}
+
+
+def test_worse_challenger_is_rolled_back_on_quality_alone(live) -> None:
+    root, gw = live
+    champion = alias(root, "champion")
+    r, res, _ = _run(root, gw, WORSE, seed=1)
+    assert r.code == 1, r.err
+    assert res["decision"] == "rolled-back"
+    checks = _checks(res)
+    assert checks["accuracy (non-inferiority)"] == "fail"
+    assert checks["error rate"] == "pass" and checks["p99 latency"] == "pass"
+    acc = [c for c in res["checks"] if c["check"].startswith("accuracy")][0]
+    assert acc["test"]["p_inferior"] < 0.05 and acc["test"]["lower"] < -0.1
+    assert alias(root, "champion") == champion and alias(root, "challenger") is None
+    assert gw.readyz()["challenger"] is None  # traffic back on the champion
+    assert (root / ".mlci" / "canary" / "report.md").read_text().count("fail") >= 1
+
+
+def test_erroring_challenger_is_rolled_back_on_error_rate(live) -> None:
+    root, gw = live
+    champion = alias(root, "champion")
+    r, res, load = _run(root, gw, BROKEN, seed=2)
+    assert r.code == 1, r.err
+    assert _checks(res)["error rate"] == "fail"
+    assert "error rate" in res["reason"]
+    assert any(s.status == 500 and s.variant == "challenger" for s in load.sent)
+    assert alias(root, "champion") == champion and alias(root, "challenger") is None
+
+
+def test_good_challenger_is_promoted_through_every_step(live) -> None:
+    root, gw = live
+    before = alias(root, "champion")
+    r, res, load = _run(root, gw, GOOD, seed=3)
+    assert r.code == 0, r.err + r.out
+    assert res["decision"] == "promoted" and res["champion"] == GOOD
+    assert alias(root, "champion") == GOOD and alias(root, "challenger") is None
+    st = state(root)
+    assert [h["weight"] for h in st["history"]] == [10, 50, 100]
+    assert all(h["verdict"] == "pass" for h in st["history"])
+    assert all(_checks(res)[c] == "pass" for c in ("error rate", "p99 latency",
+                                                     "accuracy (non-inferiority)"))
+
+
+    # sticky: in the log, no key goes back from the challenger to the champion
+    con = sqlite3.connect(root / ".mlci" / "predictions.db")
+    rows = con.execute("SELECT route_key, variant FROM predictions WHERE canary_id = ? "
+                       "ORDER BY ts", (st["id"],)).fetchall()
+    con.close()
+    seen: dict[str, str] = {}
+    for key, variant in rows:
+        assert not (seen.get(key) == "challenger" and variant == "champion"), key
+        seen[key] = variant
+    assert {"champion", "challenger"} <= set(seen.values()) or len(seen) > 100
+    # the gateway now serves the new champion only
+    deadline = time.monotonic() + 10
+    while gw.readyz()["champion"] != GOOD and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gw.readyz()["champion"] == GOOD
+    # the audit trail shows the start, every step and the promotion with its evidence
+    evs = [e for e in audit_events(root) if e.action == "canary"
+           and st["id"] in (e.message or "") + (e.reason or "")]
+    msgs = [(e.alias, e.message) for e in evs]
+    assert any(a == "challenger" and "started" in m for a, m in msgs)
+    assert sum(1 for a, m in msgs if a == "challenger" and "passed" in m) == 2
+    promoted = [e for e in evs if e.message == "promoted"]
+    assert len(promoted) == 1 and promoted[0].to_version == GOOD
+    assert promoted[0].from_version == before and promoted[0].evidence_digest
+    assert "non-inferiority" in promoted[0].reason and "p =" in promoted[0].reason
