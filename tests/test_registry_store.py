@@ -78,4 +78,5 @@ def test_store_survives_a_move_to_another_path(tmp_path: Path, packed: Path) -> 
                 dst.addfile(m, f)
     with pytest.raises(MlciError, match="digest mismatch"):
         registry.unpack_store(tampered, tmp_path / "y" / ".mlci")
-    assert not (tmp_path / "y" / ".mlci" / "mlflow.db").exists()
+    assert not (tmp_path / "y" / ".mlci").exists()
+    assert list((tmp_path / "y").iterdir()) == []

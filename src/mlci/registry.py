@@ -564,8 +564,8 @@ def unpack_store(archive: Path, out_dir: Path, *, replace: bool = False) -> dict
     if (out_dir / "mlflow.db").exists() and not replace:
         raise MlciError(f"{out_dir / 'mlflow.db'} exists; refusing to overwrite it "
                         "(pass --replace)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".mlci-unpack-") as tmp:
         t = Path(tmp)
         try:
             with tarfile.open(archive, "r:gz") as tar:
@@ -586,6 +586,7 @@ def unpack_store(archive: Path, out_dir: Path, *, replace: bool = False) -> dict
             con.commit()
         finally:
             con.close()
+        out_dir.mkdir(exist_ok=True)
         for name in ("mlflow.db", "artifacts"):
             dest = out_dir / name
             if dest.is_dir():
