@@ -145,7 +145,12 @@ def _fmt(v: Any) -> str:
         return "–"
     if isinstance(v, float):
         return f"{v:.4f}"
-    return str(v).replace("|", "\\|")
+    return str(v)
+
+
+def _cell(v: str) -> str:
+    """Free text (a reason, a path) must not break the table."""
+    return " ".join(v.replace("|", "\\|").split())
 
 
 def to_markdown(d: dict[str, Any]) -> str:
@@ -184,7 +189,7 @@ def to_markdown(d: dict[str, Any]) -> str:
     if d["rollback_of"]:
         rows.append(("rollback of", f"version {d['rollback_of']}"))
     lines = [f"### Lineage of {m['name']} v{m['version']}", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in rows]
+    lines += [f"| {k} | {_cell(v)} |" for k, v in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -194,5 +199,5 @@ def to_text(d: dict[str, Any]) -> str:
     for line in md[4:]:
         parts = [p.strip() for p in line.strip("|").split(" | ", 1)]
         if len(parts) == 2:
-            out.append(f"  {parts[0]:<14} {parts[1]}")
+            out.append(f"  {parts[0]:<14} {parts[1].replace(chr(92) + '|', '|')}")
     return "\n".join(out) + "\n"
