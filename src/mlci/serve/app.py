@@ -320,17 +320,19 @@ class Gateway:
                 or "label" not in body:
             return self._bad("body must be {\"request_id\": \"...\", \"label\": ...}")
         label = body["label"]
-        found = self.log.feedback(body["request_id"], label)
+        found = self.log.lookup(body["request_id"])
         if found is None:
             return self._bad(f"unknown request_id {body['request_id']!r}", 404)
-        variant, outputs, first = found
+        variant, outputs, labelled = found
         if outputs is None:
+            self.log.feedback(body["request_id"], label)
             return JSONResponse({"recorded": True, "note": "the request had failed"})
         labels = label if isinstance(label, list) else [label]
         if len(labels) != len(outputs):
             return self._bad(f"{len(labels)} labels for {len(outputs)} predictions")
-        correct = sum(same(p, y) for p, y in zip(outputs, labels, strict=False))
-        if first:
+        self.log.feedback(body["request_id"], label)
+        correct = sum(same(p, y) for p, y in zip(outputs, labels, strict=True))
+        if not labelled:  # a corrected label is stored but counted once in the metrics
             self.metrics.feedback(variant, len(labels), correct)
         return JSONResponse({"recorded": True, "correct": correct, "n": len(labels)})
 

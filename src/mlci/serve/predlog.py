@@ -83,19 +83,22 @@ class PredictionLog:
                 "UPDATE predictions SET shadow_version=?, shadow_outputs=?, shadow_error=? "
                 "WHERE request_id=?", (version, _j(outputs), error, request_id))
 
-    def feedback(self, request_id: str, label: Any) -> tuple[str, Any, bool] | None:
-        """Record a label; return (variant, outputs, first label?) or None if unknown.
-        A second label for the same request replaces the first."""
+    def lookup(self, request_id: str) -> tuple[str, Any, bool] | None:
+        """(variant, outputs, labelled already?) of a logged request, or None if unknown."""
         with self.lock:
-            row = self.con.execute("SELECT variant, outputs FROM predictions WHERE "
-                                   "request_id=?", (request_id,)).fetchone()
-            if row is None:
-                return None
-            first = self.con.execute("SELECT 1 FROM feedback WHERE request_id=?",
-                                     (request_id,)).fetchone() is None
+            row = self.con.execute(
+                "SELECT p.variant, p.outputs, f.request_id IS NOT NULL FROM predictions p "
+                "LEFT JOIN feedback f ON f.request_id = p.request_id WHERE p.request_id=?",
+                (request_id,)).fetchone()
+        if row is None:
+            return None
+        return row[0], (json.loads(row[1]) if row[1] else None), bool(row[2])
+
+    def feedback(self, request_id: str, label: Any) -> None:
+        """Record a label; a second label for the same request replaces the first."""
+        with self.lock:
             self.con.execute("INSERT OR REPLACE INTO feedback VALUES (?,?,?)",
                              (request_id, time.time(), _j(label)))
-        return row[0], (json.loads(row[1]) if row[1] else None), first
 
     def close(self) -> None:
         with self.lock:
