@@ -80,17 +80,21 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
 
 
 def _serve(gw, host: str, port: int, r) -> None:
+    import socket
+
     import uvicorn
 
-    extra = f", challenger {r.challenger} at {r.weight:g}%" if r.challenger else ""
-    click.echo(f"serving {gw.name}: champion {r.champion}{extra} on http://{host}:{port}",
-               err=True)
-    config = uvicorn.Config(gw.app(), host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    # bind here, so a busy port or a bad address is one line and exit 2
     try:
-        server.run()
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(info[4])
     except OSError as exc:
         raise MlciError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    if not server.started:
-        raise MlciError(f"cannot listen on {host}:{port}")
+    sock.set_inheritable(True)
+    extra = f", challenger {r.challenger} at {r.weight:g}%" if r.challenger else ""
+    click.echo(f"serving {gw.name}: champion {r.champion}{extra} on "
+               f"http://{host}:{sock.getsockname()[1]}", err=True)
+    config = uvicorn.Config(gw.app(), log_level="warning", access_log=False, lifespan="on")
+    uvicorn.Server(config).run(sockets=[sock])
