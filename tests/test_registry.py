@@ -351,3 +351,28 @@ def test_approver_from_github_event(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert registry.approver() == "pusher"
     monkeypatch.setenv("MLCI_APPROVER", "explicit")
     assert registry.approver() == "explicit"
+
+
+def test_lock_left_by_a_killed_job_expires_and_a_live_one_waits(proj: Path) -> None:
+    c = client_for(proj)
+    stale = registry.RegistryLock(c, NAME, ttl=-1)  # a holder that died long ago
+    stale.acquire()
+    r = mlci("promote", "--to", "champion", "--json", cwd=proj)
+    assert r.code == 0, r.err
+    assert champion(proj) == "1"
+    assert list(c.search_registered_models(filter_string="name = 'mlci-lock.iris'")) == []
+
+    live = registry.RegistryLock(c, NAME, ttl=300)
+    live.acquire()
+    try:
+        v2 = add_version(proj, evaluated_against="1")
+        t0 = time.monotonic()
+        r = mlci("promote", "--to", "champion", "--version", v2, cwd=proj,
+                 env={"MLCI_LOCK_WAIT": "2"})
+        one_line_error(r, 2)
+        assert "still held" in r.err and time.monotonic() - t0 < 30
+        assert champion(proj) == "1"
+    finally:
+        live.release()
+    assert mlci("promote", "--to", "champion", "--version", v2, cwd=proj).code == 0
+    assert [e["to_version"] for e in history(proj)] == ["1", v2]

@@ -206,9 +206,19 @@ class RegistryLock:
             pass
 
 
+def _seconds(var: str, default: float) -> float:
+    try:
+        return float(os.environ.get(var) or default)
+    except ValueError:
+        raise MlciError(f"{var}={os.environ[var]!r} is not a number of seconds") from None
+
+
 @contextmanager
 def locked(client: MlflowClient, name: str) -> Iterator[None]:
-    lock = RegistryLock(client, name)
+    """Hold the model's registry lock. MLCI_LOCK_TTL (lease, default 120 s) and
+    MLCI_LOCK_WAIT (how long to wait for it, default 120 s) tune it."""
+    lock = RegistryLock(client, name, ttl=_seconds("MLCI_LOCK_TTL", 120.0),
+                        wait=_seconds("MLCI_LOCK_WAIT", 120.0))
     lock.acquire()
     try:
         yield
