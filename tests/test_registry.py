@@ -226,6 +226,12 @@ def test_bad_input_is_one_line_and_moves_nothing(proj: Path) -> None:
     one_line_error(mlci("promote", "--to", "champion", "--version", "42", cwd=proj), 2)
     one_line_error(mlci("promote", "--to", "champion", "--version", "x1", cwd=proj), 2)
     one_line_error(mlci("promote", "--to", "champion", "--force", cwd=proj), 2)
+    other = proj / "other.yaml"
+    other.write_text((proj / "mlci.yaml").read_text().replace("name: iris", "name: nosuch"))
+    r = mlci("promote", "-c", str(other), "--to", "champion", cwd=proj)
+    one_line_error(r, 2)
+    assert "registered model 'nosuch' not found" in r.err
+    one_line_error(mlci("promote", "-c", "missing.yaml", "--to", "champion", cwd=proj), 2)
     one_line_error(mlci("history", "nope", cwd=proj), 2)
     one_line_error(mlci("lineage", "nope@champion", cwd=proj), 2)
     one_line_error(mlci("lineage", "iris@Champion", cwd=proj), 2)

@@ -511,10 +511,10 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
 
 def record_canary(client: MlflowClient, out_dir: Path, uri: str, name: str, decision: str,
                   from_version: str | None, to_version: str | None, reason: str,
-                  evidence_digest: str | None = None) -> str:
+                  evidence_digest: str | None = None, alias: str = "champion") -> str:
     """For the canary controller: append its decision (promoted / rolled-back)."""
     exp_id = audit.experiment_id(client, name, out_dir, uri)
-    ev = _event("canary", name, "champion", from_version, to_version, reason=reason,
+    ev = _event("canary", name, alias, from_version, to_version, reason=reason,
                 evidence_digest=evidence_digest, message=decision)
     return audit.record(client, exp_id, ev)
 
