@@ -47,9 +47,9 @@ def load_suite_dict(path: Path) -> dict[str, Any]:
 
 def _context(docs_dir: Path | None):
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-    import great_expectations as gx
-
     import logging
+
+    import great_expectations as gx
 
     # GE logs a traceback for a malformed expectation; mlci reports it in one line instead.
     logging.getLogger("great_expectations").setLevel(logging.CRITICAL)
