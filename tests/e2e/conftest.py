@@ -117,6 +117,7 @@ def act_env(tmp_path_factory: pytest.TempPathFactory, action_checkout: Path):
             cmd += ["--env", f"{k}={v}"]
         clean = {k: v for k, v in os.environ.items()
                  if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_", "ACT"))}
+        clean["XDG_CACHE_HOME"] = str(base / "xdg-cache")  # act's job folders stay in tmp
         p = subprocess.run(cmd, cwd=repo, env=clean, capture_output=True, text=True,
                            timeout=timeout)
         log = p.stdout + p.stderr
