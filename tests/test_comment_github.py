@@ -171,3 +171,21 @@ def test_shell_metacharacters_in_the_title_stay_text(gh: FakeGitHub, work: Path,
     assert r.code == 0, r.err
     assert not pwned.exists()
     assert '<!-- "; touch /tmp/pwned # -->' in gh.state.issue_comments[7][0]["body"]
+
+
+def test_long_report_is_cut_to_the_comment_limit(gh: FakeGitHub, work: Path) -> None:
+    (work / ".mlci" / "report.md").write_text("## ✅ big\n" + "x" * 70_000, encoding="utf-8")
+    r, data = comment(work, env_for(gh, work))
+    assert r.code == 0, r.err
+    body = gh.state.issue_comments[7][0]["body"]
+    assert len(body) <= 65_536
+    assert "… (truncated)" in body and body.rstrip().endswith("<!-- mlci report · ml -->")
+
+
+def test_link_header_parsing() -> None:
+    from mlci.report.github import next_link
+
+    assert next_link('<https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"') == \
+        "https://a/x?page=2"
+    assert next_link('<https://a/x?page=1>; rel="prev"') is None
+    assert next_link("") is None
