@@ -1,7 +1,10 @@
 """A small GitHub REST server on 127.0.0.1 for the comment poster's tests.
 
 It speaks the endpoints `mlci comment` calls, with GitHub's shapes: issue comments and commit
-comments (list with `per_page`/`page` and a `Link: rel="next"` header, create, update). Modes
+comments (list with `per_page`/`page` and a `Link: rel="next"` header, create, update). For
+`mlci data pr` it also speaks pull requests: list (filtered by `state`, `head=owner:branch` and
+`base`), create (422 when an open one already exists for the branch, or when `git_remote` names a
+bare repository standing in for github.com's git side and the branch is not in it) and update. Modes
 make it answer like a fork's read-only token (403 "Resource not accessible by integration"),
 like a rate limit (429 with Retry-After, or 403 with X-RateLimit-Remaining: 0), or fail (500).
 Every request is recorded (method, path, query, whether the token matched).
@@ -22,6 +25,8 @@ class State:
     token: str = "ghs_test_token_value"
     issue_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     commit_comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    pulls: list[dict[str, Any]] = field(default_factory=list)
+    git_remote: str | None = None  # bare repository whose branches a new pull request needs
     requests: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False
     rate_limited: int = 0          # answer this many requests with a rate limit first
@@ -129,6 +134,8 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                          "html_url": f"https://github.test/o/r/commit/{rest[1]}#c{st.next_id}"}
                     items.append(c)
                     return self._send(201, c)
+            if rest[0] == "pulls":
+                return self._pulls(method, parts[1], rest, query, body)
             if rest[0] == "comments" and len(rest) == 2 and method == "PATCH":
                 return self._patch([c for cs in st.commit_comments.values() for c in cs],
                                    int(rest[1]), body)
@@ -147,6 +154,37 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                                    'rel="last"')
             self._send(200, chunk, headers)
 
+        def _pulls(self, method: str, owner: str, rest: list[str], query: dict[str, str],
+                   body: Any) -> None:
+            st = gh.state
+            if len(rest) == 1 and method == "GET":
+                items = [p for p in st.pulls
+                         if query.get("state", "open") in ("all", p["state"])
+                         and ("head" not in query or query["head"] == f"{owner}:{p['head']['ref']}")
+                         and ("base" not in query or query["base"] == p["base"]["ref"])]
+                return self._list("/".join(["", "repos", owner, *rest]), items, query)
+            if len(rest) == 1 and method == "POST":
+                head, base = body.get("head", ""), body.get("base", "")
+                if any(p["state"] == "open" and p["head"]["ref"] == head
+                       and p["base"]["ref"] == base for p in st.pulls):
+                    return self._send(422, {"message": "Validation Failed", "errors": [
+                        {"message": f"A pull request already exists for {owner}:{head}."}]})
+                if st.git_remote and not _has_branch(st.git_remote, head):
+                    return self._send(422, {"message": "Validation Failed",
+                                            "errors": [{"field": "head", "code": "invalid"}]})
+                n = len(st.pulls) + 1
+                p = {"number": n, "id": st.new_id(), "state": "open", "title": body["title"],
+                     "body": body.get("body", ""), "head": {"ref": head}, "base": {"ref": base},
+                     "html_url": f"https://github.test/{owner}/r/pull/{n}"}
+                st.pulls.append(p)
+                return self._send(201, p)
+            if len(rest) == 2 and method == "PATCH":
+                for p in st.pulls:
+                    if p["number"] == int(rest[1]):
+                        p.update({k: v for k, v in body.items() if k in ("title", "body")})
+                        return self._send(200, p)
+            return self._send(404, {"message": "Not Found"})
+
         def _patch(self, items: list[dict[str, Any]], cid: int, body: Any) -> None:
             for c in items:
                 if c["id"] == cid:
@@ -164,3 +202,11 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             self._handle("PATCH")
 
     return Handler
+
+
+def _has_branch(git_dir: str, branch: str) -> bool:
+    import subprocess
+
+    p = subprocess.run(["git", "--git-dir", git_dir, "rev-parse", "--verify", "--quiet",
+                        f"refs/heads/{branch}"], capture_output=True)
+    return p.returncode == 0

@@ -91,3 +91,59 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
     if error:
         click.echo(f"mlci: {error}", err=True)
     return code
+
+
+@command.command("pr")
+@click.option("--out", "out_dir", default=".mlci", show_default=True, envvar="MLCI_OUT",
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the files mlci writes (env MLCI_OUT).")
+@json_option
+@click.option("--branch", required=True, envvar="MLCI_BRANCH",
+              help="Branch holding the data update (already pushed; env MLCI_BRANCH).")
+@click.option("--base", required=True, envvar="MLCI_BASE",
+              help="Branch the pull request merges into (env MLCI_BASE).")
+@click.option("--title", default="mlci: data update", show_default=True, envvar="MLCI_TITLE",
+              help="Pull request title (env MLCI_TITLE).")
+@click.option("--body", "body_path", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="MLCI_BODY", help="Markdown body (default <out>/report.md; env MLCI_BODY).")
+@click.option("--repo", envvar=["MLCI_REPO", "GITHUB_REPOSITORY"],
+              help="owner/name (default GITHUB_REPOSITORY).")
+@click.option("--api-url", envvar=["MLCI_API_URL", "GITHUB_API_URL"],
+              default="https://api.github.com", show_default=True,
+              help="REST API root (default GITHUB_API_URL).")
+def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
+           body_path: Path | None, repo: str | None, api_url: str) -> int:
+    """Open the pull request of a data-update branch, or update its body (one per branch).
+    The token comes from the environment (MLCI_GITHUB_TOKEN, else GITHUB_TOKEN), never printed."""
+    import json
+    import os
+
+    from mlci.commands.comment import PostFailed
+    from mlci.errors import MlciError
+    from mlci.report import github, pulls
+
+    body_path = body_path or out_dir / "report.md"
+    if not body_path.is_file():
+        raise MlciError(f"no report at {body_path}: run `mlci data update` first")
+    if not (repo or "").strip() or "/" not in (repo or ""):
+        raise MlciError("no repository: set GITHUB_REPOSITORY or --repo owner/name")
+    token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN") or ""
+    if not token:
+        raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
+    gh = github.GitHub(api_url=api_url, repo=repo.strip(), token=token,
+                       max_wait=float(os.environ.get("MLCI_COMMENT_MAX_WAIT", "60")))
+    try:
+        pr = pulls.open_or_update(gh, branch=branch.strip(), base=base.strip(),
+                                  title=title, body=body_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise MlciError(str(exc)) from None
+    except github.ReadOnlyToken as exc:
+        raise MlciError(f"the token cannot open pull requests ({exc}): give the job "
+                        "`pull-requests: write` and allow Actions to create pull requests "
+                        "in the repository settings") from None
+    except github.GitHubError as exc:
+        raise PostFailed(str(exc)) from None
+    result = {"url": pr.url, "number": pr.number, "action": pr.action, "branch": branch,
+              "base": base}
+    click.echo(json.dumps(result) if as_json else f"{pr.action} pull request {pr.url}")
+    return 0
