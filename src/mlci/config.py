@@ -117,6 +117,17 @@ class DataUpdateConfig(_Strict):
     drift: DriftSettings = Field(default_factory=DriftSettings)
 
 
+class MonitorConfig(_Strict):
+    drift: DriftSettings = Field(default_factory=DriftSettings)
+    decay_metric: Literal["accuracy"] = "accuracy"
+    decay_margin: float = Field(default=0.02, ge=0, lt=1,
+                                description="Allowed drop of live accuracy below the baseline.")
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    min_labels: int = Field(default=100, ge=1)
+    retrain_on: list[Literal["drift", "dataset_drift", "decay"]] = Field(
+        default_factory=lambda: ["dataset_drift", "decay"])
+
+
 class Config(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     task: Literal["classification", "regression"] = "classification"
@@ -128,6 +139,7 @@ class Config(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     data_update: DataUpdateConfig = Field(default_factory=DataUpdateConfig)
+    monitor: MonitorConfig = Field(default_factory=MonitorConfig)
 
     # not part of the file: where it was read from
     path: Path = Field(default=Path("mlci.yaml"), exclude=True)

@@ -105,6 +105,11 @@ def categorical_stats(ref: pd.Series, cur: pd.Series) -> dict[str, float | None]
 
 def _decide(kind: str, st: dict[str, float | None], n: int, cfg: DriftConfig,
             method: str) -> tuple[str, bool, float]:
+    # a test named for one kind of column means its counterpart for the other kind
+    if kind == "numeric":
+        method = {"chi2": "ks", "jensenshannon": "wasserstein"}.get(method, method)
+    else:
+        method = {"ks": "chi2", "wasserstein": "jensenshannon"}.get(method, method)
     if method == "auto":
         if kind == "numeric":
             method = "wasserstein" if n > LARGE_SAMPLE else "ks"
@@ -167,3 +172,118 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig | N
         "enough_data": bool(judged),
         "any_drift": bool(drifted),
     }
+
+
+# ------------------------------------------------------- against a stored reference profile
+
+
+def _ks_from_quantiles(q: np.ndarray, cur: np.ndarray, n_ref: int) -> tuple[float, float]:
+    """Two-sample KS with the reference given by its quantile function (scipy's asymptotic
+    p-value: kstwo with the effective sample size)."""
+    from scipy import stats
+
+    from mlci.reference import GRID
+
+    cur = np.sort(cur)
+    m = len(cur)
+    # reference CDF at the current points (right limit), and the current CDF at both sides
+    f_ref = np.interp(cur, q, GRID, left=0.0, right=1.0)
+    hi = np.arange(1, m + 1) / m
+    lo = np.arange(0, m) / m
+    d1 = max(np.max(hi - f_ref), np.max(f_ref - lo))
+    # the current CDF at the reference quantile points
+    f_cur = np.searchsorted(cur, q, side="right") / m
+    d2 = np.max(np.abs(f_cur - GRID))
+    d = float(max(d1, d2))
+    en = n_ref * m / (n_ref + m)
+    return d, float(stats.kstwo.sf(d, np.round(en)))
+
+
+def numeric_stats_profile(ref: dict[str, Any], cur: np.ndarray) -> dict[str, float | None]:
+    from mlci.reference import GRID
+
+    q = np.asarray(ref["quantiles"])
+    d, p = _ks_from_quantiles(q, cur, ref["n"])
+    qc = np.quantile(cur, GRID)
+    wd = float(np.trapezoid(np.abs(q - qc), GRID))
+    sd = ref["std"]
+    edges = np.asarray(ref["psi_edges"])
+    c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
+    return {
+        "ks_statistic": d, "ks_pvalue": p,
+        "wasserstein": wd / sd if sd > 0 else (0.0 if wd == 0 else float("inf")),
+        "psi": _psi(np.asarray(ref["psi_shares"]), c / c.sum()) if len(edges) else None,
+        "mean_reference": ref["mean"], "mean_current": float(np.mean(cur)),
+        "std_reference": sd, "std_current": float(np.std(cur)),
+    }
+
+
+def categorical_stats_profile(ref: dict[str, Any], cur: pd.Series) -> dict[str, float | None]:
+    import pandas as pd
+
+    ref_s = pd.Series(ref["counts"], dtype=float)
+    cur_counts = cur.astype(str).value_counts()
+    counts = pd.concat([ref_s, cur_counts], axis=1).fillna(0).to_numpy()
+    return _categorical_from_counts(counts[:, 0], counts[:, 1])
+
+
+def _categorical_from_counts(r: np.ndarray, c: np.ndarray) -> dict[str, float | None]:
+    from scipy import stats
+    from scipy.spatial.distance import jensenshannon
+
+    table = np.vstack([r, c])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:
+        chi2, p = 0.0, 1.0
+    else:
+        res = stats.chi2_contingency(table, correction=False)
+        chi2, p = float(res.statistic), float(res.pvalue)
+    rs, cs = r / r.sum(), c / c.sum()
+    return {"chi2_statistic": chi2, "chi2_pvalue": p,
+            "jensenshannon": float(jensenshannon(rs, cs, base=2)), "psi": _psi(rs, cs),
+            "categories_new": int(((r == 0) & (c > 0)).sum())}
+
+
+def column_drift_profile(name: str, ref: dict[str, Any], cur: pd.Series,
+                         cfg: DriftConfig) -> ColumnDrift:
+    opts = cfg.per_column.get(name, {})
+    method = opts.get("method", cfg.method)
+    cur = cur.dropna()
+    kind = ref["kind"]
+    n = min(ref["n"], len(cur))
+    if n < cfg.min_samples:
+        return ColumnDrift(name, kind, method, None, ref["n"], len(cur), {}, float("nan"),
+                           reason=f"not enough data ({len(cur)} < {cfg.min_samples})")
+    if kind == "numeric":
+        st = numeric_stats_profile(ref, cur.to_numpy(dtype=float))
+    else:
+        st = categorical_stats_profile(ref, cur)
+    local = DriftConfig(**{**asdict(cfg), **{k: v for k, v in opts.items() if k != "method"}})
+    used, drifted, threshold = _decide(kind, st, n, local, method)
+    return ColumnDrift(name, kind, used, drifted, ref["n"], len(cur), st, threshold)
+
+
+def compare_profile(profile: dict[str, Any], current: pd.DataFrame,
+                    cfg: DriftConfig | None = None,
+                    predictions: pd.Series | None = None) -> dict[str, Any]:
+    """Drift of a production window against a stored reference profile."""
+    cfg = cfg or DriftConfig()
+    cols = [c for c in profile["features"] if c in current.columns]
+    results = [column_drift_profile(c, profile["columns"][c], current[c], cfg) for c in cols]
+    judged = [r for r in results if r.drifted is not None]
+    drifted = [r.column for r in judged if r.drifted]
+    share = len(drifted) / len(judged) if judged else 0.0
+    out = {
+        "columns": [asdict(r) for r in results],
+        "missing_columns": [c for c in profile["features"] if c not in current.columns],
+        "drifted_columns": drifted,
+        "share_drifted": share,
+        "dataset_drift": bool(judged) and share >= cfg.share_threshold,
+        "enough_data": bool(judged),
+        "any_drift": bool(drifted),
+        "prediction": None,
+    }
+    if predictions is not None and "prediction" in profile:
+        out["prediction"] = asdict(column_drift_profile(
+            "prediction", profile["prediction"], predictions.astype(str), cfg))
+    return out

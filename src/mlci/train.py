@@ -217,6 +217,12 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[
         mlflow.log_input(dataset, context="training")
         if validation is not None:
             mlflow.log_artifact(str(out_dir / "validation.json"), artifact_path="mlci")
+        # reference statistics for monitoring, so it never needs the raw training data
+        from mlci import reference
+
+        ref = reference.build(x, est.predict(x))
+        atomic_write_json(out_dir / "reference.json", ref)
+        mlflow.log_artifact(str(out_dir / "reference.json"), artifact_path="mlci")
         example = x.head(5)
         signature = infer_signature(example, est.predict(example))
         import mlflow.sklearn

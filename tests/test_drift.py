@@ -1,0 +1,99 @@
+"""Drift statistics: agreement with scipy, false-alarm rate at most alpha, planted shifts found.
+
+The monitoring side compares a window with a stored reference profile (quantiles, counts),
+not with raw training data; these tests check that this loses nothing that matters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from mlci.drift import DriftConfig, compare, compare_profile
+from mlci.reference import build
+
+TRIALS = 300
+ALPHA = 0.05
+
+
+def _frame(rng, n, shift=0.0, probs=(0.5, 0.3, 0.2)):
+    return pd.DataFrame({"x": rng.normal(shift, 1.0, n),
+                         "c": rng.choice(["a", "b", "c"], n, p=list(probs))})
+
+
+def test_profile_statistics_agree_with_scipy() -> None:
+    rng = np.random.default_rng(0)
+    ref, cur = _frame(rng, 20_000), _frame(rng, 3_000, shift=0.08, probs=(0.45, 0.35, 0.2))
+    col = {c["column"]: c for c in compare_profile(build(ref), cur)["columns"]}
+    x = col["x"]["statistics"]
+    ks = stats.ks_2samp(ref["x"], cur["x"], method="asymp")
+    assert x["ks_statistic"] == pytest.approx(ks.statistic, abs=2e-3)
+    assert x["ks_pvalue"] == pytest.approx(ks.pvalue, rel=0.1, abs=1e-4)
+    wd = stats.wasserstein_distance(ref["x"], cur["x"]) / ref["x"].std(ddof=0)
+    assert x["wasserstein"] == pytest.approx(wd, rel=0.02)
+    c = col["c"]["statistics"]
+    table = pd.crosstab(np.r_[np.zeros(len(ref)), np.ones(len(cur))],
+                        np.r_[ref["c"], cur["c"]]).to_numpy()
+    chi = stats.chi2_contingency(table, correction=False)
+    assert c["chi2_statistic"] == pytest.approx(chi.statistic)
+    assert c["chi2_pvalue"] == pytest.approx(chi.pvalue)
+    shares = [ref["c"].value_counts(normalize=True).sort_index(),
+              cur["c"].value_counts(normalize=True).sort_index()]
+    assert c["jensenshannon"] == pytest.approx(jensenshannon(*shares, base=2))
+
+
+def test_raw_two_sample_statistics_are_scipy() -> None:
+    rng = np.random.default_rng(1)
+    ref, cur = _frame(rng, 2000), _frame(rng, 500, shift=0.2)
+    x = {c["column"]: c for c in compare(ref, cur)["columns"]}["x"]["statistics"]
+    ks = stats.ks_2samp(ref["x"], cur["x"])
+    assert x["ks_statistic"] == pytest.approx(ks.statistic)
+    assert x["ks_pvalue"] == pytest.approx(ks.pvalue)
+
+
+@pytest.mark.parametrize("method", ["ks", "chi2"])
+@pytest.mark.parametrize("against", ["profile", "raw"])
+def test_false_alarm_rate_is_at_most_alpha(method: str, against: str) -> None:
+    rng = np.random.default_rng(42)
+    cfg = DriftConfig(method=method, alpha=ALPHA)
+    column = "x" if method == "ks" else "c"
+    alarms = 0
+    ref = _frame(rng, 5000)
+    prof = build(ref)
+    for _ in range(TRIALS):
+        cur = _frame(rng, 400)
+        res = compare_profile(prof, cur, cfg) if against == "profile" else compare(ref, cur, cfg)
+        alarms += column in res["drifted_columns"]
+    # alarms ~ Binomial(TRIALS, rate): reject "rate <= alpha" only at the 1% level
+    assert alarms <= stats.binom.ppf(0.99, TRIALS, ALPHA), alarms
+
+
+@pytest.mark.parametrize("n", [300, 5000])
+def test_planted_shifts_are_detected(n: int) -> None:
+    rng = np.random.default_rng(7)
+    ref = _frame(rng, 20_000)
+    cur = _frame(rng, n, shift=0.5, probs=(0.2, 0.3, 0.5))
+    res = compare_profile(build(ref), cur)
+    assert set(res["drifted_columns"]) == {"x", "c"}
+    methods = {c["column"]: c["method"] for c in res["columns"]}
+    assert methods == ({"x": "ks", "c": "chi2"} if n < 1000 else
+                       {"x": "wasserstein", "c": "jensenshannon"})
+    assert res["dataset_drift"] is True
+
+
+def test_small_windows_say_not_enough_data() -> None:
+    rng = np.random.default_rng(3)
+    res = compare_profile(build(_frame(rng, 1000)), _frame(rng, 10))
+    assert res["enough_data"] is False and res["drifted_columns"] == []
+    assert all(c["reason"].startswith("not enough data") for c in res["columns"])
+
+
+def test_psi_on_reference_bins() -> None:
+    rng = np.random.default_rng(5)
+    ref = _frame(rng, 10_000)
+    same = compare_profile(build(ref), _frame(rng, 10_000), DriftConfig(method="psi"))
+    moved = compare_profile(build(ref), _frame(rng, 10_000, shift=1.0), DriftConfig(method="psi"))
+    assert "x" not in same["drifted_columns"] and "x" in moved["drifted_columns"]
