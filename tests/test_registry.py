@@ -58,6 +58,8 @@ def add_version(root: Path, *, passed: bool = True, validation: str = "true",
         tags["mlci.validation.success"] = validation
         if evaluated_against is not None:
             tags["mlci.evaluation.champion_version"] = evaluated_against
+            tags["mlci.evaluation.baseline"] = (f"registry champion {NAME}/{evaluated_against}"
+                                                if evaluated_against else "none (no champion)")
     mv = c.create_model_version(NAME, source=base.source, run_id=base.run_id, tags=tags,
                                 model_id=base.model_id or _model_id(base.source))
     return str(mv.version)
@@ -233,6 +235,7 @@ def test_bad_input_is_one_line_and_moves_nothing(proj: Path) -> None:
     assert "registered model 'nosuch' not found" in r.err
     one_line_error(mlci("promote", "-c", "missing.yaml", "--to", "champion", cwd=proj), 2)
     one_line_error(mlci("history", "nope", cwd=proj), 2)
+    one_line_error(mlci("history", NAME, "--alias", "x' or '1'='1", cwd=proj), 2)
     one_line_error(mlci("lineage", "nope@champion", cwd=proj), 2)
     one_line_error(mlci("lineage", "iris@Champion", cwd=proj), 2)
     one_line_error(mlci("lineage", "iris", cwd=proj), 2)

@@ -98,6 +98,10 @@ def record(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
 
 def events(client: MlflowClient, exp_id: str | None, alias: str | None = None) -> list[AuditEvent]:
     """Every complete event, oldest first."""
+    if alias and not alias.replace("-", "").replace("_", "").isalnum():
+        from mlci.errors import MlciError
+
+        raise MlciError(f"alias {alias!r}: letters, digits, '-' and '_' only")
     if exp_id is None:
         return []
     flt = "attributes.status = 'FINISHED'"

@@ -296,8 +296,11 @@ def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
                      if int(v) < int(champion) else None))
     if int(v) < int(champion):
         return Decision(checks)
+    # the recorded comparison stands only if it was made against this registry champion
+    # (a committed git baseline may carry the same version number from elsewhere)
     evaluated_against = ev.get("evaluation.champion_version") or ""
-    if evaluated_against == champion:
+    from_registry = (ev.get("evaluation.baseline") or "").startswith("registry champion")
+    if evaluated_against == champion and from_registry:
         checks.append(_c(f"evaluated against champion {champion}", True))
         return Decision(checks)
     if cfg is None:
