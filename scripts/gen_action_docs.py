@@ -17,7 +17,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = "org/mlci-actions"
-ORDER = ["setup", "validate", "train", "evaluate", "report", "promote", "rollback"]
+ORDER = ["setup", "validate", "train", "evaluate", "report", "promote", "rollback",
+         "data-update"]
 START, END = "<!-- actions:start -->", "<!-- actions:end -->"
 
 USAGE = {
@@ -32,6 +33,8 @@ USAGE = {
                "    tracking-uri: ${{ secrets.MLFLOW_TRACKING_URI }}",
     "rollback": "- uses: org/mlci-actions/rollback@v1\n  with:\n    reason: error rate doubled\n"
                 "    tracking-uri: ${{ secrets.MLFLOW_TRACKING_URI }}",
+    "data-update": "- id: data\n  uses: org/mlci-actions/data-update@v1\n  with:\n"
+                   "    source: ${{ inputs.source }}\n    mode: append",
 }
 
 NOTES = {
@@ -46,6 +49,12 @@ NOTES = {
               "not uploaded. With no pull request (a push) the report goes to the job summary "
               "only, unless `target: commit`. A fork's read-only token also falls back to the "
               "job summary, with a warning.",
+    "data-update": "The data trigger's step: fetch, schema and duplicate checks, the "
+                   "expectation suite, drift against the current training data, `dvc add`, "
+                   "train, evaluate, `dvc push`; any failure puts the data, the DVC cache and "
+                   "the registry back as they were. Missing DVC-tracked train/golden files are "
+                   "pulled first. The reusable `.github/workflows/data.yml` adds the pull "
+                   "request (or `auto-promote`); see docs/data-trigger.md.",
 }
 
 
