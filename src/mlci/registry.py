@@ -355,14 +355,17 @@ def _event(action: str, name: str, alias: str, frm: str | None, to: str | None,
                             ci_run_url=ci_run_url(), trigger=trigger(), git_commit=commit, **kw)
 
 
-def _default_version(client: MlflowClient, name: str, out_dir: Path) -> str:
+def _default_version(client: MlflowClient, name: str, out_dir: Path, uri: str) -> str:
+    """The version this job trained (<out>/run.json, if it was registered in this same
+    store), else the `candidate` alias."""
     run = out_dir / "run.json"
     if run.is_file():
         try:
             rec = json.loads(run.read_text(encoding="utf-8"))
         except ValueError:
             rec = {}
-        if rec.get("model_name") == name and rec.get("model_version"):
+        if (rec.get("model_name") == name and rec.get("model_version")
+                and rec.get("tracking_uri", uri) == uri):
             return str(rec["model_version"])
     v = current(client, name, "candidate")
     if v is None:
@@ -382,10 +385,10 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
     name = cfg.name
     client = tracking.client(cfg, out_dir)
     require_model(client, name)
-    v = str(version) if version is not None else _default_version(client, name, out_dir)
+    uri = tracking.tracking_uri(cfg, out_dir)
+    v = str(version) if version is not None else _default_version(client, name, out_dir, uri)
     mv = get_version(client, name, v)
     v = str(mv.version)
-    uri = tracking.tracking_uri(cfg, out_dir)
     exp_id = audit.experiment_id(client, name, out_dir, uri)
     notes: list[str] = []
     for _attempt in range(MAX_ATTEMPTS):
