@@ -87,7 +87,9 @@ def _serve(gw, host: str, port: int, r) -> None:
     # bind here, so a busy port or a bad address is one line and exit 2
     try:
         info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(info[0], socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections (with
+        # proto 0 it does not, and keep-alive responses wait ~40 ms for delayed ACKs)
+        sock = socket.socket(info[0], socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(info[4])
     except OSError as exc:
