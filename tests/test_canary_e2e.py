@@ -115,3 +115,47 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
     assert len(promoted) == 1 and promoted[0].to_version == GOOD
     assert promoted[0].from_version == before and promoted[0].evidence_digest
     assert "non-inferiority" in promoted[0].reason and "p =" in promoted[0].reason
+
+
+def test_kserve_backend_renders_each_step_and_judges_from_metrics(live, tmp_path) -> None:
+    """--backend kserve: an InferenceService per change (applied with a stub `kubectl` that
+    records its calls, as no cluster runs here), judged from the gateway's /metrics."""
+    import os
+    import stat
+
+    import yaml
+    from conftest import run_mlci
+    from test_serve_support import clean_env
+
+    from mlci.serve.kserve import validate
+
+    root, gw = live
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    calls = tmp_path / "kubectl.calls"
+    stub = bindir / "kubectl"
+    stub.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\ncat \"$3\" >> {calls}.yaml\n")
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    env = clean_env(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    with Load(gw.url, seed=6):
+        r = run_mlci("canary", "run", "--version", WORSE, "--gateway", gw.url, "--json",
+                     "--backend", "kserve", "--kserve-storage-uri",
+                     "s3://models/digits/{version}", "--kserve-namespace", "ml", "--apply",
+                     "--metrics-url", gw.url + "/metrics", *FAST, cwd=root, env=env,
+                     timeout=180)
+    assert r.code == 1, r.err
+    res = json.loads(r.out.strip().splitlines()[-1])
+    assert _checks(res)["accuracy (non-inferiority)"] == "fail"
+    assert res["variants"]["challenger"]["p99_ms"] is not None  # from the histogram
+    manifests = sorted((root / ".mlci" / "canary" / "kserve").glob("*.yaml"))
+    docs = [yaml.safe_load(p.read_text()) for p in manifests]
+    st = state(root)
+    mine = [d for d in docs if d["metadata"]["annotations"]["mlci.dev/canary-id"] == st["id"]]
+    for d in mine:
+        validate(d)
+    pcts = [d["spec"]["predictor"]["canaryTrafficPercent"] for d in mine]
+    assert pcts[0] == 10 and pcts[-1] == 0
+    assert {d["spec"]["predictor"]["model"]["storageUri"] for d in mine} == \
+        {f"s3://models/digits/{WORSE}"}
+    applied = calls.read_text().splitlines()
+    assert len(applied) == len(mine) and all(a.startswith("apply -f ") for a in applied)

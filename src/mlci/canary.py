@@ -213,7 +213,7 @@ def analyse(stats: dict[str, Any], p: Params) -> dict[str, Any]:
                                  f"(limit {limit:.2%})"})
 
     # p99 latency
-    ok_c, ok_b = len(ch.latencies_ms), len(cb.latencies_ms)
+    ok_c, ok_b = ch.answered, cb.answered
     if ok_c < p.min_requests or ok_b < p.min_requests:
         checks.append({"check": "p99 latency", "verdict": WAIT,
                        "detail": f"{ok_c} challenger / {ok_b} champion answered requests; "
@@ -385,6 +385,8 @@ class Controller:
                                  champion=champion, challenger=v, steps=params.steps, step=0,
                                  weight=params.steps[0], shadow=shadow,
                                  params=params.to_dict())
+                if self.backend is not None and getattr(self.backend, "metrics_url", None):
+                    st.backend = {"metrics_baseline": self.backend.scrape()}
                 # the state first: if the alias move fails, abort finds and cleans it
                 self._write(st)
                 set_alias(self.client, self.name, CHALLENGER_ALIAS, v)
@@ -398,6 +400,8 @@ class Controller:
     def analyse(self, st: CanaryState) -> dict[str, Any]:
         from mlci.serve.predlog import rollout_stats
 
+        if self.backend is not None and getattr(self.backend, "metrics_url", None):
+            return analyse(self.backend.stats(st), Params.from_dict(st.params))
         try:
             stats = rollout_stats(self.log_path, st.id)
         except Exception as exc:  # noqa: BLE001 - sqlite errors are one line

@@ -35,6 +35,10 @@ def shared(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--kserve-namespace", default=None, envvar="MLCI_KSERVE_NAMESPACE",
                      help="kserve: namespace of the InferenceService "
                           "(env MLCI_KSERVE_NAMESPACE).")(f)
+    f = click.option("--metrics-url", default=None, envvar="MLCI_METRICS_URL",
+                     help="kserve: judge from this Prometheus text endpoint (the gateway's "
+                          "/metrics or a federation URL) instead of the prediction log "
+                          "(env MLCI_METRICS_URL).")(f)
     f = click.option("--apply", "kubectl_apply", is_flag=True, envvar="MLCI_APPLY",
                      help="kserve: `kubectl apply` each rendered manifest (env MLCI_APPLY).")(f)
     return json_option(common(f))
@@ -128,9 +132,11 @@ def _controller(kw: dict[str, Any]):
 
         ctl.backend = KServeBackend(ctl, storage_uri=kw.get("kserve_storage_uri"),
                                     namespace=kw.get("kserve_namespace"),
-                                    apply=bool(kw.get("kubectl_apply")))
-    elif kw.get("kserve_storage_uri") or kw.get("kubectl_apply"):
-        raise MlciError("--kserve-storage-uri and --apply need --backend kserve")
+                                    apply=bool(kw.get("kubectl_apply")),
+                                    metrics_url=kw.get("metrics_url"))
+    elif kw.get("kserve_storage_uri") or kw.get("kubectl_apply") or kw.get("metrics_url"):
+        raise MlciError("--kserve-storage-uri, --metrics-url and --apply need "
+                        "--backend kserve")
     return ctl
 
 

@@ -125,6 +125,11 @@ class VariantStats:
     latencies_ms: list[float] = field(default_factory=list)
     labelled: int = 0
     correct: int = 0
+    p99_ms: float | None = None  # given when read from metrics (no single latencies)
+
+    @property
+    def answered(self) -> int:
+        return self.requests - self.errors
 
     @property
     def error_rate(self) -> float:
@@ -135,7 +140,7 @@ class VariantStats:
         return self.correct / self.labelled if self.labelled else None
 
     def p99(self) -> float | None:
-        return percentile(self.latencies_ms, 99)
+        return self.p99_ms if self.p99_ms is not None else percentile(self.latencies_ms, 99)
 
     def summary(self) -> dict[str, Any]:
         return {"version": self.version, "requests": self.requests, "errors": self.errors,

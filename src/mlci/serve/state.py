@@ -40,6 +40,7 @@ class CanaryState:
     decision: str | None = None
     reason: str | None = None
     last_analysis: dict[str, Any] | None = None
+    backend: dict[str, Any] = field(default_factory=dict)  # e.g. a metrics baseline
     schema: str = SCHEMA
 
     @property
