@@ -91,3 +91,19 @@ def test_serve_bad_input(root: Path) -> None:
         port = s.getsockname()[1]
         r = run_mlci("serve", "--port", str(port), cwd=root)
     assert r.code == 2 and "cannot listen on 127.0.0.1" in r.err and "Traceback" not in r.err
+
+
+def test_action_glue_writes_outputs_and_keeps_the_exit_code(root: Path, tmp_path) -> None:
+    """`python -m mlci.canary` as the `canary` action runs it: inputs from MLCI_*, empty ones
+    dropped, outputs to $GITHUB_OUTPUT."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "github_output"
+    env = clean_env(MLCI_CONFIG="mlci.yaml", MLCI_OUT=".mlci", MLCI_VERSION="",
+                    MLCI_STEPS="5,100", MLCI_APPLY="false", GITHUB_OUTPUT=str(out))
+    p = subprocess.run([sys.executable, "-m", "mlci.canary"], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "give --version" in p.stderr
+    text = out.read_text()
+    assert "decision<<" in text and "\nerror\n" in text

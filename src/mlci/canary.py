@@ -589,3 +589,56 @@ def render_report(st: CanaryState) -> str:
             lines += [f"| {c['check']} | {c['verdict']} | {c['detail']} |" for c in checks]
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the `canary` action's glue
+
+
+def action_main() -> int:
+    """`python -m mlci.canary`: what the `canary` composite action runs.
+
+    Inputs arrive as MLCI_* environment variables (which `mlci canary run` reads itself);
+    empty ones are dropped so that defaults apply. Runs `mlci canary run --json`, echoes its
+    output and writes the step outputs `decision`, `canary-id`, `champion`, `challenger`,
+    `summary` and `report-path` to $GITHUB_OUTPUT. Exit status is mlci's own.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not (k.startswith("MLCI_") and not v.strip())}
+    if env.get("MLCI_TRACKING_URI"):
+        env["MLFLOW_TRACKING_URI"] = env["MLCI_TRACKING_URI"]
+    env.pop("MLCI_TRACKING_URI", None)
+    env.pop("MLCI_JSON", None)
+    p = subprocess.run([sys.executable, "-c", "from mlci.cli import main; main()", "canary",
+                        "run", "--json"], env=env, stdout=subprocess.PIPE, text=True)
+    out = p.stdout.strip()
+    if out:
+        print(out, flush=True)
+    data: dict[str, Any] = {}
+    for line in reversed(out.splitlines()):
+        try:
+            data = json.loads(line)
+            break
+        except ValueError:
+            continue
+    report = Path(env.get("MLCI_OUT", ".mlci")) / "canary" / "report.md"
+    values = {"decision": data.get("decision") or ("error" if p.returncode >= 2 else ""),
+              "canary-id": data.get("canary_id") or "", "champion": data.get("champion") or "",
+              "challenger": data.get("challenger") or "", "summary": data.get("reason") or "",
+              "report-path": str(report.resolve()) if report.is_file() else ""}
+    path = os.environ.get("GITHUB_OUTPUT")
+    if path:
+        with open(path, "a", encoding="utf-8") as fh:
+            for k, v in values.items():
+                delim = f"MLCI_EOF_{uuid.uuid4().hex}"
+                fh.write(f"{k}<<{delim}\n{v}\n{delim}\n")
+    else:
+        for k, v in values.items():
+            print(f"output {k}={v}")
+    return p.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(action_main())
