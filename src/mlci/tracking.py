@@ -64,6 +64,8 @@ def quiet_mlflow() -> None:
     """MLflow logs store migrations and a pickle advisory at INFO/WARNING on every run."""
     import logging
 
+    # progress bars on artifact downloads would interleave with mlci's own output
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if not os.environ.get("MLCI_DEBUG"):
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.ERROR)

@@ -78,10 +78,14 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
                                       "since": r["window"]["since"]})}))
         if retrain_locally:
             from mlci.data.update import update
+            from mlci.errors import VerdictFailed
 
-            rec = update(cfg, out_dir, source or "", mode="append")
-            r["actions"].append(f"retrained locally: {cfg.name} v{rec.get('model_version')} "
-                                "registered as candidate")
+            try:
+                rec = update(cfg, out_dir, source or "", mode="append")
+                r["actions"].append(f"retrained locally: {cfg.name} "
+                                    f"v{rec.get('model_version')} registered as candidate")
+            except VerdictFailed as exc:  # the update restored everything; say why
+                r["actions"].append(f"local retraining refused: {exc.message}")
         from mlci.io import atomic_write_json, atomic_write_text
 
         atomic_write_json(out_dir / "monitor.json", r)

@@ -1,0 +1,183 @@
+"""`mlci monitor` on Iris: drift and decay against the stored reference, dispatch to a local
+stand-in for the GitHub API, local retraining, and the post-promotion watch that rolls back."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_project, run_mlci
+
+
+class FakeDispatchAPI(http.server.BaseHTTPRequestHandler):
+    """Stands in for api.github.com's POST /repos/{owner}/{repo}/dispatches: records the
+    request (path, auth header, JSON body) and answers 204 like GitHub."""
+
+    received: list[dict] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeDispatchAPI.received.append({"path": self.path, "auth": self.headers["Authorization"],
+                                         "body": body})
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def github_api():
+    FakeDispatchAPI.received = []
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeDispatchAPI)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}", FakeDispatchAPI.received
+    srv.shutdown()
+
+
+@pytest.fixture(scope="module")
+def champion_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Iris with v1 promoted to champion (shared; copied per test)."""
+    root = make_project(tmp_path_factory.mktemp("mon") / "iris")
+    assert run_mlci("run", cwd=root).code == 0
+    r = run_mlci("promote", "--to", "champion", "--version", "1", cwd=root)
+    assert r.code == 0, r.err
+    return root
+
+
+@pytest.fixture
+def iris_champion(champion_base: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    shutil.copytree(champion_base, tmp_path / "iris")
+    return tmp_path / "iris"
+
+
+def window(root: Path, kind: str, n: int = 300, wrong: float = 0.0) -> Path:
+    rng = np.random.default_rng(11)
+    df = pd.read_csv(root / "data/train.csv")
+    w = df.sample(n, replace=True, random_state=3).reset_index(drop=True)
+    num = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    w[num] = (w[num] + rng.normal(0, 0.05, (n, 4))).round(2)
+    if kind == "shifted":
+        w["petal_length"] += 1.5
+        w["sepal_length"] += 1.0
+    w["prediction"] = w["species"]
+    if wrong:
+        flip = rng.random(n) < wrong
+        w.loc[flip, "prediction"] = np.where(w.loc[flip, "species"] == "setosa",
+                                             "virginica", "setosa")
+    path = root / f"window-{kind}-{wrong}.csv"
+    w.to_csv(path, index=False)
+    return path
+
+
+def test_same_distribution_no_alert(iris_champion: Path) -> None:
+    r = run_mlci("monitor", "--window", str(window(iris_champion, "same")), "--json",
+                 cwd=iris_champion)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["alert"] is False and out["drifted_columns"] == []
+    m = json.loads((iris_champion / ".mlci/monitor.json").read_text())
+    assert m["decay"]["status"] == "ok"
+
+
+def test_drift_alerts_exports_and_dispatches(iris_champion: Path, github_api) -> None:
+    api, received = github_api
+    export = iris_champion / "fresh.csv"
+    r = run_mlci("monitor", "--window", str(window(iris_champion, "shifted")), "--dispatch",
+                 "--export", str(export), "--json", cwd=iris_champion,
+                 env={"GITHUB_API_URL": api, "GITHUB_REPOSITORY": "org/app",
+                      "GITHUB_TOKEN": "t0ken"})
+    assert r.code == 1, r.err
+    out = json.loads(r.out)
+    assert {"sepal_length", "petal_length"} <= set(out["drifted_columns"])
+    assert "t0ken" not in r.out + r.err
+    (call,) = received
+    assert call["path"] == "/repos/org/app/dispatches"
+    assert call["auth"] == "Bearer t0ken"
+    payload = call["body"]["client_payload"]
+    assert call["body"]["event_type"] == "mlci-retrain"
+    assert payload["source"] == str(export.resolve()) and payload["model_version"] == "1"
+    assert "drift" in payload["reason"]
+    fresh = pd.read_csv(export)
+    assert list(fresh.columns) == ["sepal_length", "sepal_width", "petal_length",
+                                   "petal_width", "species"]
+    assert len(fresh) == 300
+    html = (iris_champion / ".mlci/monitor.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2
+
+
+def test_decay_on_labelled_feedback(iris_champion: Path) -> None:
+    r = run_mlci("monitor", "--window", str(window(iris_champion, "same", wrong=0.3)),
+                 cwd=iris_champion)
+    assert r.code == 1
+    m = json.loads((iris_champion / ".mlci/monitor.json").read_text())
+    d = m["decay"]
+    assert d["decayed"] is True and d["n"] == 300
+    assert d["ci"][1] < 0 and d["p_value"] < 0.05
+    assert "accuracy fell to" in m["summary"]
+
+
+def test_retrain_locally_registers_a_new_candidate(iris_champion: Path) -> None:
+    # drift in the window, but data the suite accepts: retraining on it goes through the gate
+    w = window(iris_champion, "same", n=200)
+    df = pd.read_csv(w)
+    df["petal_width"] = df["petal_width"] * 0.8  # valid values, different distribution
+    df.to_csv(w, index=False)
+    cfg = iris_champion / "mlci.yaml"
+    cfg.write_text(cfg.read_text().replace("max_regression: {accuracy: 0.01}",
+                                           "max_regression: {accuracy: 0.2}")
+                   + "monitor: {retrain_on: [drift, decay]}\n")
+    r = run_mlci("monitor", "--window", str(w), "--retrain-locally", "--json", cwd=iris_champion)
+    assert r.out.strip(), r.err
+    out = json.loads(r.out.strip().splitlines()[-1])
+    assert "petal_width" in out["drifted_columns"]
+    assert any(a.startswith("retrained locally: iris v2") for a in out["actions"]), out
+    assert r.code == 1  # the alert stands; the retrained model is only a candidate
+    upd = json.loads((iris_champion / ".mlci/data_update.json").read_text())
+    assert upd["status"] == "updated" and upd["data_diff"]["rows_added"] == 200
+
+
+def test_local_retraining_refused_by_the_gate_is_reported(iris_champion: Path) -> None:
+    cfg = iris_champion / "mlci.yaml"
+    cfg.write_text(cfg.read_text().replace("{accuracy: 0.90}", "{accuracy: 1.01}"))
+    r = run_mlci("monitor", "--window", str(window(iris_champion, "shifted")),
+                 "--retrain-locally", "--json", cwd=iris_champion)
+    assert r.code == 1, r.err
+    out = json.loads(r.out)
+    assert out["actions"][-1].startswith("local retraining refused:")
+
+
+def test_watch_rolls_a_bad_champion_back(iris_champion: Path) -> None:
+    cfg = iris_champion / "mlci.yaml"
+    cfg.write_text(cfg.read_text().replace("n_estimators: 200", "n_estimators: 50"))
+    assert run_mlci("run", cwd=iris_champion).code in (0, 1)  # v2, forced through below
+    r = run_mlci("promote", "--to", "champion", "--version", "2", "--force", "--reason",
+                 "hotfix", cwd=iris_champion)
+    assert r.code == 0, r.err
+    ok = run_mlci("monitor", "--watch", "--window", str(window(iris_champion, "same")),
+                  cwd=iris_champion)
+    assert ok.code == 0, ok.err
+    bad = run_mlci("monitor", "--watch", "--window",
+                   str(window(iris_champion, "same", wrong=0.4)), "--json", cwd=iris_champion)
+    assert bad.code == 1, bad.err
+    out = json.loads(bad.out)
+    assert out["actions"] == ["rolled iris@champion back from v2 to v1"]
+    hist = run_mlci("history", "iris", "--json", cwd=iris_champion)
+    events = json.loads(hist.out)
+    events = events["events"] if isinstance(events, dict) else events
+    last = events[-1]
+    assert last["action"] == "rollback" and last["to_version"] == "1"
+    assert last["rollback_of"] == "2" and "automatic rollback" in last["reason"]
+
+
+def test_bad_window_is_an_input_error(iris_champion: Path) -> None:
+    r = run_mlci("monitor", "--window", "nope.csv", cwd=iris_champion)
+    assert r.code == 2 and r.err.strip() == "mlci: error: --window nope.csv: not found"
