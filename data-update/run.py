@@ -67,14 +67,20 @@ def pull_missing_data() -> int:
     return 0
 
 
+def refuse_input(message: str) -> int:
+    print(f"mlci: error: {message}", file=sys.stderr)
+    action.set_outputs({"status": "error", "model-version": "", "drifted-columns": [],
+                        "report-path": ""})
+    return 2
+
+
 def main() -> int:
     if not Path(action.env("CONFIG", "mlci.yaml")).is_file():
-        print(f"mlci: error: config not found: {action.env('CONFIG', 'mlci.yaml')} "
-              f"(in {Path.cwd()}); set the `config` or `working-directory` input",
-              file=sys.stderr)
-        action.set_outputs({"status": "error", "model-version": "", "drifted-columns": [],
-                            "report-path": ""})
-        return 2
+        return refuse_input(f"config not found: {action.env('CONFIG', 'mlci.yaml')} "
+                            f"(in {Path.cwd()}); set the `config` or `working-directory` input")
+    if not action.env("SOURCE"):
+        return refuse_input("no source: set the `source` input (a workflow_dispatch input, the "
+                            "repository_dispatch payload's `source`, or a repository variable)")
     code = install_extras() or pull_missing_data()
     data = None
     if code == 0:
