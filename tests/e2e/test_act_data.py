@@ -14,6 +14,8 @@ Stand-ins for what a real run reaches over the network, all on this machine:
   * the shared MLflow server: a SQLite store outside the job's workspace (MLFLOW_TRACKING_URI
     in the runner's environment), so the registry can be inspected after the job;
   * the DVC remote: a local folder.
+The temporary repository has no `origin`, so act is told its name (`GITHUB_REPOSITORY=u/r`), as
+GitHub sets it on a runner.
 
 Four runs on purpose (each is a real job: install, DVC, Great Expectations, MLflow):
   1. repository_dispatch, good data → retrained, registered, branch pushed, pull request opened
