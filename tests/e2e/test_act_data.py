@@ -28,6 +28,7 @@ Four runs on purpose (each is a real job: install, DVC, Great Expectations, MLfl
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sqlite3
@@ -256,6 +257,8 @@ def test_good_data_opens_a_pull_request(data_run) -> None:
     assert out["outputs"]["pull-request-url"] == pr["html_url"]
     assert all(r["auth_ok"] for r in run.github.state.requests)
     assert TOKEN not in run.act.log
+    header = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+    assert header not in run.act.log  # the push's basic-auth header is masked
 
 
 def test_schema_breaking_data_fails_before_training(data_run) -> None:
