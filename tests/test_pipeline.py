@@ -183,3 +183,23 @@ def test_init_profiles_a_suite(tmp_path: Path, iris: Path) -> None:
     r = run_mlci("init", "--profile", "data/train.csv", "--target", "species", "--suite",
                  "new.json", cwd=iris)
     assert r.code == 2 and "exists" in r.err
+
+
+def test_no_register_compares_with_the_champion_and_writes_no_version(iris: Path) -> None:
+    """A pull request on a shared registry reads the champion but registers nothing."""
+    assert run_mlci("run", cwd=iris).code == 0
+    _set_champion(iris, 1)
+    r = run_mlci("run", "--no-register", "--json", cwd=iris)
+    assert r.code == 0, r.err
+    out = json.loads(r.out.strip().splitlines()[-1])
+    assert out["verdict"] == "pass" and out["heading"].startswith("## ✅ mlci: iris:")
+    assert versions(iris) == [("iris", 1)]
+    assert aliases(iris) == {"candidate": 1, "champion": 1}
+    e = json.loads((iris / ".mlci/evaluation.json").read_text())
+    assert e["baseline"]["kind"] == "registry" and e["model"]["version"] is None
+    assert e["comparison"]["accuracy"]["ci"] is not None
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{iris / '.mlci' / 'mlflow.db'}"
+    run = MlflowClient(tracking_uri=uri).get_run(e["model"]["run_id"])
+    assert run.data.tags["mlci.gate.passed"] == "true"

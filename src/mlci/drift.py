@@ -53,23 +53,46 @@ def _psi(ref_share: np.ndarray, cur_share: np.ndarray, eps: float = 1e-4) -> flo
     return float(np.sum((c - r) * np.log(c / r)))
 
 
+def _two_sample_cdf_stats(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """KS statistic and Wasserstein-1 distance from sorted samples, sharing one merge.
+
+    The same formulas as scipy's `ks_2samp` and `wasserstein_distance`, but each array is
+    sorted once (and the merge of two sorted runs is linear with a stable sort).
+    """
+    both = np.sort(np.concatenate([ref, cur]), kind="stable")
+    cdf_r = np.searchsorted(ref, both, side="right") / len(ref)
+    cdf_c = np.searchsorted(cur, both, side="right") / len(cur)
+    d = float(np.max(np.abs(cdf_r - cdf_c)))
+    w = float(np.sum(np.abs(cdf_r[:-1] - cdf_c[:-1]) * np.diff(both)))
+    return d, w
+
+
 def numeric_stats(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> dict[str, float | None]:
     from scipy import stats
 
-    ks = stats.ks_2samp(ref, cur, method="asymp" if min(len(ref), len(cur)) > 10_000 else "auto")
+    ref, cur = np.sort(ref), np.sort(cur)
+    n, m = len(ref), len(cur)
+    d, wd = _two_sample_cdf_stats(ref, cur)
+    en = n * m / (n + m)
+    if en > 10_000:  # the limiting distribution; scipy's kstwo agrees to ~1e-3 here, 50x slower
+        p = float(stats.kstwobign.sf(d * np.sqrt(en)))
+    elif min(n, m) > 10_000:  # scipy's asymptotic branch, same formula
+        p = float(stats.kstwo.sf(d, np.round(en)))
+    else:
+        p = float(stats.ks_2samp(ref, cur).pvalue)
     sd = float(np.std(ref))
-    wd = float(stats.wasserstein_distance(ref, cur))
-    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)))
+    edges = np.unique(ref[np.minimum((np.linspace(0, 1, bins + 1) * (n - 1)).round().astype(int),
+                                     n - 1)])
     if len(edges) > 2:
         inner = edges[1:-1]
-        r = np.bincount(np.searchsorted(inner, ref, side="right"), minlength=len(edges) - 1)
-        c = np.bincount(np.searchsorted(inner, cur, side="right"), minlength=len(edges) - 1)
-        psi = _psi(r / r.sum(), c / c.sum())
+        r = np.diff(np.searchsorted(ref, inner, side="right"), prepend=0, append=n)
+        c = np.diff(np.searchsorted(cur, inner, side="right"), prepend=0, append=m)
+        psi = _psi(r / n, c / m)
     else:
         psi = None
     return {
-        "ks_statistic": float(ks.statistic),
-        "ks_pvalue": float(ks.pvalue),
+        "ks_statistic": d,
+        "ks_pvalue": p,
         "wasserstein": wd / sd if sd > 0 else (0.0 if wd == 0 else float("inf")),
         "psi": psi,
         "mean_reference": float(np.mean(ref)),
@@ -196,6 +219,8 @@ def _ks_from_quantiles(q: np.ndarray, cur: np.ndarray, n_ref: int) -> tuple[floa
     d2 = np.max(np.abs(f_cur - GRID))
     d = float(max(d1, d2))
     en = n_ref * m / (n_ref + m)
+    if en > 10_000:
+        return d, float(stats.kstwobign.sf(d * np.sqrt(en)))
     return d, float(stats.kstwo.sf(d, np.round(en)))
 
 

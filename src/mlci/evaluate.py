@@ -255,8 +255,9 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     plots = {}
     if cfg.task == "classification":
         plots["confusion_matrix"] = "plots/confusion_matrix.png"
-        plot_confusion(cand, out_dir / plots["confusion_matrix"],
-                       f"{cfg.name} v{run['model_version']} on golden")
+        label = (f"v{run['model_version']}" if run.get("model_version")
+                 else f"run {run['run_id'][:8]}")
+        plot_confusion(cand, out_dir / plots["confusion_matrix"], f"{cfg.name} {label} on golden")
     result = {
         "schema": SCHEMA,
         "verdict": "pass" if passed else "fail",
@@ -320,4 +321,6 @@ def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str
         TAG + "golden.hash": result["golden"]["hash"],
     }
     for k, v in tags.items():
-        client.set_model_version_tag(name, version, k, v)
+        client.set_tag(run_id, k, v)  # also on the run: an unregistered (PR) model has no version
+        if version:
+            client.set_model_version_tag(name, version, k, v)

@@ -1,6 +1,7 @@
 """Where runs and the registry live, and safe first use of an embedded SQLite store.
 
-Default: `sqlite:///<out>/mlflow.db`. `MLFLOW_TRACKING_URI` or `tracking_uri:` override it.
+Default: `sqlite:///<out>/mlflow.db`. `MLCI_TRACKING_URI`, `MLFLOW_TRACKING_URI` or
+`tracking_uri:` override it.
 Several processes creating a fresh SQLite store at once corrupt it (the schema migrations
 race), so the first use is serialised with a file lock and done once.
 """
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def tracking_uri(cfg: Config | None, out_dir: Path) -> str:
-    env = os.environ.get("MLFLOW_TRACKING_URI")
+    env = os.environ.get("MLCI_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
     if env:
         return env
     if cfg is not None and cfg.tracking_uri:

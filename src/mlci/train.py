@@ -6,6 +6,7 @@ alias: any failure before that leaves the registry as it was.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -158,6 +159,22 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+def _dataset(df, cfg: Config, tags: dict[str, str]):
+    """The MLflow dataset input, digest = the full-content data hash (MLflow's own digest
+    samples rows). Its schema comes from a sample: MLflow infers it row by row in Python
+    (30 s on a million rows) and split_xy already refused missing values."""
+    import mlflow.data
+
+    digest = tags[f"{TAG}data.train.hash"].split(":", 1)[1][:32]
+    ds = mlflow.data.from_pandas(df, source=str(cfg.data.train), name="train",
+                                 targets=cfg.data.target, digest=digest)
+    if len(df) > 10_000:
+        sample = mlflow.data.from_pandas(df.head(1000), source=str(cfg.data.train),
+                                         name="train", targets=cfg.data.target, digest=digest)
+        ds.__dict__["schema"] = sample.schema  # fills the cached_property
+    return ds
+
+
 def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) -> dict[str, str]:
     tags = {TAG + k: v for k, v in context.git_info(cfg.root).items()}
     tags[TAG + "trigger"] = context.trigger()
@@ -179,7 +196,8 @@ def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) 
     return tags
 
 
-def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[str, Any]:
+def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
+          register: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     validation = check_validation(cfg, out_dir, skip_validation)
     train_path = cfg.resolve(cfg.data.train)
@@ -208,12 +226,14 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[
     uri = tracking.tracking_uri(cfg, out_dir)
     exp_id = tracking.experiment_id(client, cfg.name, out_dir, uri)
     t_log = time.perf_counter()
-    with mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+    # MLflow prints "View run … at" to stdout when a run against a server ends: keep stdout
+    # for mlci's own (JSON) output
+    with contextlib.redirect_stdout(sys.stderr), \
+            mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
         run_id = run.info.run_id
         mlflow.log_params(_flat_params(est, cfg.model.params))
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
-        dataset = mlflow.data.from_pandas(df, source=str(cfg.data.train), name="train",
-                                          targets=cfg.data.target)
+        dataset = _dataset(df, cfg, tags)
         mlflow.log_input(dataset, context="training")
         if validation is not None:
             mlflow.log_artifact(str(out_dir / "validation.json"), artifact_path="mlci")
@@ -232,28 +252,21 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[
             pip_requirements=_pip_requirements(), serialization_format="cloudpickle",
         )
         mlflow.set_tag(TAG + "dataset.digest", dataset.digest)
-    # Register only after the run finished cleanly: a failed run leaves no version behind.
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.create_registered_model(cfg.name)
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-            raise
     version_tags = dict(tags)
     version_tags[TAG + "dataset.digest"] = dataset.digest
-    # a tracking server requires the logged model's id with a models:/m-... source
-    mv = client.create_model_version(cfg.name, source=info.model_uri, run_id=run_id,
-                                     tags=version_tags, model_id=info.model_id)
-    client.set_registered_model_alias(cfg.name, "candidate", mv.version)
+    if register:
+        mv_version = _register(client, cfg, info, run_id, version_tags)
+        model_uri = f"models:/{cfg.name}/{mv_version}"
+    else:  # a pull request against a shared registry: read the champion, write no version
+        mv_version, model_uri = None, info.model_uri
     record = {
         "schema": SCHEMA,
         "run_id": run_id,
         "experiment_id": exp_id,
         "tracking_uri": uri,
         "model_name": cfg.name,
-        "model_version": str(mv.version),
-        "model_uri": f"models:/{cfg.name}/{mv.version}",
+        "model_version": mv_version,
+        "model_uri": model_uri,
         "artifact_uri": info.model_uri,
         "train_metrics": train_metrics,
         "tags": version_tags,
@@ -262,3 +275,19 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False) -> dict[
     }
     atomic_write_json(out_dir / "run.json", record)
     return record
+
+
+def _register(client, cfg: Config, info, run_id: str, version_tags: dict[str, str]) -> str:
+    """Register only after the run finished cleanly: a failed run leaves no version behind."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.create_registered_model(cfg.name)
+    except MlflowException as exc:
+        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+            raise
+    # a tracking server requires the logged model's id with a models:/m-... source
+    mv = client.create_model_version(cfg.name, source=info.model_uri, run_id=run_id,
+                                     tags=version_tags, model_id=info.model_id)
+    client.set_registered_model_alias(cfg.name, "candidate", mv.version)
+    return str(mv.version)

@@ -35,7 +35,8 @@ def metrics_diff_section(ref: str, root: Path) -> list[str]:
 @click.option("--metrics-diff", "metrics_ref", default=None, envvar="MLCI_METRICS_DIFF",
               help="Add `dvc metrics diff REF --md` (DVC pipeline mode), e.g. main.")
 def command(config_path: Path, out_dir: Path, metrics_ref: str | None) -> int:
-    """Write report.md (verdict first) and append it to the job summary."""
+    """Write report.md (verdict first) and append it to the job summary; exit 0 (the
+    verdict's exit code belongs to the stage that failed)."""
     from mlci.config import load_config
 
     cfg = load_config(config_path, check_files=False)

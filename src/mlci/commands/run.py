@@ -21,7 +21,10 @@ from mlci.errors import EXIT_VERDICT, VerdictFailed
 @click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
               help="Champion baseline for evaluate: auto | registry | git:<ref> | file:<p> | none.")
 @click.option("--no-docs", is_flag=True, envvar="MLCI_NO_DOCS", help="Skip Data Docs HTML.")
-def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_docs: bool) -> int:
+@click.option("--no-register", is_flag=True, envvar="MLCI_NO_REGISTER",
+              help="Log the run but register no version (pull requests on a shared registry).")
+def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_docs: bool,
+            no_register: bool) -> int:
     """Run the code-trigger pipeline and write the report."""
     from mlci.commands.evaluate import print_result
     from mlci.commands.report import write_report
@@ -45,9 +48,10 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
             t = time.perf_counter()
             from mlci.train import train
 
-            rec = train(cfg, out_dir)
+            rec = train(cfg, out_dir, register=not no_register)
             timings["train"] = time.perf_counter() - t
-            click.echo(f"registered {rec['model_uri']} as candidate")
+            click.echo(f"registered {rec['model_uri']} as candidate" if rec["model_version"]
+                       else f"logged {rec['model_uri']} (not registered)")
             t = time.perf_counter()
             from mlci.evaluate import evaluate
 
@@ -68,7 +72,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
         import json
 
         click.echo(json.dumps({"exit_code": code,
-                               "report": path, "verdict": first,
+                               "report": path, "verdict": "fail" if code else "pass",
+                               "heading": first,
                                "seconds": {k: round(v, 3) for k, v in timings.items()}}))
     else:
         click.echo(f"{first}\nwrote {path}")

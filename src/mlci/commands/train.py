@@ -14,18 +14,22 @@ from mlci.commands._options import common, json_option
 @json_option
 @click.option("--skip-validation", is_flag=True, envvar="MLCI_SKIP_VALIDATION",
               help="Train even without a passing validation.json.")
-def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bool) -> int:
+@click.option("--no-register", is_flag=True, envvar="MLCI_NO_REGISTER",
+              help="Log the run but register no version (pull requests on a shared registry).")
+def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bool,
+            no_register: bool) -> int:
     """Train the configured model and register it as the candidate."""
     from mlci.config import load_config
     from mlci.train import train
 
     cfg = load_config(config_path)
-    rec = train(cfg, out_dir, skip_validation=skip_validation)
+    rec = train(cfg, out_dir, skip_validation=skip_validation, register=not no_register)
     if as_json:
         import json
 
         click.echo(json.dumps({k: rec[k] for k in ("run_id", "model_uri", "model_version",
                                                    "artifact_uri")}))
     else:
-        click.echo(f"registered {rec['model_uri']} (run {rec['run_id']}) as candidate")
+        click.echo(f"registered {rec['model_uri']} (run {rec['run_id']}) as candidate"
+                   if rec["model_version"] else f"logged {rec['model_uri']} (not registered)")
     return 0

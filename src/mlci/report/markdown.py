@@ -99,7 +99,7 @@ def _render(name, validation, run, evaluation, title, limit, update=None, extra=
     verdict, why = verdict_of(validation, run, evaluation)
     if update and update.get("status") in ("refused", "error"):
         verdict, why = "fail", "data update refused: " + str(update.get("error", ""))[:300]
-    version = run["model_version"] if run else None
+    version = run.get("model_version") if run else None
     head = title or f"mlci: {name}" + (f" v{version}" if version else "")
     out = [f"## {ICON[verdict]} {head}: {why}", ""]
     if evaluation:
