@@ -83,6 +83,30 @@ def test_step_by_step_pull_request(cold) -> None:
     assert "ghs_e2e_secret_token" not in cold.log
 
 
+def test_lineage_of_the_model_trained_by_the_workflow(cold) -> None:
+    """`mlci lineage` answers where the act-trained model came from, from the store it left."""
+    import subprocess
+    import sys
+
+    db = cold.dir / "saved" / "mlflow.db"
+    assert db.is_file()
+    mlci = str(Path(sys.executable).with_name("mlci"))
+    p = subprocess.run([mlci, "lineage", "iris@candidate", "--json"], cwd=cold.dir,
+                       capture_output=True, text=True,
+                       env={"PATH": "/usr/bin:/bin", "MLCI_TRACKING_URI": f"sqlite:///{db}"})
+    assert p.returncode == 0, p.stderr
+    lin = json.loads(p.stdout)
+    assert lin["model"]["version"] == "1"
+    assert len(lin["git"]["commit"]) == 40
+    assert lin["ci"]["trigger"] == "pull_request"
+    assert "/actions/runs/" in (lin["ci"]["run_url"] or "")
+    for key in ("train", "golden"):
+        assert lin["data"][key]["hash"].startswith("sha256:")
+    assert lin["validation"]["success"] == "true"
+    assert lin["validation"]["digest"].startswith("sha256:")
+    assert lin["evaluation"]["gate_passed"] == "true"
+
+
 def test_cold_cache_installs_and_saves(cold) -> None:
     events = cold.events()
     assert any(e.startswith("cache restore key=mlci-venv-0.1.0-") and e.endswith("hit=false")
