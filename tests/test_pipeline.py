@@ -203,3 +203,16 @@ def test_no_register_compares_with_the_champion_and_writes_no_version(iris: Path
     uri = f"sqlite:///{iris / '.mlci' / 'mlflow.db'}"
     run = MlflowClient(tracking_uri=uri).get_run(e["model"]["run_id"])
     assert run.data.tags["mlci.gate.passed"] == "true"
+
+
+def test_trigger_reason_from_a_repository_dispatch_payload(iris: Path) -> None:
+    event = iris / "event.json"
+    event.write_text(json.dumps({"action": "mlci-retrain",
+                                 "client_payload": {"reason": "drift in petal_length"}}))
+    assert run_mlci("validate", cwd=iris).code == 0
+    r = run_mlci("train", cwd=iris, env={"GITHUB_EVENT_NAME": "repository_dispatch",
+                                         "GITHUB_EVENT_PATH": str(event)})
+    assert r.code == 0, r.err
+    tags = json.loads((iris / ".mlci/run.json").read_text())["tags"]
+    assert tags["mlci.trigger"] == "repository_dispatch"
+    assert tags["mlci.trigger.reason"] == "drift in petal_length"

@@ -47,5 +47,23 @@ def trigger() -> str:
     return os.environ.get("MLCI_TRIGGER") or os.environ.get("GITHUB_EVENT_NAME") or "local"
 
 
+def trigger_reason() -> str | None:
+    """Why this run happened: MLCI_TRIGGER_REASON, or a repository_dispatch payload's reason
+    (what `mlci monitor --dispatch` sends), so lineage can tell "retrained because …"."""
+    import json
+
+    if os.environ.get("MLCI_TRIGGER_REASON"):
+        return os.environ["MLCI_TRIGGER_REASON"][:500]
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if path and os.environ.get("GITHUB_EVENT_NAME") == "repository_dispatch":
+        try:
+            with open(path, encoding="utf-8") as fh:
+                reason = (json.load(fh).get("client_payload") or {}).get("reason")
+        except (OSError, ValueError):
+            return None
+        return str(reason)[:500] if reason else None
+    return None
+
+
 def actor() -> str:
     return os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"

@@ -178,6 +178,9 @@ def _dataset(df, cfg: Config, tags: dict[str, str]):
 def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) -> dict[str, str]:
     tags = {TAG + k: v for k, v in context.git_info(cfg.root).items()}
     tags[TAG + "trigger"] = context.trigger()
+    reason = context.trigger_reason()
+    if reason:
+        tags[TAG + "trigger.reason"] = reason
     tags[TAG + "actor"] = context.actor()
     url = context.ci_run_url()
     if url:
