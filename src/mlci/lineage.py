@@ -132,7 +132,8 @@ def lineage(client: MlflowClient, ref: str, audit_exp: str | None = None,
                        for c in (evaluation or {}).get("checks", [])],
             "link": f"{artifact_uri}/mlci/evaluation.json" if artifact_uri else None,
         },
-        "ci": {"run_url": tag("ci.run_url"), "trigger": tag("trigger"), "actor": tag("actor")},
+        "ci": {"run_url": tag("ci.run_url"), "trigger": tag("trigger"), "actor": tag("actor"),
+               "reason": tag("trigger.reason")},
         "approval": approval,
         "replaced": last.from_version if last is not None else None,
         "rollback_of": last.rollback_of if last is not None else None,
@@ -177,7 +178,8 @@ def to_markdown(d: dict[str, Any]) -> str:
                                               for c in ev["checks"])))
     run = ci["run_url"]
     rows.append(("CI run", (f"[{run}]({run})" if run else "local")
-                 + f", trigger `{_fmt(ci['trigger'])}`, by {_fmt(ci['actor'])}"))
+                 + f", trigger `{_fmt(ci['trigger'])}`, by {_fmt(ci['actor'])}"
+                 + (f" — {_fmt(ci['reason'])}" if ci.get("reason") else "")))
     a = d["approval"]
     if a:
         rows.append(("approved", f"{a['action']} to `{a['alias']}` by {_fmt(a['approver'])} "
