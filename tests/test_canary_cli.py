@@ -22,7 +22,8 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def mlci(root: Path, *args: str):
     r = CliRunner().invoke(cli, [*args[:2], "-c", str(root / "mlci.yaml"), "--out",
-                                 str(root / ".mlci"), *args[2:]], env=clean_env())
+                                 str(root / ".mlci"), *args[2:]],
+                           env={**clean_env(), "MLFLOW_TRACKING_URI": None})
     assert "Traceback" not in r.output
     return r
 
@@ -107,3 +108,19 @@ def test_action_glue_writes_outputs_and_keeps_the_exit_code(root: Path, tmp_path
     assert p.returncode == 2 and "give --version" in p.stderr
     text = out.read_text()
     assert "decision<<" in text and "\nerror\n" in text
+
+
+def test_inconclusive_step_waits_then_rolls_back_at_the_deadline(root: Path) -> None:
+    r = mlci(root, "canary", "start", "--version", GOOD, "--steps", "50,100", "--bake", "0",
+             "--deadline", "8", "--min-samples", "1000")
+    assert r.exit_code == 0, r.output
+    r = mlci(root, "canary", "step")  # no traffic yet: inconclusive, within the deadline
+    assert r.exit_code == 0 and "running" in r.stdout and "waiting for" in r.stdout
+    assert alias(root, "challenger") == GOOD
+    import time
+
+    time.sleep(8.2)
+    r = mlci(root, "canary", "step")
+    st = json.loads(root.joinpath(".mlci", *STATE).read_text())
+    assert st["status"] == "rolled-back" and "still inconclusive" in st["reason"]
+    assert alias(root, "challenger") is None and alias(root, "champion") == "1"

@@ -88,6 +88,8 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
     assert all(h["verdict"] == "pass" for h in st["history"])
     assert all(_checks(res)[c] == "pass" for c in ("error rate", "p99 latency",
                                                      "accuracy (non-inferiority)"))
+    # three weight changes and a version swap at runtime: not one request dropped
+    assert load.sent and all(s.status == 200 for s in load.sent)
 
 
     # sticky: in the log, no key goes back from the challenger to the champion

@@ -175,16 +175,22 @@ def state(root: Path) -> dict:
     return json.loads((root / ".mlci" / "canary" / "state.json").read_text())
 
 
-def audit_events(root: Path) -> list:
-    from mlci import audit, tracking
+def _client(root: Path):
+    """A client on this project's store, chosen explicitly: `mlflow.set_tracking_uri` (which
+    the in-process CLI calls) also sets MLFLOW_TRACKING_URI in this process's environment."""
+    from mlflow import MlflowClient
 
-    out = root / ".mlci"
-    c = tracking.client(None, out)
-    exp = audit.experiment_id(c, NAME, out, tracking.tracking_uri(None, out), create=False)
-    return audit.events(c, exp)
+    uri = f"sqlite:///{(root / '.mlci' / 'mlflow.db').resolve()}"
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def audit_events(root: Path) -> list:
+    from mlci import audit
+
+    c = _client(root)
+    exp = c.get_experiment_by_name(audit.experiment_name(NAME))
+    return audit.events(c, exp.experiment_id if exp else None)
 
 
 def alias(root: Path, name: str) -> str | None:
-    from mlci import tracking
-
-    return registry.current(tracking.client(None, root / ".mlci"), NAME, name)
+    return registry.current(_client(root), NAME, name)

@@ -341,15 +341,53 @@ class Controller:
         finally:
             fh.close()
 
-    def _audit(self, alias: str, frm: str | None, to: str | None, message: str,
-               reason: str | None = None, evidence: Any = None) -> str:
+    def _record(self, ev: dict[str, Any]) -> str:
+        """Append one audit event described by `ev` (see `_commit`)."""
         from mlci import audit
-        from mlci.registry import _event
+        from mlci.registry import _event, record_canary
 
+        if ev["kind"] == "decision":
+            return record_canary(self.client, self.out_dir, self.uri(), self.name,
+                                 ev["message"], ev["frm"], ev["to"], ev["reason"],
+                                 evidence_digest=ev["digest"])
         exp = audit.experiment_id(self.client, self.name, self.out_dir, self.uri())
-        ev = _event("canary", self.name, alias, frm, to, reason=reason, message=message,
-                    evidence_digest=audit.digest(evidence) if evidence is not None else None)
-        return audit.record(self.client, exp, ev)
+        e = _event("canary", self.name, CHALLENGER_ALIAS, ev["frm"], ev["to"],
+                   reason=ev.get("reason"), message=ev["message"],
+                   evidence_digest=ev.get("digest"))
+        return audit.record(self.client, exp, e)
+
+    def _commit(self, st: CanaryState, ev: dict[str, Any]) -> None:
+        """Persist the state together with the audit event it owes, then record the event.
+
+        The event is part of the state written first, so a controller killed in between
+        records it on its next start (`recover`): every step reaches the audit trail at
+        least once (twice only if killed between recording and the final write)."""
+        st.pending_audit = ev
+        self._write(st)
+        self._flush(st)
+
+    def _flush(self, st: CanaryState) -> None:
+        if st.pending_audit:
+            self._record(st.pending_audit)
+            st.pending_audit = None
+            self._write(st)
+
+    def recover(self, st: CanaryState | None) -> CanaryState | None:
+        """Finish what a killed controller left: the owed audit event, and the challenger
+        alias (set while running, gone afterwards)."""
+        from mlci.registry import current, locked, set_alias
+
+        if st is None:
+            return None
+        self._flush(st)
+        have = current(self.client, self.name, CHALLENGER_ALIAS)
+        if st.running and have != st.challenger:
+            with locked(self.client, self.name):
+                set_alias(self.client, self.name, CHALLENGER_ALIAS, str(st.challenger))
+        elif not st.running and have is not None and have == st.challenger:
+            with locked(self.client, self.name):
+                self._drop_challenger_alias()
+        return st
 
     def _write(self, st: CanaryState) -> None:
         write_state(self.path, st)
@@ -367,7 +405,7 @@ class Controller:
         from mlci.registry import current, get_version, locked, set_alias
 
         with self.exclusive():
-            st = self.state()
+            st = self.recover(self.state())
             if st is not None and st.running:
                 raise MlciError(f"canary {st.id} of {self.name}/{st.challenger} is running; "
                                 "resume it with `mlci canary run` or stop it with "
@@ -388,12 +426,13 @@ class Controller:
                 if self.backend is not None and getattr(self.backend, "metrics_url", None):
                     st.backend = {"metrics_baseline": self.backend.scrape()}
                 # the state first: if the alias move fails, abort finds and cleans it
+                st.pending_audit = {
+                    "kind": "step", "frm": before, "to": v, "digest": _digest(st.params),
+                    "message": f"canary {st.id} started: {v} against champion {champion} at "
+                               f"{_pct(st.weight)} (steps {','.join(_pct(s) for s in st.steps)})"}
                 self._write(st)
                 set_alias(self.client, self.name, CHALLENGER_ALIAS, v)
-            self._audit(CHALLENGER_ALIAS, before, v,
-                        f"canary {st.id} started: {v} against champion {champion} at "
-                        f"{_pct(st.weight)} (steps {','.join(_pct(s) for s in st.steps)})",
-                        evidence=st.params)
+            self._flush(st)
             self._report(st)
             return st
 
@@ -451,10 +490,10 @@ class Controller:
         st.step += 1
         st.weight = st.steps[st.step]
         st.step_started = time.time()
-        self._write(st)
-        self._audit(CHALLENGER_ALIAS, st.challenger, st.challenger,
-                    f"canary {st.id} step {entry['step']}/{len(st.steps)} passed at "
-                    f"{_pct(frm)}; now {_pct(st.weight)}", reason=_explain(a), evidence=a)
+        self._commit(st, {"kind": "step", "frm": st.challenger, "to": st.challenger,
+                          "message": f"canary {st.id} step {entry['step']}/{len(st.steps)} "
+                                     f"passed at {_pct(frm)}; now {_pct(st.weight)}",
+                          "reason": _explain(a), "digest": _digest(a)})
         self._report(st)
         self.echo(f"step {entry['step']}/{len(st.steps)} at {_pct(frm)}: pass; "
                   f"challenger now at {_pct(st.weight)}")
@@ -464,7 +503,7 @@ class Controller:
     def promote(self, st: CanaryState, a: dict[str, Any] | None, *,
                 entry: dict[str, Any] | None = None, reason: str | None = None
                 ) -> CanaryState:
-        from mlci.registry import current, locked, record_canary, set_alias
+        from mlci.registry import current, locked, set_alias
 
         a = a if a is not None else self.analyse(st)
         with locked(self.client, self.name):
@@ -482,17 +521,16 @@ class Controller:
         st.status, st.decision = PROMOTED, "promoted"
         st.reason = reason or f"all {len(st.steps)} steps passed"
         st.champion, st.weight = str(st.challenger), 100.0
-        self._write(st)
         text = (f"canary {st.id} promoted {st.challenger} (was {old}): {st.reason}. "
                 + _explain(a))
-        record_canary(self.client, self.out_dir, self.uri(), self.name, "promoted", old,
-                      st.challenger, text, evidence_digest=_digest(a))
+        self._commit(st, {"kind": "decision", "message": "promoted", "frm": old,
+                          "to": st.challenger, "reason": text, "digest": _digest(a)})
         self._report(st)
         self.echo(f"promoted {self.name}/{st.challenger} to champion (was {old})")
         return st
 
     def rollback(self, st: CanaryState, a: dict[str, Any] | None, reason: str) -> CanaryState:
-        from mlci.registry import locked, record_canary
+        from mlci.registry import locked
 
         a = a if a is not None else self.analyse(st)
         # traffic first: the gateway stops routing to the challenger on its next poll
@@ -500,13 +538,14 @@ class Controller:
                            "summary": reason, "analysis": a})
         st.status, st.decision, st.reason = ROLLED_BACK, "rolled-back", reason
         st.weight = 0.0
+        st.pending_audit = {"kind": "decision", "message": "rolled-back", "frm": st.champion,
+                            "to": st.champion, "digest": _digest(a),
+                            "reason": f"canary {st.id} rolled back {st.challenger}: {reason}. "
+                                      + _explain(a)}
         self._write(st)
         with locked(self.client, self.name):
             self._drop_challenger_alias()
-        record_canary(self.client, self.out_dir, self.uri(), self.name, "rolled-back",
-                      st.champion, st.champion,
-                      f"canary {st.id} rolled back {st.challenger}: {reason}. " + _explain(a),
-                      evidence_digest=_digest(a))
+        self._flush(st)
         self._report(st)
         self.echo(f"rolled back {self.name}/{st.challenger}: {reason}")
         return st
@@ -521,7 +560,11 @@ class Controller:
         """With --gateway, wait until the gateway routes by this state (bounded)."""
         if not self.gateway:
             return
-        import httpx
+        try:
+            import httpx
+        except ImportError:
+            raise MlciError("--gateway needs the serve extra: pip install 'mlci[serve]'") \
+                from None
 
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -538,7 +581,8 @@ class Controller:
     def run(self, version: str | None, params: Params | None, shadow: bool = False
             ) -> CanaryState:
         """Start (or resume) and drive the rollout to promotion or rollback."""
-        st = self.state()
+        with self.exclusive():
+            st = self.recover(self.state())
         if st is not None and st.running:
             if version is not None and str(int(version)) != st.challenger:
                 raise MlciError(f"canary {st.id} of {self.name}/{st.challenger} is running; "

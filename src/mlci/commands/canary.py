@@ -196,6 +196,7 @@ def step(**kw: Any) -> int:
     """Judge the current step once: advance, roll back, or keep waiting."""
     ctl = _controller(kw)
     with ctl.exclusive():
+        ctl.recover(ctl.state())
         st = ctl.step(ctl.active(), wait=False)
     _print(st, kw["as_json"])
     return _exit(st)
@@ -223,8 +224,8 @@ def promote(**kw: Any) -> int:
     """Promote the challenger now (champion moves to it), with the analysis as evidence."""
     ctl = _controller(kw)
     with ctl.exclusive():
-        st = ctl.active()
-        st = ctl.promote(st, None, reason=kw["reason"] or "promoted by hand")
+        ctl.recover(ctl.state())
+        st = ctl.promote(ctl.active(), None, reason=kw["reason"] or "promoted by hand")
     _print(st, kw["as_json"])
     return 0
 
@@ -237,6 +238,7 @@ def abort(**kw: Any) -> int:
     """Roll back now: challenger weight 0, `@challenger` removed, audited."""
     ctl = _controller(kw)
     with ctl.exclusive():
+        ctl.recover(ctl.state())
         st = ctl.rollback(ctl.active(), None, kw["reason"])
     _print(st, kw["as_json"])
     return 0

@@ -41,6 +41,7 @@ class CanaryState:
     reason: str | None = None
     last_analysis: dict[str, Any] | None = None
     backend: dict[str, Any] = field(default_factory=dict)  # e.g. a metrics baseline
+    pending_audit: dict[str, Any] | None = None  # written before it is recorded (see canary)
     schema: str = SCHEMA
 
     @property
