@@ -2,13 +2,7 @@
 # Set up a venv, install mlci, and run the code-trigger pipeline on the Iris example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV="${MLCI_VENV:-.venv}"
-PY="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PY" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-"$VENV/bin/python" -m pip install -q -c scripts/constraints.txt -e .
+. scripts/venv.sh .
 cd examples/iris
 code=0
 "../../$VENV/bin/mlci" run || code=$?

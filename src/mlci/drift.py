@@ -104,26 +104,9 @@ def numeric_stats(ref: np.ndarray, cur: np.ndarray, bins: int = 10) -> dict[str,
 
 def categorical_stats(ref: pd.Series, cur: pd.Series) -> dict[str, float | None]:
     import pandas as pd
-    from scipy import stats
-    from scipy.spatial.distance import jensenshannon
 
     counts = pd.concat([ref.value_counts(), cur.value_counts()], axis=1).fillna(0).to_numpy()
-    r, c = counts[:, 0], counts[:, 1]
-    table = np.vstack([r, c])
-    table = table[:, table.sum(axis=0) > 0]
-    if table.shape[1] < 2:
-        chi2, p = 0.0, 1.0
-    else:
-        res = stats.chi2_contingency(table, correction=False)
-        chi2, p = float(res.statistic), float(res.pvalue)
-    rs, cs = r / r.sum(), c / c.sum()
-    return {
-        "chi2_statistic": chi2,
-        "chi2_pvalue": p,
-        "jensenshannon": float(jensenshannon(rs, cs, base=2)),
-        "psi": _psi(rs, cs),
-        "categories_new": int(((r == 0) & (c > 0)).sum()),
-    }
+    return _categorical_from_counts(counts[:, 0], counts[:, 1])
 
 
 def _decide(kind: str, st: dict[str, float | None], n: int, cfg: DriftConfig,

@@ -1,0 +1,8 @@
+# Sourced by demo.sh and test.sh: create the project venv once and install into it.
+# Usage: . scripts/venv.sh ['.[extras]']   (sets VENV)
+VENV="${MLCI_VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  "${PYTHON:-python3}" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+"$VENV/bin/python" -m pip install -q -c scripts/constraints.txt -e "${1:-.}"
