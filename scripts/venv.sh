@@ -4,5 +4,4 @@ VENV="${MLCI_VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   "${PYTHON:-python3}" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
 "$VENV/bin/python" -m pip install -qq -c scripts/constraints.txt -e "${1:-.}"
