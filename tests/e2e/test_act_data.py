@@ -175,6 +175,10 @@ class DataRun:
                                   "order by alias").fetchall()
         return [v for (v,) in versions], aliases
 
+    def run_tag(self, key: str) -> list[str]:
+        with sqlite3.connect(self.mlflow_db) as con:
+            return [v for (v,) in con.execute("select value from tags where key = ?", (key,))]
+
 
 @pytest.fixture(scope="module")
 def data_run(act_env, dvc_init, tmp_path_factory):
@@ -238,6 +242,7 @@ def test_good_data_opens_a_pull_request(data_run) -> None:
     # registered in the tracking store
     versions, aliases = run.registry()
     assert versions == [1] and ("candidate", 1) in aliases
+    assert run.run_tag("mlci.trigger.reason") == [INJECTION]  # lineage says why
     # the branch on the git remote holds exactly the updated .dvc file
     assert run.branches() == ["mlci/data-update"]
     commit = run.show("mlci/data-update")
