@@ -98,6 +98,7 @@ class KServeBackend:
         self.ctl, self.storage_uri, self.namespace = ctl, storage_uri, namespace
         self.apply, self.metrics_url = apply, metrics_url
         self.dir = Path(ctl.path).parent
+        self._last: str | None = None
 
     def on_state(self, st: CanaryState) -> Path:
         import yaml
@@ -107,6 +108,10 @@ class KServeBackend:
         m = render(st, self.storage_uri, self.namespace)
         validate(m)
         text = yaml.safe_dump(m, sort_keys=False)
+        path = self.dir / "inferenceservice.yaml"
+        if text == self._last:  # a state write that changed nothing KServe sees
+            return path
+        self._last = text
         path = atomic_write_text(self.dir / "inferenceservice.yaml", text)
         atomic_write_text(self.dir / "kserve" / f"{st.generation:04d}-{st.status}-"
                           f"{int(st.weight)}.yaml", text)
