@@ -76,6 +76,23 @@ def test_erroring_challenger_is_rolled_back_on_error_rate(live) -> None:
     assert alias(root, "champion") == champion and alias(root, "challenger") is None
 
 
+def test_shadowed_challenger_is_rolled_back_on_disagreement(live) -> None:
+    """With --shadow the challenger also scores the champion's traffic; with a ceiling on
+    disagreement it is rolled back on that alone (accuracy still waits for its samples)."""
+    root, gw = live
+    fast = [*FAST]
+    fast[fast.index("--min-samples") + 1] = "100000"
+    with Load(gw.url, seed=7):
+        r = canary(root, "run", "--version", WORSE, "--gateway", gw.url, "--json", *fast,
+                   "--shadow", "--max-disagreement", "0.2")
+    assert r.code == 1, r.err
+    res = json.loads(r.out.strip().splitlines()[-1])
+    checks = _checks(res)
+    assert checks["shadow disagreement"] == "fail"
+    assert checks["accuracy (non-inferiority)"] == "wait"
+    assert res["reason"].endswith("failed: shadow disagreement")
+
+
 def test_good_challenger_is_promoted_through_every_step(live) -> None:
     root, gw = live
     before = alias(root, "champion")
