@@ -73,10 +73,12 @@ def read_predlog(path: Path, features: list[str], since: float | None = None,
     for _rid, _ts, _var, version, inputs, outputs, label in rows:
         xs, ys = json.loads(inputs or "[]"), json.loads(outputs or "[]")
         ls = json.loads(label) if label else [None] * len(xs)
+        if not isinstance(ls, list):  # one instance labelled with a scalar, as /feedback allows
+            ls = [ls]
         for i, x in enumerate(xs):
             feats.append(x if isinstance(x, list) else [x.get(f) for f in features])
             preds.append(ys[i] if i < len(ys) else None)
-            labels.append(ls[i] if isinstance(ls, list) and i < len(ls) else None)
+            labels.append(ls[i] if i < len(ls) else None)
             versions.append(str(version))
     df = pd.DataFrame(feats, columns=features) if feats else pd.DataFrame(columns=features)
     return Window(df, pd.Series(labels, dtype=object), pd.Series(preds, dtype=object),
