@@ -63,7 +63,7 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
                     return
                 key = f"user-{i % keys}" if keys else None
                 headers = {key_header: key} if key else {}
-                j = random.Random(seed * 1_000_003 + i).randrange(len(rows))
+                j = random.Random(seed * 1_000_003 + i).randrange(len(rows)) if rows else 0
                 payload = body if body is not None else {"instances": [rows[j]]}
                 t0 = time.perf_counter()
                 try:
