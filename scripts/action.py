@@ -163,6 +163,42 @@ def do_rollback() -> int:
     return code
 
 
+def do_monitor() -> int:
+    watching = truthy("WATCH")
+    args = ["monitor", "--json", "--window", env("WINDOW")]
+    if env("SINCE"):
+        args += ["--since", env("SINCE")]
+    if truthy("DISPATCH"):
+        args.append("--dispatch")
+    if watching:
+        args.append("--watch")
+    else:
+        if env("EXPORT"):
+            args += ["--export", env("EXPORT")]
+        if env("SOURCE_URL"):
+            args += ["--source-url", env("SOURCE_URL")]
+    code, data = mlci(*args)
+    report = out_dir() / ("watch.md" if watching else "monitor.md")
+    if data:
+        actions = data.get("actions") or []
+        set_outputs({"drift": "true" if data.get("drifted_columns") else "false",
+                     "alert": "true" if data.get("alert") else "false",
+                     "dispatched": "true" if any(str(a).startswith("dispatched ")
+                                                 for a in actions) else "false",
+                     "drifted-columns": data.get("drifted_columns", []),
+                     "summary": str(data.get("summary", "")),
+                     "report-path": str(report.resolve()) if report.is_file() else ""})
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary and report.is_file():
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(report.read_text(encoding="utf-8") + "\n")
+    if code == 1 and not truthy("FAIL_ON_ALERT", "true"):
+        print("::warning title=mlci monitor::" + str((data or {}).get("summary", "alert"))
+              .replace("\n", " "))
+        return 0
+    return code
+
+
 def _config_name() -> str:
     import yaml
 
@@ -177,7 +213,7 @@ def _config_name() -> str:
 
 ACTIONS = {"validate": do_validate, "train": do_train, "evaluate": do_evaluate,
            "report": do_report, "comment": do_comment, "run": do_run, "promote": do_promote,
-           "rollback": do_rollback}
+           "rollback": do_rollback, "monitor": do_monitor}
 
 
 def main(argv: list[str]) -> int:

@@ -18,7 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 OWNER = "org/mlci-actions"
 ORDER = ["setup", "validate", "train", "evaluate", "report", "promote", "rollback",
-         "data-update"]
+         "data-update", "canary", "monitor"]
 START, END = "<!-- actions:start -->", "<!-- actions:end -->"
 
 USAGE = {
@@ -35,6 +35,14 @@ USAGE = {
                 "    tracking-uri: ${{ secrets.MLFLOW_TRACKING_URI }}",
     "data-update": "- id: data\n  uses: org/mlci-actions/data-update@v1\n  with:\n"
                    "    source: ${{ inputs.source }}\n    mode: append",
+    "canary": "- id: canary\n  uses: org/mlci-actions/canary@v1\n  with:\n"
+              "    version: ${{ inputs.version }}\n"
+              "    tracking-uri: ${{ secrets.MLFLOW_TRACKING_URI }}\n"
+              "    gateway: http://127.0.0.1:8000",
+    "monitor": "- id: monitor\n  uses: org/mlci-actions/monitor@v1\n  with:\n"
+               "    window: serving/predictions.db\n    export: fresh/window.csv\n"
+               "    dispatch: 'true'\n"
+               "    tracking-uri: ${{ secrets.MLFLOW_TRACKING_URI }}",
 }
 
 NOTES = {
@@ -55,6 +63,21 @@ NOTES = {
                    "the registry back as they were. Missing DVC-tracked train/golden files are "
                    "pulled first. The reusable `.github/workflows/data.yml` adds the pull "
                    "request (or `auto-promote`); see docs/data-trigger.md.",
+    "canary": "Runs next to the traffic: on a runner that reaches the `mlci serve` gateway and its "
+              "prediction log (`backend: local`), or with `backend: kserve`, which renders a KServe"
+              " `InferenceService` with `canaryTrafficPercent` per step, applies it with `kubectl` "
+              "when `apply: 'true'` and judges from `metrics-url`. The job fails (exit 1) when the "
+              "version is rolled back. The state is kept under `out`, so re-running with an empty "
+              "`version` resumes an interrupted rollout. `gateway` and `metrics-url` need the "
+              "`serve` extra in the venv. Statistics and audit trail: docs/canary.md.",
+    "monitor": "Runs where the window is: on a runner that reads the gateway's prediction log, "
+               "or on a CSV/Parquet batch. The reference statistics come from the registry "
+               "(stored with the model at training time), so `tracking-uri` must reach the "
+               "registry the champion is in. With `dispatch: 'true'` an alert sends "
+               "`repository_dispatch` `mlci-retrain` whose payload's `source` is `source-url` "
+               "(or the exported file), which the data trigger (`data.yml`) retrains on. The "
+               "reusable `.github/workflows/monitor.yml` runs it on a schedule; see "
+               "docs/closed-loop.md.",
 }
 
 

@@ -51,7 +51,7 @@ def tool(name: str) -> str:
 def test_the_expected_actions_exist() -> None:
     names = {p.parent.name for p in ACTIONS if p.parent != ROOT}
     assert names == {"setup", "validate", "train", "evaluate", "report", "promote", "rollback",
-                     "data-update"}
+                     "data-update", "canary", "monitor"}
     assert all((p.parent / "README.md").is_file() for p in ACTIONS if p.parent != ROOT)
 
 
