@@ -97,3 +97,39 @@ def test_psi_on_reference_bins() -> None:
     same = compare_profile(build(ref), _frame(rng, 10_000), DriftConfig(method="psi"))
     moved = compare_profile(build(ref), _frame(rng, 10_000, shift=1.0), DriftConfig(method="psi"))
     assert "x" not in same["drifted_columns"] and "x" in moved["drifted_columns"]
+
+
+@pytest.mark.parametrize("kind", ["poisson", "rounded", "t3", "outlier"])
+def test_profile_is_exact_enough_on_repeated_values_heavy_tails_and_outliers(kind: str) -> None:
+    """Integer and rounded features (atoms) must not fake a KS drift, nor heavy tails or a
+    single outlier a Wasserstein drift: the profile must match the exact two-sample values."""
+    rng = np.random.default_rng(17)
+
+    def draw(n: int) -> np.ndarray:
+        if kind == "poisson":
+            return rng.poisson(30, n).astype(float)
+        if kind == "rounded":
+            return np.round(rng.lognormal(3, 0.5, n), 2)
+        return rng.standard_t(3, n)
+
+    ref, cur = draw(200_000), draw(3_000)
+    if kind == "outlier":
+        ref[0] = 1e4
+    prof = build(pd.DataFrame({"v": ref}))
+    got = compare_profile(prof, pd.DataFrame({"v": cur}))["columns"][0]["statistics"]
+    exact = stats.ks_2samp(ref, cur)
+    assert got["ks_statistic"] == pytest.approx(exact.statistic, abs=3e-3)
+    assert abs(got["ks_pvalue"] - exact.pvalue) < 0.1
+    wd = stats.wasserstein_distance(ref, cur) / ref.std()
+    assert got["wasserstein"] == pytest.approx(wd, rel=0.05, abs=2e-3)
+    ks_cfg = DriftConfig(method="ks")
+    assert compare_profile(prof, pd.DataFrame({"v": cur}), ks_cfg)["drifted_columns"] == (
+        ["v"] if exact.pvalue < 0.05 else [])
+
+
+def test_a_sample_against_its_own_profile_is_not_drift() -> None:
+    rng = np.random.default_rng(2)
+    df = pd.DataFrame({"p": rng.poisson(30, 50_000).astype(float)})
+    res = compare_profile(build(df), df, DriftConfig(method="ks"))
+    stat = res["columns"][0]["statistics"]
+    assert stat["ks_statistic"] < 2e-3 and stat["ks_pvalue"] > 0.99

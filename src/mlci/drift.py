@@ -183,24 +183,41 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig | N
 # ------------------------------------------------------- against a stored reference profile
 
 
+def _ref_cdf(q: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+    """The reference CDF from its quantiles, right limit F(x) or left limit F(x-).
+
+    A run of equal quantiles is an atom (a repeated value): the right limit is the share
+    up to the run's end, the left limit the share before its start; between quantiles the
+    CDF is interpolated.
+    """
+    from mlci.reference import GRID
+
+    last = len(q) - 1
+    if side == "right":
+        j = np.searchsorted(q, x, side="right") - 1      # last quantile <= x
+    else:
+        j = np.searchsorted(q, x, side="left") - 1       # last quantile < x
+    k = j + 1
+    jc, kc = np.clip(j, 0, last), np.clip(k, 0, last)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        frac = np.where(q[kc] > q[jc], (x - q[jc]) / (q[kc] - q[jc]), 0.0)
+    f = GRID[jc] + (GRID[kc] - GRID[jc]) * np.clip(frac, 0.0, 1.0)
+    return np.where(j < 0, 0.0, np.where(k > last, 1.0, f))
+
+
 def _ks_from_quantiles(q: np.ndarray, cur: np.ndarray, n_ref: int) -> tuple[float, float]:
     """Two-sample KS with the reference given by its quantile function (scipy's asymptotic
-    p-value: kstwo with the effective sample size)."""
+    p-value: kstwo with the effective sample size). Both CDFs are compared at every jump
+    point of either, from the right and from the left, so repeated values are exact."""
     from scipy import stats
-
-    from mlci.reference import GRID
 
     cur = np.sort(cur)
     m = len(cur)
-    # reference CDF at the current points (right limit), and the current CDF at both sides
-    f_ref = np.interp(cur, q, GRID, left=0.0, right=1.0)
-    hi = np.arange(1, m + 1) / m
-    lo = np.arange(0, m) / m
-    d1 = max(np.max(hi - f_ref), np.max(f_ref - lo))
-    # the current CDF at the reference quantile points
-    f_cur = np.searchsorted(cur, q, side="right") / m
-    d2 = np.max(np.abs(f_cur - GRID))
-    d = float(max(d1, d2))
+    pts = np.unique(np.concatenate([cur, q]))
+    g_r = np.searchsorted(cur, pts, side="right") / m
+    g_l = np.searchsorted(cur, pts, side="left") / m
+    d = float(max(np.max(np.abs(_ref_cdf(q, pts, "right") - g_r)),
+                  np.max(np.abs(_ref_cdf(q, pts, "left") - g_l))))
     en = n_ref * m / (n_ref + m)
     if en > 10_000:
         return d, float(stats.kstwobign.sf(d * np.sqrt(en)))
@@ -208,12 +225,16 @@ def _ks_from_quantiles(q: np.ndarray, cur: np.ndarray, n_ref: int) -> tuple[floa
 
 
 def numeric_stats_profile(ref: dict[str, Any], cur: np.ndarray) -> dict[str, float | None]:
-    from mlci.reference import GRID
+    from mlci.reference import GRID, slice_means
 
     q = np.asarray(ref["quantiles"])
     d, p = _ks_from_quantiles(q, cur, ref["n"])
-    qc = np.quantile(cur, GRID)
-    wd = float(np.trapezoid(np.abs(q - qc), GRID))
+    if ref.get("slice_means"):
+        rs = np.asarray(ref["slice_means"])
+        wd = float(np.mean(np.abs(rs - slice_means(np.sort(cur), len(rs)))))
+    else:
+        trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy 1.x has only trapz
+        wd = float(trapezoid(np.abs(q - np.quantile(cur, GRID)), GRID))
     sd = ref["std"]
     edges = np.asarray(ref["psi_edges"])
     c = np.bincount(np.searchsorted(edges, cur, side="right"), minlength=len(edges) + 1)
