@@ -405,11 +405,12 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
                   "notes": notes}
         if not d.ok and not force:
             ev = _event("refuse", name, alias, observed, v, reason=reason,
-                        evidence_digest=digest, message="; ".join(d.failed))
+                        evidence_digest=digest,
+                        message="failed checks: " + "; ".join(d.failed))
             audit.record(client, exp_id, ev)
             result["event_id"] = ev.event_id
-            raise Refused(f"refused to move {name}@{alias} to {v}: " + "; ".join(d.failed),
-                          result)
+            raise Refused(f"refused to move {name}@{alias} to {v}: failed checks: "
+                          + "; ".join(d.failed), result)
         with locked(client, name):
             now = current(client, name, alias)
             if now != observed:
@@ -418,7 +419,8 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
                 continue
             set_alias(client, name, alias, v)
             action = "force" if (force and not d.ok) else "promote"
-            msg = "; ".join(d.failed) if action == "force" else "all checks passed"
+            msg = ("forced past failed checks: " + "; ".join(d.failed) if action == "force"
+                   else "all checks passed")
             ev = _event(action, name, alias, observed, v, reason=reason,
                         evidence_digest=digest, message=msg)
             audit.record(client, exp_id, ev)
