@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from e2e.fake_github import FakeGitHub
 from e2e.support import INJECTION, SAVE_STEP
 
