@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("mlci.commands.rollback", "Move champion back to a previous good version."),
     "history": ("mlci.commands.history", "Print the audit trail of alias moves for a model."),
     "lineage": ("mlci.commands.lineage", "Where a registered model came from."),
+    "store": ("mlci.commands.store", "Carry the embedded registry between CI runs."),
     "data": ("mlci.commands.data", "Versioned data: DVC setup and validate-first data updates."),
     "serve": ("mlci.commands.serve", "Serve champion and challenger behind a routing gateway."),
     "canary": ("mlci.commands.canary", "Roll a challenger out in steps; promote or roll back."),
