@@ -166,7 +166,11 @@ def compare(reference: pd.DataFrame, current: pd.DataFrame, cfg: DriftConfig | N
     """Per-column drift plus the dataset verdict (share of drifted columns)."""
     cfg = cfg or DriftConfig()
     cols = columns or [c for c in reference.columns if c in current.columns]
-    results = [column_drift(c, reference[c], current[c], cfg) for c in cols]
+    return _summary([column_drift(c, reference[c], current[c], cfg) for c in cols], cfg)
+
+
+def _summary(results: list[ColumnDrift], cfg: DriftConfig) -> dict[str, Any]:
+    """Per-column results plus the dataset verdict (share of drifted columns)."""
     judged = [r for r in results if r.drifted is not None]
     drifted = [r.column for r in judged if r.drifted]
     share = len(drifted) / len(judged) if judged else 0.0
@@ -299,19 +303,9 @@ def compare_profile(profile: dict[str, Any], current: pd.DataFrame,
     cfg = cfg or DriftConfig()
     cols = [c for c in profile["features"] if c in current.columns]
     results = [column_drift_profile(c, profile["columns"][c], current[c], cfg) for c in cols]
-    judged = [r for r in results if r.drifted is not None]
-    drifted = [r.column for r in judged if r.drifted]
-    share = len(drifted) / len(judged) if judged else 0.0
-    out = {
-        "columns": [asdict(r) for r in results],
-        "missing_columns": [c for c in profile["features"] if c not in current.columns],
-        "drifted_columns": drifted,
-        "share_drifted": share,
-        "dataset_drift": bool(judged) and share >= cfg.share_threshold,
-        "enough_data": bool(judged),
-        "any_drift": bool(drifted),
-        "prediction": None,
-    }
+    out = _summary(results, cfg)
+    out["missing_columns"] = [c for c in profile["features"] if c not in current.columns]
+    out["prediction"] = None
     if predictions is not None and "prediction" in profile:
         out["prediction"] = asdict(column_drift_profile(
             "prediction", profile["prediction"], predictions.astype(str), cfg))

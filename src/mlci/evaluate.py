@@ -16,7 +16,7 @@ from mlci.config import LOWER_IS_BETTER
 from mlci.data.hashing import data_hash
 from mlci.data.load import load_xy
 from mlci.errors import MlciError
-from mlci.io import atomic_write_json, dumps_json, read_json, sha256_text
+from mlci.io import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_text
 
 if TYPE_CHECKING:
     from mlci.config import Config
@@ -293,9 +293,6 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     atomic_write_json(out_dir / "metrics.json", {k: v for k, v in cand_metrics.items()})
     result["seconds"] = {"load": round(t_load - t0, 3), "metrics": round(t_metrics - t_load, 3),
                          "total": round(time.perf_counter() - t0, 3)}
-    (out_dir / "evaluation.json").parent.mkdir(parents=True, exist_ok=True)
-    from mlci.io import atomic_write_text
-
     atomic_write_text(out_dir / "evaluation.json", text)
     return result
 

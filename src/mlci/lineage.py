@@ -51,7 +51,7 @@ def resolve(client: MlflowClient, ref: str) -> tuple[str, str, str | None]:
     return name, str(mv.version), None
 
 
-def _artifact_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any] | None:
+def artifact_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any] | None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +96,7 @@ def lineage(client: MlflowClient, ref: str, audit_exp: str | None = None,
                       f"/runs/{run.info.run_id}")
         except Exception:  # noqa: BLE001 - run deleted: lineage from the version's tags
             run = None
-    evaluation = _artifact_json(client, mv.run_id, "mlci/evaluation.json") if run else None
+    evaluation = artifact_json(client, mv.run_id, "mlci/evaluation.json") if run else None
 
     evs = [e for e in audit.events(client, audit_exp) if e.to_version == v]
     moves = [e for e in evs if e.action in ("promote", "force", "rollback", "canary")]

@@ -13,13 +13,13 @@ import io
 import json
 import os
 import sqlite3
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.errors import MlciError
+from mlci.lineage import artifact_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,15 +104,6 @@ def read_window(source: Path, cfg: Config, features: list[str], since: float | N
 # ------------------------------------------------------------------ references
 
 
-def _artifact_json(client, run_id: str, path: str) -> dict[str, Any] | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            local = client.download_artifacts(run_id, path, tmp)
-        except Exception:  # noqa: BLE001 - absent artifact
-            return None
-        return json.loads(Path(local).read_text(encoding="utf-8"))
-
-
 def resolve_model(client, name: str, ref: str) -> Any:
     from mlflow.exceptions import MlflowException
 
@@ -128,7 +119,7 @@ def baseline_of(client, mv) -> dict[str, Any]:
     """The model's recorded golden-set accuracy and how many rows it rests on."""
     run = client.get_run(mv.run_id)
     acc = run.data.metrics.get("golden_accuracy")
-    ev = _artifact_json(client, mv.run_id, "mlci/evaluation.json") or {}
+    ev = artifact_json(client, mv.run_id, "mlci/evaluation.json") or {}
     n = (ev.get("golden") or {}).get("rows")
     return {"version": str(mv.version), "accuracy": acc, "n": n}
 
@@ -268,7 +259,7 @@ def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "
     t0 = time.perf_counter()
     client = tracking.client(cfg, out_dir)
     mv = resolve_model(client, cfg.name, model_ref)
-    profile = _artifact_json(client, mv.run_id, "mlci/reference.json")
+    profile = artifact_json(client, mv.run_id, "mlci/reference.json")
     if profile is None:
         raise MlciError(f"{cfg.name}/{mv.version} has no reference statistics "
                         "(mlci/reference.json); retrain it with this mlci version")
@@ -366,7 +357,7 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
         raise MlciError(f"{cfg.name}@champion v{mv.version} has no previous champion to "
                         "compare with")
     base = baseline_of(client, client.get_model_version(cfg.name, prev))
-    profile = _artifact_json(client, mv.run_id, "mlci/reference.json") or {}
+    profile = artifact_json(client, mv.run_id, "mlci/reference.json") or {}
     features = profile.get("features") or []
     window = read_window(window_path, cfg, features, since)
     dec = decay(window, base, cfg, version=str(mv.version))
