@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+# Pinned before numpy/scikit-learn load, also when pytest is started without scripts/test.sh.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 REPO = Path(__file__).resolve().parents[1]
 IRIS = REPO / "examples" / "iris"
 
