@@ -26,16 +26,72 @@ class Result:
     err: str
 
 
+def _clean_env(env: dict[str, str] | None) -> dict[str, str]:
+    full = {k: v for k, v in os.environ.items()
+            if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_"))}
+    full.update(env or {})
+    return full
+
+
 def run_mlci(*args: str, cwd: Path, env: dict[str, str] | None = None,
-             timeout: int = 300) -> Result:
-    """Run the installed `mlci` in a subprocess, exactly as a user or an action does."""
-    full_env = {k: v for k, v in os.environ.items()
-                if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_"))}
-    full_env.update(env or {})
-    exe = Path(sys.executable).with_name("mlci")
-    p = subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True,
-                       text=True, timeout=timeout)
-    return Result(p.returncode, p.stdout, p.stderr)
+             timeout: int = 300, process: bool = False) -> Result:
+    """Run `mlci` as a user would, with GITHUB_/MLCI_/MLFLOW_ variables cleared.
+
+    In process by default (click's CliRunner isolation around `mlci.cli.main`, so exit codes
+    map exactly as in the real entry point); `process=True` or MLCI_TEST_PROCESS=1 starts the
+    installed console script instead, for the smoke tests that check what a real process
+    prints (logging handlers bound to the real stderr, interpreter start-up, signals).
+    """
+    full_env = _clean_env(env)
+    if process or os.environ.get("MLCI_TEST_PROCESS") == "1":
+        exe = Path(sys.executable).with_name("mlci")
+        p = subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True,
+                           text=True, timeout=timeout)
+        return Result(p.returncode, p.stdout, p.stderr)
+    return _run_in_process(list(args), cwd, full_env)
+
+
+def _run_in_process(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
+    from click.testing import CliRunner
+
+    from mlci.cli import main
+
+    # CliRunner.isolation sets the given variables and restores os.environ afterwards;
+    # variables absent from `env` are removed for the call (None means unset).
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    overrides.update(env)
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
+    code = 0
+    with CliRunner().isolation(env=overrides) as (out, err, _):
+        os.chdir(cwd)
+        try:
+            main(args)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        finally:
+            os.chdir(old_cwd)
+            import mlflow
+
+            while mlflow.active_run() is not None:  # a failed command must not leak a run
+                mlflow.end_run("FAILED")
+            _forget_mlflow_stores()
+        stdout, stderr = out.getvalue(), err.getvalue()
+    os.environ.clear()  # what the command set for itself (e.g. MLflow switches) goes too
+    os.environ.update(old_env)
+    return Result(code, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+
+
+def _forget_mlflow_stores() -> None:
+    """A process runs one command; in process, MLflow's per-URI engine cache would outlive it
+    and keep a deleted or replaced `mlflow.db` open (tests reset `.mlci/` between calls)."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore as RegistryStore
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore as TrackingStore
+
+    for store in (TrackingStore, RegistryStore):
+        with store._engine_map_lock:
+            for engine in store._engine_map.values():
+                engine.dispose()
+            store._engine_map.clear()
 
 
 def make_project(dest: Path, git: bool = True) -> Path:
