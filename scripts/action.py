@@ -156,7 +156,7 @@ def do_rollback() -> int:
     name = env("MODEL") or _config_name()
     args = ["rollback", name, "--json", "--reason", env("REASON")]
     if env("VERSION"):
-        args += ["--to", env("VERSION")]
+        args += ["--version", env("VERSION")]
     code, data = mlci(*args)
     if data:
         set_outputs({"version": str(data.get("version", ""))})

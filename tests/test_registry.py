@@ -241,7 +241,7 @@ def test_bad_input_is_one_line_and_moves_nothing(proj: Path) -> None:
     one_line_error(mlci("lineage", "iris", cwd=proj), 2)
     one_line_error(mlci("lineage", "iris/7", cwd=proj), 2)
     one_line_error(mlci("rollback", NAME, "--reason", "x", cwd=proj), 2)  # nothing before
-    one_line_error(mlci("rollback", NAME, "--to", "9", "--reason", "x", cwd=proj), 2)
+    one_line_error(mlci("rollback", NAME, "--version", "9", "--reason", "x", cwd=proj), 2)
     assert champion(proj) is None
     assert history(proj) == []
 
@@ -315,10 +315,10 @@ def test_rollback_walks_back_the_champion_chain(proj: Path) -> None:
     assert r.code == 0, r.err
     assert json.loads(r.out)["version"] == "1" and champion(proj) == "1"
 
-    r = mlci("rollback", NAME, "--to", bad, "--reason", "x", cwd=proj)
+    r = mlci("rollback", NAME, "--version", bad, "--reason", "x", cwd=proj)
     assert r.code == 1 and "did not pass its gate" in r.err
     assert champion(proj) == "1"
-    r = mlci("rollback", NAME, "--to", v3, "--reason", "fixed upstream", "--json", cwd=proj)
+    r = mlci("rollback", NAME, "--version", v3, "--reason", "fixed upstream", "--json", cwd=proj)
     assert r.code == 0 and champion(proj) == v3
 
     evs = [e for e in history(proj) if e["alias"] == "champion"]

@@ -316,7 +316,7 @@ def dispatch(event_type: str, payload: dict[str, Any]) -> str:
     from mlci.report.github import GitHub, GitHubError
 
     token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN")
-    repo = os.environ.get("MLCI_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY")
+    repo = os.environ.get("MLCI_REPO") or os.environ.get("GITHUB_REPOSITORY")
     if not token or not repo:
         raise MlciError("--dispatch needs GITHUB_TOKEN and GITHUB_REPOSITORY")
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com")

@@ -503,7 +503,7 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
             if target is None:
                 raise MlciError(f"no previous good champion of {name} in the audit trail"
                                 + (f" (skipped {', '.join(skipped)})" if skipped else "")
-                                + "; give --to VERSION")
+                                + "; give --version VERSION")
         if target == now:
             return {"version": target, "from_version": now, "changed": False,
                     "notes": [f"{name}@champion is already {target}"]}

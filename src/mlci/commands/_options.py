@@ -34,3 +34,24 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
     return config_option(out_option(f))
+
+
+class Duration(click.ParamType):
+    """A duration option (`30`, `30s`, `1m`, `1m30s`, `2h`); the value is in seconds."""
+
+    name = "duration"
+
+    def __init__(self, minimum: float = 0.0) -> None:
+        self.minimum = minimum
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        from mlci.durations import parse_duration
+
+        try:
+            seconds = parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds < self.minimum:
+            self.fail(f"{value!r} is shorter than the minimum of {self.minimum:g}s", param, ctx)
+        return seconds

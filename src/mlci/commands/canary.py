@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import Duration, common, json_option
 from mlci.errors import MlciError
 
 
@@ -49,9 +49,9 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--steps", default="5,25,50,100", show_default=True, envvar="MLCI_STEPS",
                      help="Challenger traffic percentages, increasing, ending at 100 "
                           "(env MLCI_STEPS)."),
-        click.option("--bake", default=60.0, show_default=True, type=click.FloatRange(0),
-                     envvar="MLCI_BAKE", help="Seconds at each step before judging "
-                                              "(env MLCI_BAKE)."),
+        click.option("--bake", default="60s", show_default=True, type=Duration(),
+                     envvar="MLCI_BAKE", help="Time at each step before judging, e.g. 60, "
+                                              "90s, 2m (env MLCI_BAKE)."),
         click.option("--min-samples", default=200, show_default=True,
                      type=click.IntRange(1), envvar="MLCI_MIN_SAMPLES",
                      help="Labelled instances per variant before the accuracy test "
@@ -82,13 +82,13 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      envvar="MLCI_MAX_DISAGREEMENT",
                      help="Ceiling on shadow disagreement; unset: reported only "
                           "(env MLCI_MAX_DISAGREEMENT)."),
-        click.option("--deadline", default=1800.0, show_default=True,
-                     type=click.FloatRange(0), envvar="MLCI_DEADLINE",
-                     help="Seconds an inconclusive step waits after its bake before rolling "
+        click.option("--deadline", default="30m", show_default=True,
+                     type=Duration(), envvar="MLCI_DEADLINE",
+                     help="How long an inconclusive step waits after its bake before rolling "
                           "back (env MLCI_DEADLINE)."),
-        click.option("--poll", default=5.0, show_default=True,
-                     type=click.FloatRange(0.05), envvar="MLCI_POLL",
-                     help="Seconds between analyses while waiting (env MLCI_POLL)."),
+        click.option("--poll", default="5s", show_default=True,
+                     type=Duration(minimum=0.01), envvar="MLCI_POLL",
+                     help="Time between looks while waiting (env MLCI_POLL)."),
         click.option("--shadow", is_flag=True, envvar="MLCI_SHADOW",
                      help="The challenger also scores champion traffic; logged, not "
                           "returned (env MLCI_SHADOW)."),

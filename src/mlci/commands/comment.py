@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from mlci.commands._options import json_option, out_option
+from mlci.commands._options import Duration, json_option, out_option
 from mlci.errors import EXIT_INTERNAL, MlciError
 
 
@@ -85,11 +85,15 @@ def default_title() -> str:
               help="REST API root (default GITHUB_API_URL).")
 @click.option("--title", envvar="MLCI_TITLE",
               help="Names the sticky comment (marker / CML watermark); default names the workflow.")
+@click.option("--max-wait", type=Duration(), default="60s", show_default=True,
+              envvar=["MLCI_MAX_WAIT", "MLCI_COMMENT_MAX_WAIT"],
+              help="Longest wait for a GitHub rate limit before giving up, e.g. 60, 1m "
+                   "(env MLCI_MAX_WAIT).")
 @click.option("--publish-images", is_flag=True, envvar="MLCI_PUBLISH_IMAGES",
               help="cml only: upload local images to CML's public host (default: --no-publish).")
 def command(out_dir: Path, as_json: bool, body_path: Path | None, poster: str, target: str,
             pr_number: int | None, sha: str | None, repo: str | None, api_url: str,
-            title: str | None, publish_images: bool) -> int:
+            title: str | None, publish_images: bool, max_wait: float) -> int:
     """Post or update the report as one sticky comment. The token comes from the environment
     (MLCI_GITHUB_TOKEN, else GITHUB_TOKEN) and is never printed."""
     body_path = body_path or out_dir / "report.md"
@@ -128,7 +132,7 @@ def command(out_dir: Path, as_json: bool, body_path: Path | None, poster: str, t
     if not token:
         raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
     gh = github.GitHub(api_url=api_url, repo=repo, token=token,
-                       max_wait=float(os.environ.get("MLCI_COMMENT_MAX_WAIT", "60")))
+                       max_wait=max_wait)
     try:
         posted = github.post_sticky(gh, text, title, pr=target_pr, sha=target_sha)
     except github.ReadOnlyToken as exc:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import Duration, common, json_option
 
 
 @click.group("data")
@@ -20,7 +20,8 @@ def command() -> None:
               help="DVC remote URL or folder to make the default (local folder, s3://, gs://...).")
 @click.option("--remote-name", envvar="MLCI_REMOTE_NAME", default="storage", show_default=True,
               help="Name of that remote.")
-@click.option("--push/--no-push", default=True, help="Push the tracked data to the remote.")
+@click.option("--push/--no-push", default=True, envvar="MLCI_PUSH",
+              help="Push the tracked data to the remote (env MLCI_PUSH).")
 def init_cmd(config_path: Path, out_dir: Path, remote: str | None, remote_name: str,
              push: bool) -> int:
     """`dvc init` if needed, track the train and golden data, set the default remote."""
@@ -52,7 +53,8 @@ def init_cmd(config_path: Path, out_dir: Path, remote: str | None, remote_name: 
               help="New data: a path, an http(s) URL, or any fsspec/DVC-supported URL.")
 @click.option("--mode", type=click.Choice(["append", "replace"]), default=None,
               envvar="MLCI_MODE", help="Append to or replace the training data (config default).")
-@click.option("--push/--no-push", default=None, help="dvc push after success (config default).")
+@click.option("--push/--no-push", default=None, envvar="MLCI_PUSH",
+              help="dvc push after success (config default; env MLCI_PUSH).")
 @click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
               help="Champion baseline for the evaluation.")
 def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mode: str | None,
@@ -111,8 +113,12 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
 @click.option("--api-url", envvar=["MLCI_API_URL", "GITHUB_API_URL"],
               default="https://api.github.com", show_default=True,
               help="REST API root (default GITHUB_API_URL).")
+@click.option("--max-wait", type=Duration(), default="60s", show_default=True,
+              envvar=["MLCI_MAX_WAIT", "MLCI_COMMENT_MAX_WAIT"],
+              help="Longest wait for a GitHub rate limit before giving up, e.g. 60, 1m "
+                   "(env MLCI_MAX_WAIT).")
 def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
-           body_path: Path | None, repo: str | None, api_url: str) -> int:
+           body_path: Path | None, repo: str | None, api_url: str, max_wait: float) -> int:
     """Open the pull request of a data-update branch, or update its body (one per branch).
     The token comes from the environment (MLCI_GITHUB_TOKEN, else GITHUB_TOKEN), never printed."""
     import json
@@ -131,7 +137,7 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
     if not token:
         raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
     gh = github.GitHub(api_url=api_url, repo=repo.strip(), token=token,
-                       max_wait=float(os.environ.get("MLCI_COMMENT_MAX_WAIT", "60")))
+                       max_wait=max_wait)
     try:
         pr = pulls.open_or_update(gh, branch=branch.strip(), base=base.strip(),
                                   title=title, body=body_path.read_text(encoding="utf-8"))

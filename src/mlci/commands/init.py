@@ -38,7 +38,8 @@ gate:
               help="Model name for a new mlci.yaml (default: the folder's name).")
 @click.option("--golden", default=None, envvar="MLCI_GOLDEN",
               help="Golden data path for a new mlci.yaml.")
-@click.option("--force", is_flag=True, help="Overwrite an existing suite or dvc.yaml.")
+@click.option("--force", is_flag=True, envvar="MLCI_FORCE",
+              help="Overwrite an existing suite or dvc.yaml (env MLCI_FORCE).")
 @click.option("--dvc-pipeline", is_flag=True, envvar="MLCI_DVC_PIPELINE",
               help="Write dvc.yaml with validate/train/evaluate stages for `dvc repro`.")
 def command(config_path: Path, profile_path: Path | None, target: str | None, suite_path: Path,

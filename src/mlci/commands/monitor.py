@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import Duration, common, json_option
 
 
 @click.command("monitor")
@@ -17,10 +17,13 @@ from mlci.commands._options import common, json_option
 @click.option("--window", "window_path", required=True, envvar="MLCI_WINDOW",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Production data: the gateway's prediction log (.db) or a CSV/Parquet batch.")
-@click.option("--model", "model_ref", default="champion", show_default=True,
-              envvar="MLCI_MODEL", help="Alias or version whose reference is compared.")
-@click.option("--since", type=float, default=None, envvar="MLCI_SINCE",
-              help="Only the last N seconds of the prediction log.")
+@click.option("--alias", default="champion", show_default=True, envvar="MLCI_ALIAS",
+              help="Alias whose reference is compared (env MLCI_ALIAS).")
+@click.option("--version", default=None, envvar="MLCI_VERSION",
+              help="Model version whose reference is compared, instead of --alias "
+                   "(env MLCI_VERSION).")
+@click.option("--since", type=Duration(), default=None, envvar="MLCI_SINCE",
+              help="Only the last part of the prediction log, e.g. 3600, 1h (env MLCI_SINCE).")
 @click.option("--variant", default=None, envvar="MLCI_VARIANT",
               help="Only rows served by this variant (champion|challenger).")
 @click.option("--dispatch", is_flag=True, envvar="MLCI_DISPATCH",
@@ -34,8 +37,9 @@ from mlci.commands._options import common, json_option
               help="On an alert, run `mlci data update` here on the labelled window.")
 @click.option("--watch", "watch_mode", is_flag=True, envvar="MLCI_WATCH",
               help="Post-promotion watch: roll the champion back if its live accuracy dropped.")
-def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, model_ref: str,
-            since: float | None, variant: str | None, dispatch: bool, export_path: Path | None,
+def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, alias: str,
+            version: str | None, since: float | None, variant: str | None, dispatch: bool,
+            export_path: Path | None,
             source_url: str | None, retrain_locally: bool, watch_mode: bool) -> int:
     """Compare production data with the training reference; exit 1 when thresholds are
     crossed (or, with --watch, when the champion was rolled back)."""
@@ -45,6 +49,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
     from mlci.config import load_config
 
     cfg = load_config(config_path)
+    model_ref = version or alias
     since_ts = time.time() - since if since is not None else None
     if watch_mode:
         r = M.watch(cfg, out_dir, window_path, since=since_ts)

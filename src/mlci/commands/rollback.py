@@ -21,9 +21,9 @@ def optional_config(config_path: Path):
 @common
 @json_option
 @click.argument("name")
-@click.option("--to", "to", default=None, envvar="MLCI_TO",
+@click.option("--version", "to", default=None, envvar="MLCI_VERSION",
               help="Version to put back; default: the previous champion in the audit trail "
-                   "(env MLCI_TO).")
+                   "(env MLCI_VERSION).")
 @click.option("--reason", required=True, envvar="MLCI_REASON",
               help="Why; recorded in the audit trail (env MLCI_REASON).")
 def command(config_path: Path, out_dir: Path, as_json: bool, name: str, to: str | None,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import common
+from mlci.commands._options import Duration, common
 from mlci.errors import MlciError
 
 
@@ -34,9 +34,9 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
 @click.option("--key-header", default="X-Mlci-Key", show_default=True,
               envvar="MLCI_KEY_HEADER",
               help="Header whose value keeps a caller on one variant (env MLCI_KEY_HEADER).")
-@click.option("--poll", default=0.25, show_default=True, type=click.FloatRange(0.01, 60),
-              envvar="MLCI_SERVE_POLL", help="Seconds between reads of the rollout state "
-                                             "(env MLCI_SERVE_POLL).")
+@click.option("--poll", default="0.25s", show_default=True, type=Duration(minimum=0.01),
+              envvar="MLCI_POLL", help="Time between reads of the rollout state "
+                                       "(env MLCI_POLL).")
 @click.option("--image-max", default=16.0, show_default=True, type=click.FloatRange(min=0),
               envvar="MLCI_IMAGE_MAX",
               help="Pixel value a white PNG pixel maps to (digits: 16) (env MLCI_IMAGE_MAX).")

@@ -57,7 +57,7 @@ def _upload(src: Path, url: str) -> None:
         shutil.copyfileobj(fh, out, 1 << 20)
 
 
-url_option = click.option("--url", required=True, envvar="MLCI_STORE_URL",
+url_option = click.option("--store-url", "--url", "url", required=True, envvar="MLCI_STORE_URL",
                           help="Where the packed store lives: a path or an fsspec URL.")
 
 
