@@ -20,7 +20,7 @@ from mlci.io import atomic_write_json, atomic_write_text, dumps_json, read_json,
 
 if TYPE_CHECKING:
     from mlci.config import Config
-    from mlci.metrics import Predictions
+    from mlci.stats.metrics import Predictions
 
 SCHEMA = "mlci.evaluation/1"
 BASELINE_SCHEMA = "mlci.baseline/1"
@@ -172,7 +172,7 @@ def plot_confusion(pr: Predictions, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     from mlci.io import atomic_write_bytes
-    from mlci.metrics import confusion
+    from mlci.stats.metrics import confusion
 
     cm = confusion(pr)
     labels = [str(c) for c in pr.classes or []]
@@ -200,7 +200,7 @@ def plot_confusion(pr: Predictions, path: Path, title: str) -> None:
 def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str, Any]:
     import numpy as np
 
-    from mlci import metrics as M
+    from mlci.stats import metrics as M
     from mlci import tracking
 
     t0 = time.perf_counter()

@@ -318,7 +318,7 @@ def reevaluate(cfg: Config, client: MlflowClient, name: str, version: str,
     """Score candidate and champion on today's golden set; run the gate's checks."""
     import mlflow.sklearn
 
-    from mlci import metrics as M
+    from mlci.stats import metrics as M
     from mlci.data.hashing import data_hash
     from mlci.data.load import load_xy
     from mlci.evaluate import _compare, gate_checks

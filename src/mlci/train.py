@@ -215,7 +215,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     est = build_and_fit(cfg, x, y)
     fit_seconds = time.perf_counter() - t_fit
 
-    from mlci.metrics import point_metrics
+    from mlci.stats.metrics import point_metrics
 
     train_metrics = point_metrics(cfg.task, y, est, x)
     tags = lineage_tags(cfg, validation, out_dir)
