@@ -241,7 +241,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         if validation is not None:
             mlflow.log_artifact(str(out_dir / "validation.json"), artifact_path="mlci")
         # reference statistics for monitoring, so it never needs the raw training data
-        from mlci import reference
+        from mlci.stats import reference
 
         ref = reference.build(x, est.predict(x))
         atomic_write_json(out_dir / "reference.json", ref)
