@@ -142,7 +142,7 @@ def child_main(kind: str, data: Path, reps: int, method: str) -> None:
         import scipy.spatial.distance  # noqa: F401  (imports outside the measurement)
         import scipy.stats  # noqa: F401
 
-        from mlci import drift, reference
+        from mlci.stats import drift, reference
 
     ref = cur = profile = None
     if kind in ("profile", "compare", "scipy", "evidently"):

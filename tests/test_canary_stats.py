@@ -7,8 +7,6 @@ import math
 import random
 
 import pytest
-from scipy import stats
-
 from mlci.canary import (
     FAIL,
     PASS,
@@ -21,6 +19,8 @@ from mlci.canary import (
     parse_steps,
     wilson,
 )
+from scipy import stats
+
 from mlci.errors import MlciError
 from mlci.serve.predlog import VariantStats, percentile
 from mlci.serve.routing import Routing, bucket

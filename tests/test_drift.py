@@ -12,8 +12,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from mlci.drift import DriftConfig, compare, compare_profile
-from mlci.reference import build
+from mlci.stats.drift import DriftConfig, compare, compare_profile
+from mlci.stats.reference import build
 
 TRIALS = 300
 ALPHA = 0.05

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mlci.metrics import Predictions, metrics_of, paired_bootstrap, weighted_metrics
+from mlci.stats.metrics import Predictions, metrics_of, paired_bootstrap, weighted_metrics
 
 
 def _random_classification(rng, n, k):

@@ -66,6 +66,10 @@ class GateConfig(_Strict):
     )
     bootstrap: int = Field(default=1000, ge=0, le=100_000)
     confidence: float = Field(default=0.95, gt=0, lt=1)
+    regression_rule: Literal["point", "bound"] = Field(
+        default="bound", description="bound: fail only when the bootstrap interval shows the "
+                                     "candidate worse by more than the allowance; point: when "
+                                     "the point estimate is.")
 
     @field_validator("min", "max", "max_regression")
     @classmethod
@@ -119,9 +123,11 @@ class DataUpdateConfig(_Strict):
 
 class MonitorConfig(_Strict):
     drift: DriftSettings = Field(default_factory=DriftSettings)
-    decay_metric: Literal["accuracy"] = "accuracy"
+    decay_metric: Literal["auto", "accuracy", "mae"] = Field(
+        default="auto", description="auto: accuracy for classification, MAE for regression.")
     decay_margin: float = Field(default=0.02, ge=0, lt=1,
-                                description="Allowed drop of live accuracy below the baseline.")
+                                description="Allowed drop of live accuracy below the baseline "
+                                            "(MAE: allowed relative rise).")
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_labels: int = Field(default=100, ge=1)
     retrain_on: list[Literal["drift", "dataset_drift", "decay"]] = Field(

@@ -20,7 +20,7 @@ from mlci.io import atomic_write_json, atomic_write_text, dumps_json, read_json,
 
 if TYPE_CHECKING:
     from mlci.config import Config
-    from mlci.metrics import Predictions
+    from mlci.stats.metrics import Predictions
 
 SCHEMA = "mlci.evaluation/1"
 BASELINE_SCHEMA = "mlci.baseline/1"
@@ -141,12 +141,28 @@ def gate_checks(cfg: Config, metrics: dict[str, float | None],
                                      reason="not comparable with the baseline"))
                 continue
             worse_by = c["worse_by"]
+            shown, rule = shown_worse_by(metric, c, cfg.gate.regression_rule)
             checks.append(_check(
-                f"{metric} not worse than champion by > {allowed}", worse_by <= allowed + 1e-12,
+                f"{metric} not worse than champion by > {allowed}", shown <= allowed + 1e-12,
                 kind="regression", metric=metric, allowed=allowed, worse_by=worse_by,
+                shown_worse_by=shown, rule=rule,
                 candidate=c["candidate"], champion=c["champion"], ci=c.get("ci"),
             ))
     return checks
+
+
+def shown_worse_by(metric: str, c: dict[str, Any], rule: str) -> tuple[float, str]:
+    """How much worse than the champion the candidate is *shown* to be, and the rule used.
+
+    `bound`: the end of the bootstrap interval of the delta most favourable to the candidate
+    (so the gate fails only when the whole interval is worse than the allowance; a candidate
+    exactly at the allowance fails with probability at most (1 - confidence) / 2); `point`:
+    the point estimate. Without an interval the bound rule falls back to the point.
+    """
+    ci = c.get("ci")
+    if rule == "point" or not ci:
+        return c["worse_by"], "point" if rule == "point" else "point (no interval)"
+    return (ci[0] if metric in LOWER_IS_BETTER else -ci[1]), "bound"
 
 
 def _compare(cand: dict[str, float | None], champ: dict[str, float | None],
@@ -172,7 +188,7 @@ def plot_confusion(pr: Predictions, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     from mlci.io import atomic_write_bytes
-    from mlci.metrics import confusion
+    from mlci.stats.metrics import confusion
 
     cm = confusion(pr)
     labels = [str(c) for c in pr.classes or []]
@@ -200,8 +216,8 @@ def plot_confusion(pr: Predictions, path: Path, title: str) -> None:
 def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str, Any]:
     import numpy as np
 
-    from mlci import metrics as M
     from mlci import tracking
+    from mlci.stats import metrics as M
 
     t0 = time.perf_counter()
     run = load_run(out_dir)

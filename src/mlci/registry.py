@@ -318,10 +318,10 @@ def reevaluate(cfg: Config, client: MlflowClient, name: str, version: str,
     """Score candidate and champion on today's golden set; run the gate's checks."""
     import mlflow.sklearn
 
-    from mlci import metrics as M
     from mlci.data.hashing import data_hash
     from mlci.data.load import load_xy
     from mlci.evaluate import _compare, gate_checks
+    from mlci.stats import metrics as M
 
     x, y = load_xy(cfg, "golden")
     h = data_hash(cfg.resolve(cfg.data.golden))

@@ -215,7 +215,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     est = build_and_fit(cfg, x, y)
     fit_seconds = time.perf_counter() - t_fit
 
-    from mlci.metrics import point_metrics
+    from mlci.stats.metrics import point_metrics
 
     train_metrics = point_metrics(cfg.task, y, est, x)
     tags = lineage_tags(cfg, validation, out_dir)
@@ -241,7 +241,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         if validation is not None:
             mlflow.log_artifact(str(out_dir / "validation.json"), artifact_path="mlci")
         # reference statistics for monitoring, so it never needs the raw training data
-        from mlci import reference
+        from mlci.stats import reference
 
         ref = reference.build(x, est.predict(x))
         atomic_write_json(out_dir / "reference.json", ref)

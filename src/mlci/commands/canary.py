@@ -89,6 +89,21 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--poll", default="5s", show_default=True,
                      type=Duration(minimum=0.01), envvar="MLCI_POLL",
                      help="Time between looks while waiting (env MLCI_POLL)."),
+        click.option("--design", type=click.Choice(["sequential", "fixed"]),
+                     default="sequential", show_default=True, envvar="MLCI_DESIGN",
+                     help="sequential: confidence sequences, valid at every look; fixed: one "
+                          "test per check at --min-requests / --min-samples (env MLCI_DESIGN)."),
+        click.option("--quality-metric", type=click.Choice(["auto", "accuracy", "mae", "mse"]),
+                     default="auto", show_default=True, envvar="MLCI_QUALITY_METRIC",
+                     help="Quality loss on labelled feedback; auto: accuracy for class labels, "
+                          "MAE for numbers; for mae/mse --margin is relative "
+                          "(env MLCI_QUALITY_METRIC)."),
+        click.option("--latency-quantile", default=0.95, show_default=True,
+                     type=click.FloatRange(0.5, 1, max_open=True),
+                     envvar="MLCI_LATENCY_QUANTILE",
+                     help="Latency quantile judged for non-inferiority against "
+                          "--max-latency-ratio x champion's + --latency-slack-ms "
+                          "(env MLCI_LATENCY_QUANTILE)."),
         click.option("--shadow", is_flag=True, envvar="MLCI_SHADOW",
                      help="The challenger also scores champion traffic; logged, not "
                           "returned (env MLCI_SHADOW)."),
@@ -99,7 +114,7 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _params(kw: dict[str, Any]):
-    from mlci.canary import Params, parse_steps
+    from mlci.flows.canary import Params, parse_steps
 
     return Params(steps=parse_steps(kw["steps"]), bake=kw["bake"],
                   min_samples=kw["min_samples"], min_requests=kw["min_requests"],
@@ -108,12 +123,13 @@ def _params(kw: dict[str, Any]):
                   max_latency_ratio=kw["max_latency_ratio"],
                   latency_slack_ms=kw["latency_slack_ms"],
                   max_disagreement=kw["max_disagreement"], deadline=kw["deadline"],
-                  poll=kw["poll"])
+                  poll=kw["poll"], design=kw["design"], quality_metric=kw["quality_metric"],
+                  latency_quantile=kw["latency_quantile"])
 
 
 def _controller(kw: dict[str, Any]):
-    from mlci.canary import Controller
     from mlci.config import load_config
+    from mlci.flows.canary import Controller
 
     config_path: Path = kw["config_path"]
     cfg = None
@@ -235,11 +251,10 @@ def promote(**kw: Any) -> int:
 @click.option("--reason", default="aborted by hand", show_default=True, envvar="MLCI_REASON",
               help="Why; recorded in the audit trail (env MLCI_REASON).")
 def abort(**kw: Any) -> int:
-    """Roll back now: challenger weight 0, `@challenger` removed, audited."""
+    """Roll back now: challenger weight 0, `@challenger` removed, audited (a running
+    `mlci canary run` is asked to, and does on its next look)."""
     ctl = _controller(kw)
-    with ctl.exclusive():
-        ctl.recover(ctl.state())
-        st = ctl.rollback(ctl.active(), None, kw["reason"])
+    st = ctl.abort(kw["reason"])
     _print(st, kw["as_json"])
     return 0
 

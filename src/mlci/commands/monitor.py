@@ -45,8 +45,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
     crossed (or, with --watch, when the champion was rolled back)."""
     import json
 
-    from mlci import monitor as M
     from mlci.config import load_config
+    from mlci.flows import monitor as M
 
     cfg = load_config(config_path)
     model_ref = version or alias

@@ -208,7 +208,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     """Run the data-trigger pipeline. Raises VerdictFailed/MlciError after restoring state."""
     import pandas as pd
 
-    from mlci.drift import DriftConfig, compare
+    from mlci.stats.drift import DriftConfig, compare
 
     mode = mode or cfg.data_update.mode
     push = cfg.data_update.push if push is None else push

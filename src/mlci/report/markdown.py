@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from mlci.config import LOWER_IS_BETTER
 from mlci.io import read_json
 
 ICON = {"pass": "✅", "fail": "❌"}
@@ -191,6 +192,14 @@ def _validation_section(v, limit) -> list[str]:
     return out
 
 
+def _direction(metric: str, delta: float | None) -> str:
+    """" (better)" or " (worse)" for a candidate-minus-champion delta of this metric."""
+    if delta is None or delta == 0:
+        return "" if delta is None else " (same)"
+    better = (delta < 0) if metric in LOWER_IS_BETTER else (delta > 0)
+    return " (better)" if better else " (worse)"
+
+
 def _metrics_section(e) -> list[str]:
     out = ["### Metrics on the golden set", ""]
     comp = e.get("comparison")
@@ -203,7 +212,7 @@ def _metrics_section(e) -> list[str]:
             ci = c.get("ci")
             ci_s = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "–"
             out.append(f"| {k} | {_fmt(v)} | {_fmt(c.get('champion'))} | "
-                       f"{_signed(c.get('delta'))} | {ci_s} |")
+                       f"{_signed(c.get('delta'))}{_direction(k, c.get('delta'))} | {ci_s} |")
     else:
         out += ["| metric | candidate |", "|---|---:|"]
         out += [f"| {k} | {_fmt(v)} |" for k, v in e["metrics"].items()]
@@ -220,9 +229,13 @@ def _gate_section(e, limit) -> list[str]:
         if c["kind"] in ("floor", "ceiling"):
             ev = f"value {_fmt(c['value'])}"
         else:
-            ev = c.get("reason") or (f"worse by {_fmt(c['worse_by'])} "
-                                     f"(candidate {_fmt(c['candidate'])}, "
-                                     f"champion {_fmt(c['champion'])})")
+            ev = c.get("reason") or (f"worse by {_fmt(c['worse_by'])}"
+                                     + (f", shown worse by {_fmt(c['shown_worse_by'])} "
+                                        f"({c.get('rule')})" if "shown_worse_by" in c else "")
+                                     + f" (candidate {_fmt(c['candidate'])}, "
+                                     f"champion {_fmt(c['champion'])}, "
+                                     + ("lower" if c["metric"] in LOWER_IS_BETTER else "higher")
+                                     + " is better)")
         out.append(f"| {_esc(c['check'])} | {mark} | {_esc(ev)} |")
     if not e["checks"]:
         out.append("| (no checks configured) | ➖ | |")

@@ -4,6 +4,8 @@ The controller is the only writer; every write is atomic (temp file + rename), s
 (which polls the file) and a restarted controller always read a whole state. The gateway routes
 by `champion`, `challenger`, `weight` and `shadow`; the controller keeps its progress (`step`,
 `step_started`, `history`) in the same record, which is what makes a rollout resumable.
+`RolloutStore` owns the files of one rollout: the state, the controller lock and abort
+requests.
 """
 
 from __future__ import annotations
@@ -12,9 +14,13 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 SCHEMA = "mlci.canary/1"
 RUNNING, PROMOTED, ROLLED_BACK = "running", "promoted", "rolled-back"
@@ -87,3 +93,63 @@ def write_state(path: Path, st: CanaryState) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class RolloutStore:
+    """One model's rollout under `<out>/canary/`: the state, the controller lock, and abort
+    requests (how `mlci canary abort` reaches a controller that holds the lock)."""
+
+    def __init__(self, out_dir: Path, model: str) -> None:
+        self.path = state_path(out_dir)
+        self.model = model
+        self.lock_path = self.path.parent / "controller.lock"
+        self.abort_path = self.path.parent / "abort.json"
+
+    def read(self) -> CanaryState | None:
+        from mlci.errors import MlciError
+
+        try:
+            st = read_state(self.path)
+        except ValueError as exc:
+            raise MlciError(f"{self.path}: damaged rollout state ({exc})") from None
+        if st is not None and st.model != self.model:
+            raise MlciError(f"{self.path} holds a rollout of {st.model!r}, not {self.model!r}")
+        return st
+
+    def write(self, st: CanaryState) -> None:
+        write_state(self.path, st)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[bool]:
+        """Hold the controller lock if it is free; yields whether it is held."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.lock_path, "w")  # noqa: SIM115
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            yield True
+        finally:
+            fh.close()
+
+    def request_abort(self, canary_id: str, reason: str) -> None:
+        from mlci.io import atomic_write_json
+
+        atomic_write_json(self.abort_path, {"canary_id": canary_id, "reason": reason,
+                                            "time": time.time()})
+
+    def abort_request(self, canary_id: str) -> str | None:
+        """The reason of a pending abort of this rollout, or None."""
+        try:
+            d = json.loads(self.abort_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+        return str(d.get("reason") or "aborted by hand") if d.get("canary_id") == canary_id \
+            else None
+
+    def clear_abort(self) -> None:
+        self.abort_path.unlink(missing_ok=True)

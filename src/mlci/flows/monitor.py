@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci.errors import MlciError
 from mlci.lineage import artifact_json
+from mlci.stats.drift import deciding_value
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,6 +38,7 @@ class Window:
     versions: pd.Series | None      # model version per row (prediction log)
     source: str
     since: float | None = None
+    keys: pd.Series | None = None   # routing key per row (prediction log), for clustering
 
 
 # ------------------------------------------------------------------ the window
@@ -57,7 +59,8 @@ def read_predlog(path: Path, features: list[str], since: float | None = None,
                  variant: str | None = None) -> Window:
     import pandas as pd
 
-    q = ("select p.request_id, p.ts, p.variant, p.version, p.inputs, p.outputs, f.label "
+    q = ("select p.request_id, p.ts, p.variant, p.version, p.inputs, p.outputs, f.label, "
+         "p.route_key "
          "from predictions p left join feedback f on f.request_id = p.request_id "
          "where p.error is null")
     args: list[Any] = []
@@ -69,8 +72,8 @@ def read_predlog(path: Path, features: list[str], since: float | None = None,
         args.append(variant)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
         rows = con.execute(q + " order by p.ts", args).fetchall()
-    feats, preds, labels, versions = [], [], [], []
-    for _rid, _ts, _var, version, inputs, outputs, label in rows:
+    feats, preds, labels, versions, keys = [], [], [], [], []
+    for rid, _ts, _var, version, inputs, outputs, label, route_key in rows:
         xs, ys = json.loads(inputs or "[]"), json.loads(outputs or "[]")
         ls = json.loads(label) if label else [None] * len(xs)
         if not isinstance(ls, list):  # one instance labelled with a scalar, as /feedback allows
@@ -80,9 +83,11 @@ def read_predlog(path: Path, features: list[str], since: float | None = None,
             preds.append(ys[i] if i < len(ys) else None)
             labels.append(ls[i] if i < len(ls) else None)
             versions.append(str(version))
+            keys.append(route_key or f"request:{rid}")
     df = pd.DataFrame(feats, columns=features) if feats else pd.DataFrame(columns=features)
     return Window(df, pd.Series(labels, dtype=object), pd.Series(preds, dtype=object),
-                  pd.Series(versions, dtype=object), str(path), since)
+                  pd.Series(versions, dtype=object), str(path), since,
+                  pd.Series(keys, dtype=object))
 
 
 def read_window(source: Path, cfg: Config, features: list[str], since: float | None = None,
@@ -115,54 +120,73 @@ def resolve_model(client, name: str, ref: str) -> Any:
         raise MlciError(f"model {name}@{ref} not found in the registry") from None
 
 
-def baseline_of(client, mv) -> dict[str, Any]:
-    """The model's recorded golden-set accuracy and how many rows it rests on."""
+def baseline_of(client, mv, cfg: Config) -> dict[str, Any]:
+    """The model's recorded golden-set value of the decay metric and its row count."""
+    metric = decay_metric(cfg)
     run = client.get_run(mv.run_id)
-    acc = run.data.metrics.get("golden_accuracy")
+    value = run.data.metrics.get(f"golden_{metric}")
     ev = artifact_json(client, mv.run_id, "mlci/evaluation.json") or {}
     n = (ev.get("golden") or {}).get("rows")
-    return {"version": str(mv.version), "accuracy": acc, "n": n}
+    return {"version": str(mv.version), "metric": metric, "value": value, "n": n}
 
 
 # ------------------------------------------------------------------ decay
 
 
+def decay_metric(cfg: Config) -> str:
+    m = cfg.monitor.decay_metric
+    return m if m != "auto" else ("mae" if cfg.task == "regression" else "accuracy")
+
+
 def decay(window: Window, baseline: dict[str, Any], cfg: Config,
-          version: str | None = None) -> dict[str, Any]:
-    """Live accuracy on labelled rows against the baseline: a one-sided test of a drop
-    larger than `decay_margin` (the canary's non-inferiority test, read the other way)."""
-    from mlci.canary import non_inferiority
+          version: str | None = None, *, design: str = "fixed") -> dict[str, Any]:
+    """Live quality on labelled rows against the baseline: decayed when shown worse than it
+    by more than `decay_margin` (absolute for accuracy, relative for MAE); see
+    `mlci.stats.decay` for the test and its error rate."""
+    import numpy as np
+
+    from mlci.stats.decay import decay_test
 
     m = cfg.monitor
+    metric = baseline.get("metric", "accuracy")
     if window.labels is None or window.predictions is None:
         return {"status": "no labels", "decayed": None}
     mask = window.labels.notna() & window.predictions.notna()
     if version is not None and window.versions is not None:
         mask &= window.versions == str(version)
-    y, p = window.labels[mask].astype(str), window.predictions[mask].astype(str)
-    n = int(len(y))
-    if baseline.get("accuracy") is None or not baseline.get("n"):
+    n = int(mask.sum())
+    if baseline.get("value") is None or not baseline.get("n"):
         return {"status": "no baseline", "decayed": None, "n": n}
     if n < m.min_labels:
         return {"status": f"not enough labels ({n} < {m.min_labels})", "decayed": None, "n": n}
-    k = int((y == p).sum())
-    n0 = int(baseline["n"])
-    k0 = int(round(baseline["accuracy"] * n0))
-    t = non_inferiority(k, n, k0, n0, m.decay_margin, m.alpha)
-    from mlci.canary import norm_ppf
-
-    half = norm_ppf(1 - m.alpha / 2) * t.se
+    y, p = window.labels[mask], window.predictions[mask]
+    keys = window.keys[mask].to_numpy(dtype=object) if window.keys is not None else None
+    binary = metric == "accuracy"
+    if binary:
+        losses = (y.astype(str).to_numpy() != p.astype(str).to_numpy()).astype(float)
+        base = 1.0 - float(baseline["value"])
+    else:
+        try:
+            losses = np.abs(p.astype(float).to_numpy() - y.astype(float).to_numpy())
+        except (TypeError, ValueError):
+            return {"status": "labels or predictions are not numeric", "decayed": None, "n": n}
+        base = float(baseline["value"])
+    t = decay_test(losses, keys, baseline=base, baseline_n=int(baseline["n"]),
+                   margin=m.decay_margin, alpha=m.alpha, binary=binary, design=design)
+    live = float(losses.mean())
+    sign = -1.0 if binary else 1.0  # report accuracy, not its loss
     return {
-        "status": "decayed" if t.verdict == "fail" else "ok" if t.verdict == "pass"
-        else "inconclusive",
-        "decayed": t.verdict == "fail",
-        "n": n, "accuracy": k / n, "baseline_accuracy": baseline["accuracy"],
-        "baseline_n": n0, "baseline_version": baseline["version"],
-        "difference": t.diff,
-        "ci": [t.diff_adjusted - half, t.diff_adjusted + half],
-        "confidence": 1 - m.alpha,
-        "margin": m.decay_margin,
-        "p_value": t.p_inferior,
+        "status": "decayed" if t["decayed"] else "ok" if t["shown_fine"] else "inconclusive",
+        "decayed": t["decayed"], "metric": metric, "n": n,
+        "live": 1 - live if binary else live, "baseline": baseline["value"],
+        "baseline_n": int(baseline["n"]), "baseline_version": baseline["version"],
+        "difference": sign * (live - base),
+        "higher_is_better": binary,
+        "bound": sign * (t["lower"] + (m.decay_margin if binary else
+                                       m.decay_margin * base)),
+        "confidence": 1 - m.alpha, "margin": m.decay_margin, "relative_margin": not binary,
+        "design": design, "clustered": t["clustered"],
+        "p_value": t["p_value"],
     }
 
 
@@ -202,34 +226,60 @@ def _plot_png(name: str, ref: dict[str, Any], cur: pd.Series) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def decay_sentence(dec: dict[str, Any]) -> str:
+    better = "higher" if dec["higher_is_better"] else "lower"
+    allowance = (f"x{1 + dec['margin']:g} of the baseline" if dec["relative_margin"]
+                 else f"{dec['margin']:g} below the baseline")
+    side = "upper" if dec["higher_is_better"] else "lower"
+    return (f"live {dec['metric']} {dec['live']:.4f} on {dec['n']} labels vs baseline "
+            f"{dec['baseline']:.4f} (v{dec['baseline_version']}, {dec['baseline_n']} golden "
+            f"rows): difference {dec['difference']:+.4f} ({better} is better), "
+            f"{dec['confidence']:.0%} {side} bound {dec['bound']:+.4f} ({dec['design']}), "
+            f"allowance {allowance}, p-value {dec['p_value']:.4g}")
+
+
+def headline(d: dict[str, Any], dec: dict[str, Any], reasons: list[str]) -> str:
+    """What was found, whether or not it triggers an action (so it agrees with the table)."""
+    parts = []
+    if d["drifted_columns"]:
+        n_judged = sum(c["drifted"] is not None for c in d["columns"])
+        parts.append(f"drift in {', '.join(d['drifted_columns'])} "
+                     f"({len(d['drifted_columns'])} of {n_judged} columns"
+                     + ("; dataset drift)" if d["dataset_drift"] else
+                        "; below the dataset-drift share)"))
+    elif d["enough_data"]:
+        parts.append("no drift")
+    else:
+        parts.append("not enough data for drift")
+    parts.append({"decayed": "decay", "ok": "no decay"}.get(dec.get("status", ""),
+                                                           f"decay {dec.get('status')}"))
+    text = "; ".join(parts)
+    return text + (" → alert" if reasons else "")
+
+
 def to_markdown(r: dict[str, Any]) -> str:
     d, dec = r["drift"], r["decay"]
     icon = "❌" if r["alert"] else "✅"
     out = [f"## {icon} mlci monitor: {r['model']} v{r['version']}: {r['summary']}", "",
            f"Window: `{r['window']['source']}`, {r['window']['rows']} rows "
            f"({r['window']['labelled']} labelled).", "",
-           "| column | kind | drift | method | statistic | threshold |",
-           "|---|---|---|---|---:|---:|"]
+           "| column | kind | drift | method | decided on | value | drifted when |",
+           "|---|---|---|---|---|---:|---|"]
     for c in d["columns"]:
         flag = {True: "⚠️ drifted", False: "ok", None: "not enough data"}[c["drifted"]]
-        key = {"ks": "ks_pvalue", "chi2": "chi2_pvalue", "wasserstein": "wasserstein",
-               "jensenshannon": "jensenshannon", "psi": "psi"}.get(c["method"], "")
-        v = (c["statistics"] or {}).get(key)
-        out.append(f"| {c['column']} | {c['kind']} | {flag} | {c['method']} | "
-                   f"{'–' if v is None else f'{v:.4f}'} | {c['threshold']:.4f} |")
+        measure, v = deciding_value(c["method"], c["statistics"] or {})
+        rule = (f"< {c['threshold']:.4g}" if measure == "p-value" else
+                f"> {c['threshold']:.4g}") if c["drifted"] is not None else "–"
+        out.append(f"| {c['column']} | {c['kind']} | {flag} | {c['method']} | {measure} | "
+                   f"{'–' if v is None else f'{v:.4g}'} | {rule} |")
     out += ["", f"Drifted columns: {len(d['drifted_columns'])} ({d['share_drifted']:.0%}); "
             f"dataset drift: {'yes' if d['dataset_drift'] else 'no'}."]
     if d.get("prediction"):
         p = d["prediction"]
         out.append(f"Prediction drift: {'yes' if p['drifted'] else 'no'} ({p['method']}).")
     out += ["", "### Performance on labelled feedback", ""]
-    if dec.get("accuracy") is not None:
-        lo, hi = dec["ci"]
-        out.append(f"Live accuracy {dec['accuracy']:.4f} on {dec['n']} labels vs baseline "
-                   f"{dec['baseline_accuracy']:.4f} (v{dec['baseline_version']}, "
-                   f"{dec['baseline_n']} golden rows): difference {dec['difference']:+.4f}, "
-                   f"{dec['confidence']:.0%} CI [{lo:+.4f}, {hi:+.4f}], margin "
-                   f"{dec['margin']}, p = {dec['p_value']:.4g} → **{dec['status']}**.")
+    if dec.get("live") is not None:
+        out.append(decay_sentence(dec) + f" → **{dec['status']}**.")
     else:
         out.append(f"_{dec['status']}_")
     for a in r.get("actions", []):
@@ -253,8 +303,8 @@ def to_html(r: dict[str, Any], plots: dict[str, str]) -> str:
 def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "champion",
             since: float | None = None, variant: str | None = None) -> dict[str, Any]:
     from mlci import tracking
-    from mlci.drift import DriftConfig, compare_profile
     from mlci.io import atomic_write_json, atomic_write_text
+    from mlci.stats.drift import DriftConfig, compare_profile
 
     t0 = time.perf_counter()
     client = tracking.client(cfg, out_dir)
@@ -266,15 +316,14 @@ def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "
     window = read_window(window_path, cfg, profile["features"], since, variant)
     d = compare_profile(profile, window.features, DriftConfig(**cfg.monitor.drift.model_dump()),
                         window.predictions.dropna() if window.predictions is not None else None)
-    dec = decay(window, baseline_of(client, mv), cfg)
+    dec = decay(window, baseline_of(client, mv, cfg), cfg)
     reasons = []
     if d["dataset_drift"] and "dataset_drift" in cfg.monitor.retrain_on:
         reasons.append(f"dataset drift ({d['share_drifted']:.0%} of columns)")
     elif d["any_drift"] and "drift" in cfg.monitor.retrain_on:
         reasons.append("drift in " + ", ".join(d["drifted_columns"]))
     if dec.get("decayed") and "decay" in cfg.monitor.retrain_on:
-        reasons.append(f"accuracy fell to {dec['accuracy']:.3f} from "
-                       f"{dec['baseline_accuracy']:.3f}")
+        reasons.append(f"{dec['metric']} went to {dec['live']:.4g} from {dec['baseline']:.4g}")
     labelled = int(window.labels.notna().sum()) if window.labels is not None else 0
     result = {
         "schema": SCHEMA, "model": cfg.name, "version": str(mv.version),
@@ -282,8 +331,7 @@ def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "
                    "labelled": labelled, "since": since},
         "drift": d, "decay": dec, "alert": bool(reasons),
         "reasons": reasons,
-        "summary": "; ".join(reasons) if reasons else (
-            "not enough data" if not d["enough_data"] else "no drift, no decay"),
+        "summary": headline(d, dec, reasons),
         "actions": [],
         "seconds": round(time.perf_counter() - t0, 3),
     }
@@ -356,20 +404,19 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
     if prev is None:
         raise MlciError(f"{cfg.name}@champion v{mv.version} has no previous champion to "
                         "compare with")
-    base = baseline_of(client, client.get_model_version(cfg.name, prev))
+    base = baseline_of(client, client.get_model_version(cfg.name, prev), cfg)
     profile = artifact_json(client, mv.run_id, "mlci/reference.json") or {}
     features = profile.get("features") or []
     window = read_window(window_path, cfg, features, since)
-    dec = decay(window, base, cfg, version=str(mv.version))
+    dec = decay(window, base, cfg, version=str(mv.version), design="sequential")
     result = {
         "schema": SCHEMA, "mode": "watch", "model": cfg.name, "version": str(mv.version),
         "previous_champion": prev, "decay": dec, "alert": bool(dec.get("decayed")),
         "actions": [],
     }
     if dec.get("decayed"):
-        reason = (f"automatic rollback: live accuracy {dec['accuracy']:.3f} of v{mv.version} "
-                  f"on {dec['n']} labels is below v{prev}'s {dec['baseline_accuracy']:.3f} "
-                  f"by more than {dec['margin']} (p = {dec['p_value']:.3g})")
+        reason = (f"automatic rollback: v{mv.version} is shown worse than v{prev}'s baseline "
+                  f"by more than the allowance: " + decay_sentence(dec))
         rb = registry.rollback(cfg, out_dir, cfg.name, None, reason)
         result["rollback"] = rb
         result["actions"].append(f"rolled {cfg.name}@champion back from v{mv.version} to "

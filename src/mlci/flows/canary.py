@@ -1,42 +1,30 @@
-"""The canary controller: roll a challenger out step by step and judge it at every step.
+"""The canary flow: roll a challenger out step by step and judge it at every look.
 
 A rollout is a state file (`<out>/canary/state.json`, see `mlci.serve.state`) that the gateway
 follows at runtime, plus the registry aliases `challenger` (during the rollout) and `champion`
-(moved only on promotion). At each step the controller reads the prediction log of this
-rollout and judges the challenger against the champion serving at the same time:
+(moved only on promotion). The flow is split three ways:
 
-- **error rate**: the challenger's share of failed requests may exceed the champion's by at
-  most `max_error_increase` (judged once each side has `min_requests` requests);
-- **p99 latency**: the challenger's p99 model time may be at most
-  `champion p99 * max_latency_ratio + latency_slack_ms`;
-- **quality**: labelled-feedback accuracy, a one-sided non-inferiority test of
-  `d = acc(challenger) - acc(champion)` with margin `m` at level `alpha`:
-  H0: d <= -m against H1: d > -m. The statistic is the Wald z with the Agresti-Caffo
-  adjustment (one success and one failure added to each arm), which keeps its level near the
-  nominal one at small samples and near-perfect accuracies where the plain Wald test breaks.
-  The challenger *passes* when H0 is rejected; it *fails* when the mirror test
-  (H0: d >= -m against H1: d < -m) rejects, i.e. it is shown to be worse by more than the
-  margin; otherwise the result is inconclusive and the step waits for more labels. Below
-  `min_samples` labelled instances on either side the test is not run at all (inconclusive);
-- **shadow disagreement** (when shadowing): the share of champion traffic on which the
-  challenger's answer differs; a ceiling applies only when `max_disagreement` is set.
+- **state** (`mlci.serve.state.RolloutStore`): the state file, the controller lock, abort
+  requests;
+- **judge** (`mlci.stats.judge.analyse`): the checks on the rollout's observations, with
+  anytime-valid confidence sequences (`mlci.stats.sequential`), so looking every `poll`
+  seconds keeps its error rates (see docs/canary.md);
+- **driver** (`Controller` here): bake, look, advance, promote or roll back, with an injected
+  clock.
 
-Any failure rolls back at once; otherwise an inconclusive step waits, up to `deadline` seconds
-after its bake time, and then rolls back (a rollout that cannot show the challenger is not worse
-does not promote it). Samples accumulate over the whole rollout (the models do not change
-between steps), so later steps need no new minimum. The waiting looks at the data more than
-once; the deadline bounds how often, and `alpha` is per look (documented in docs/canary.md).
+Any failed check rolls back at once; a passing look advances (after the step's bake); an
+inconclusive one waits, up to `deadline` seconds after the bake, and then rolls back (a
+rollout that cannot show the challenger is within its allowances does not promote it).
+Observations accumulate over the whole rollout (the models do not change between steps).
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import math
 import time
 import uuid
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,138 +33,24 @@ from mlci.serve.state import (
     PROMOTED,
     ROLLED_BACK,
     CanaryState,
-    read_state,
-    state_path,
-    write_state,
+    RolloutStore,
 )
+from mlci.stats.judge import Params
+from mlci.stats.sequential import FAIL, PASS, WAIT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-PASS, FAIL, WAIT = "pass", "fail", "wait"
 CHALLENGER_ALIAS = "challenger"
-
-
-# ---------------------------------------------------------------- statistics
-
-
-def norm_cdf(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
-
-
-def norm_ppf(p: float) -> float:
-    """Inverse of the standard normal CDF (Acklam's rational approximation, refined by one
-    Newton step; error below 1e-12 on (1e-12, 1 - 1e-12))."""
-    if not 0.0 < p < 1.0:
-        raise ValueError("p must be in (0, 1)")
-    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02,
-         1.383577518672690e02, -3.066479806614716e01, 2.506628277459239e00)
-    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02,
-         6.680131188771972e01, -1.328068155288572e01)
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00,
-         -2.549732539343734e00, 4.374664141464968e00, 2.938163982698783e00)
-    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00,
-         3.754408661907416e00)
-    lo = 0.02425
-    if p < lo:
-        q = math.sqrt(-2 * math.log(p))
-        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
-            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
-    elif p > 1 - lo:
-        q = math.sqrt(-2 * math.log(1 - p))
-        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) / \
-            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1)
-    else:
-        q = p - 0.5
-        r = q * q
-        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q / \
-            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
-    e = norm_cdf(x) - p
-    u = e * math.sqrt(2 * math.pi) * math.exp(x * x / 2)
-    return x - u / (1 + x * u / 2)
-
-
-def wilson(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    z = norm_ppf(1 - (1 - confidence) / 2)
-    p = k / n
-    den = 1 + z * z / n
-    mid = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return (max(0.0, mid - half), min(1.0, mid + half))
+__all__ = ["FAIL", "PASS", "WAIT", "Clock", "Controller", "Params", "parse_steps"]
 
 
 @dataclass
-class NonInferiority:
-    """Result of the one-sided non-inferiority test on an accuracy difference."""
+class Clock:
+    """Wall time and waiting; tests pass a clock whose sleep only moves time forward."""
 
-    x_challenger: int
-    n_challenger: int
-    x_champion: int
-    n_champion: int
-    margin: float
-    alpha: float
-    diff: float            # observed accuracy difference (challenger - champion)
-    diff_adjusted: float   # Agresti-Caffo adjusted difference
-    se: float
-    z: float               # (diff_adjusted + margin) / se
-    p_value: float         # H0: d <= -margin (small: challenger is not worse than the margin)
-    p_inferior: float      # H0: d >= -margin (small: challenger is worse than the margin)
-    lower: float           # one-sided (1 - alpha) lower confidence bound of d
-    verdict: str           # pass | fail | wait
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-
-
-def non_inferiority(x1: int, n1: int, x0: int, n0: int, margin: float,
-                    alpha: float = 0.05) -> NonInferiority:
-    """One-sided non-inferiority z-test of p1 - p0 > -margin (arm 1: challenger)."""
-    if n1 <= 0 or n0 <= 0:
-        raise ValueError("both arms need at least one labelled sample")
-    if not (0 <= x1 <= n1 and 0 <= x0 <= n0):
-        raise ValueError("successes must lie between 0 and the sample size")
-    if not (0 <= margin < 1 and 0 < alpha < 0.5):
-        raise ValueError("need 0 <= margin < 1 and 0 < alpha < 0.5")
-    p1, p0 = (x1 + 1) / (n1 + 2), (x0 + 1) / (n0 + 2)
-    se = math.sqrt(p1 * (1 - p1) / (n1 + 2) + p0 * (1 - p0) / (n0 + 2))
-    d_adj = p1 - p0
-    z = (d_adj + margin) / se
-    p_value = 1 - norm_cdf(z)
-    p_inf = norm_cdf(z)
-    lower = d_adj - norm_ppf(1 - alpha) * se
-    verdict = PASS if p_value < alpha else FAIL if p_inf < alpha else WAIT
-    return NonInferiority(x1, n1, x0, n0, margin, alpha, x1 / n1 - x0 / n0, d_adj, se, z,
-                          p_value, p_inf, lower, verdict)
-
-
-# ---------------------------------------------------------------- the judgement
-
-
-@dataclass
-class Params:
-    steps: list[float]
-    bake: float = 60.0             # seconds at each step before judging
-    min_samples: int = 200         # labelled instances per arm before the quality test
-    min_requests: int = 50         # requests per arm before error rate and latency
-    margin: float = 0.02           # non-inferiority margin on accuracy
-    alpha: float = 0.05
-    max_error_increase: float = 0.01
-    max_latency_ratio: float = 1.5
-    latency_slack_ms: float = 2.0
-    max_disagreement: float | None = None
-    deadline: float = 1800.0       # seconds an inconclusive step may wait after its bake
-    poll: float = 5.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Params:
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in d.items() if k in known})
+    now: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
 
 
 def parse_steps(text: str) -> list[float]:
@@ -192,92 +66,7 @@ def parse_steps(text: str) -> list[float]:
     return steps
 
 
-def analyse(stats: dict[str, Any], p: Params) -> dict[str, Any]:
-    """Judge the challenger on one rollout's stats; return the checks and the verdict."""
-    ch, cb = stats["variants"]["challenger"], stats["variants"]["champion"]
-    checks: list[dict[str, Any]] = []
-
-    # error rate
-    if ch.requests < p.min_requests or cb.requests < p.min_requests:
-        checks.append({"check": "error rate", "verdict": WAIT,
-                       "detail": f"{ch.requests} challenger / {cb.requests} champion requests; "
-                                 f"need {p.min_requests} each"})
-    else:
-        limit = cb.error_rate + p.max_error_increase
-        ok = ch.error_rate <= limit
-        checks.append({"check": "error rate", "verdict": PASS if ok else FAIL,
-                       "challenger": round(ch.error_rate, 6), "champion": round(cb.error_rate, 6),
-                       "limit": round(limit, 6),
-                       "detail": f"challenger {ch.errors}/{ch.requests} = {ch.error_rate:.2%} vs "
-                                 f"champion {cb.errors}/{cb.requests} = {cb.error_rate:.2%} "
-                                 f"(limit {limit:.2%})"})
-
-    # p99 latency
-    ok_c, ok_b = ch.answered, cb.answered
-    if ok_c < p.min_requests or ok_b < p.min_requests:
-        checks.append({"check": "p99 latency", "verdict": WAIT,
-                       "detail": f"{ok_c} challenger / {ok_b} champion answered requests; "
-                                 f"need {p.min_requests} each"})
-    else:
-        c99, b99 = ch.p99(), cb.p99()
-        limit = b99 * p.max_latency_ratio + p.latency_slack_ms
-        ok = c99 <= limit
-        checks.append({"check": "p99 latency", "verdict": PASS if ok else FAIL,
-                       "challenger_ms": round(c99, 3), "champion_ms": round(b99, 3),
-                       "limit_ms": round(limit, 3),
-                       "detail": f"challenger {c99:.2f} ms vs champion {b99:.2f} ms "
-                                 f"(limit {limit:.2f} ms)"})
-
-    # quality on labelled feedback
-    if ch.labelled < p.min_samples or cb.labelled < p.min_samples:
-        checks.append({"check": "accuracy (non-inferiority)", "verdict": WAIT,
-                       "detail": f"{ch.labelled} challenger / {cb.labelled} champion labelled "
-                                 f"instances; need {p.min_samples} each"})
-    else:
-        t = non_inferiority(ch.correct, ch.labelled, cb.correct, cb.labelled, p.margin,
-                            p.alpha)
-        lo1, hi1 = wilson(ch.correct, ch.labelled)
-        lo0, hi0 = wilson(cb.correct, cb.labelled)
-        what = {PASS: "not worse than the margin", FAIL: "worse by more than the margin",
-                WAIT: "inconclusive"}[t.verdict]
-        checks.append({
-            "check": "accuracy (non-inferiority)", "verdict": t.verdict, "test": t.to_dict(),
-            "detail": f"challenger {ch.correct}/{ch.labelled} = {ch.accuracy:.2%} "
-                      f"[{lo1:.2%}, {hi1:.2%}] vs champion {cb.correct}/{cb.labelled} = "
-                      f"{cb.accuracy:.2%} [{lo0:.2%}, {hi0:.2%}]; difference {t.diff:+.2%}, "
-                      f"{1 - p.alpha:.0%} lower bound {t.lower:+.2%} vs margin -{p.margin:.2%}, "
-                      f"z = {t.z:.2f}, p = {t.p_value:.4g} (H0: worse by the margin), "
-                      f"p = {t.p_inferior:.4g} (H0: not worse by the margin): {what}"})
-
-    # shadow disagreement
-    sh = stats["shadow"]
-    if sh["compared"]:
-        rate = sh["disagreements"] / sh["compared"]
-        verdict = PASS
-        if p.max_disagreement is not None:
-            if sh["compared"] < p.min_requests:
-                verdict = WAIT
-            elif rate > p.max_disagreement:
-                verdict = FAIL
-        checks.append({"check": "shadow disagreement", "verdict": verdict,
-                       "rate": round(rate, 6), "compared": sh["compared"],
-                       "detail": f"{sh['disagreements']}/{sh['compared']} = {rate:.2%} of "
-                                 "shadowed answers differ"
-                                 + (f" (limit {p.max_disagreement:.2%})"
-                                    if p.max_disagreement is not None else " (reported only)")})
-
-    verdicts = [c["verdict"] for c in checks]
-    verdict = FAIL if FAIL in verdicts else WAIT if WAIT in verdicts else PASS
-    failed = [c["check"] for c in checks if c["verdict"] == FAIL]
-    waiting = [c["check"] for c in checks if c["verdict"] == WAIT]
-    summary = ("failed: " + ", ".join(failed) if failed else
-               "waiting for: " + ", ".join(waiting) if waiting else "all checks passed")
-    return {"verdict": verdict, "summary": summary, "checks": checks,
-            "variants": {"challenger": ch.summary(), "champion": cb.summary()},
-            "shadow": sh, "time": time.time()}
-
-
-# ---------------------------------------------------------------- the controller
+# ---------------------------------------------------------------- the driver
 
 
 class Controller:
@@ -285,9 +74,12 @@ class Controller:
     acted on elsewhere, and audited."""
 
     def __init__(self, cfg: Any, out_dir: Path, name: str, *, log_path: Path | None = None,
-                 gateway: str | None = None, echo: Callable[[str], None] = print) -> None:
+                 gateway: str | None = None, echo: Callable[[str], None] = print,
+                 clock: Clock | None = None) -> None:
         self.cfg, self.out_dir, self.name = cfg, Path(out_dir), name
-        self.path = state_path(self.out_dir)
+        self.store = RolloutStore(self.out_dir, name)
+        self.path = self.store.path
+        self.clock = clock or Clock()
         self.log_path = Path(log_path) if log_path else self.out_dir / "predictions.db"
         self.gateway = gateway.rstrip("/") if gateway else None
         self.echo = echo
@@ -311,13 +103,7 @@ class Controller:
         return tracking.tracking_uri(self.cfg, self.out_dir)
 
     def state(self) -> CanaryState | None:
-        try:
-            st = read_state(self.path)
-        except ValueError as exc:
-            raise MlciError(f"{self.path}: damaged rollout state ({exc})") from None
-        if st is not None and st.model != self.name:
-            raise MlciError(f"{self.path} holds a rollout of {st.model!r}, not {self.name!r}")
-        return st
+        return self.store.read()
 
     def active(self) -> CanaryState:
         st = self.state()
@@ -329,17 +115,10 @@ class Controller:
     @contextmanager
     def exclusive(self) -> Iterator[None]:
         """One controller at a time per `<out>` (a second one fails fast, exit 2)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path.parent / "controller.lock", "w")  # noqa: SIM115
-        try:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise MlciError(f"another canary controller is working on {self.path}") \
-                    from None
+        with self.store.exclusive() as held:
+            if not held:
+                raise MlciError(f"another canary controller is working on {self.path}")
             yield
-        finally:
-            fh.close()
 
     def _record(self, ev: dict[str, Any]) -> str:
         """Append one audit event described by `ev` (see `_commit`)."""
@@ -390,7 +169,7 @@ class Controller:
         return st
 
     def _write(self, st: CanaryState) -> None:
-        write_state(self.path, st)
+        self.store.write(st)
         if self.backend is not None:
             self.backend.on_state(st)
 
@@ -419,10 +198,11 @@ class Controller:
                 if champion == v:
                     raise MlciError(f"{self.name}/{v} is already the champion")
                 before = current(self.client, self.name, CHALLENGER_ALIAS)
+                now = self.clock.now()
                 st = CanaryState(id="c-" + uuid.uuid4().hex[:12], model=self.name,
                                  champion=champion, challenger=v, steps=params.steps, step=0,
                                  weight=params.steps[0], shadow=shadow,
-                                 params=params.to_dict())
+                                 params=params.to_dict(), started=now, step_started=now)
                 if self.backend is not None and getattr(self.backend, "metrics_url", None):
                     st.backend = {"metrics_baseline": self.backend.scrape()}
                 # the state first: if the alias move fails, abort finds and cleans it
@@ -436,30 +216,41 @@ class Controller:
             self._report(st)
             return st
 
-    def analyse(self, st: CanaryState) -> dict[str, Any]:
-        from mlci.serve.predlog import rollout_stats
+    def observations(self, st: CanaryState) -> dict[str, Any]:
+        from mlci.serve.observations import from_variant_stats, rollout_observations
 
         if self.backend is not None and getattr(self.backend, "metrics_url", None):
-            return analyse(self.backend.stats(st), Params.from_dict(st.params))
+            return from_variant_stats(self.backend.stats(st))
         try:
-            stats = rollout_stats(self.log_path, st.id)
+            return rollout_observations(self.log_path, st.id)
         except Exception as exc:  # noqa: BLE001 - sqlite errors are one line
             raise MlciError(f"{self.log_path}: cannot read the prediction log ({exc})") \
                 from None
-        return analyse(stats, Params.from_dict(st.params))
+
+    def analyse(self, st: CanaryState) -> dict[str, Any]:
+        from mlci.stats.judge import analyse
+
+        obs = self.observations(st)
+        return analyse(obs["variants"]["challenger"], obs["variants"]["champion"],
+                       obs["shadow"], Params.from_dict(st.params), now=self.clock.now())
 
     def step(self, st: CanaryState, *, wait: bool = False) -> CanaryState:
         """Judge the current step once (wait=False) or until it is decided (wait=True)."""
         p = Params.from_dict(st.params)
         while st.running:
-            now = time.time()
+            now = self.clock.now()
+            aborted = self.store.abort_request(st.id)
+            if aborted is not None:
+                st = self.rollback(st, None, aborted)
+                self.store.clear_abort()
+                return st
             bake_end = st.step_started + p.bake
             if now < bake_end:
                 if not wait:
                     st.last_analysis = {"verdict": WAIT, "summary":
                                         f"baking for {bake_end - now:.0f}s more"}
                     return st
-                time.sleep(min(bake_end - now, p.poll))
+                self.clock.sleep(min(bake_end - now, p.poll))
                 continue
             a = self.analyse(st)
             st.last_analysis = a
@@ -477,7 +268,7 @@ class Controller:
                                             f"{p.deadline:.0f}s after its bake ({a['summary']})")
             if not wait:
                 return st
-            time.sleep(p.poll)
+            self.clock.sleep(p.poll)
         return st
 
     def advance(self, st: CanaryState, a: dict[str, Any]) -> CanaryState:
@@ -489,7 +280,7 @@ class Controller:
         st.history.append(entry)
         st.step += 1
         st.weight = st.steps[st.step]
-        st.step_started = time.time()
+        st.step_started = self.clock.now()
         self._commit(st, {"kind": "step", "frm": st.challenger, "to": st.challenger,
                           "message": f"canary {st.id} step {entry['step']}/{len(st.steps)} "
                                      f"passed at {_pct(frm)}; now {_pct(st.weight)}",
@@ -566,15 +357,15 @@ class Controller:
             raise MlciError("--gateway needs the serve extra: pip install 'mlci[serve]'") \
                 from None
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = self.clock.now() + timeout
+        while self.clock.now() < deadline:
             try:
                 r = httpx.get(self.gateway + "/readyz", timeout=2.0).json()
                 if r.get("generation", -1) >= st.generation:
                     return
             except (httpx.HTTPError, ValueError):
                 pass
-            time.sleep(0.2)
+            self.clock.sleep(0.2)
         self.echo(f"warning: the gateway at {self.gateway} has not applied generation "
                   f"{st.generation} after {timeout:.0f}s")
 
@@ -597,8 +388,30 @@ class Controller:
             self.echo(f"started canary {st.id}: {self.name}/{st.challenger} at "
                       f"{_pct(st.weight)} against champion {st.champion}")
         with self.exclusive():
+            # re-read: another command may have changed the rollout between the two locks
+            st = self.recover(self.state())
+            if st is None or not st.running:
+                raise MlciError(f"the canary of {self.name} stopped before it could be driven "
+                                f"({st.status if st else 'no state'})")
             self.wait_applied(st)
             return self.step(st, wait=True)
+
+    def abort(self, reason: str, timeout: float = 60.0) -> CanaryState:
+        """Roll back now; if a `run` holds the lock, ask it to and wait until it has."""
+        with self.store.exclusive() as held:
+            if held:
+                self.recover(self.state())
+                return self.rollback(self.active(), None, reason)
+        st = self.active()
+        self.store.request_abort(st.id, reason)
+        end = self.clock.now() + timeout
+        while self.clock.now() < end:
+            now = self.state()
+            if now is not None and now.id == st.id and not now.running:
+                return now
+            self.clock.sleep(0.2)
+        raise MlciError(f"the controller running canary {st.id} did not act on the abort "
+                        f"within {timeout:.0f}s; it will on its next look")
 
 
 def _pct(w: float) -> str:

@@ -1,0 +1,85 @@
+"""What the canary judges, read from the prediction log: per-request errors, latencies and
+routing keys, and per-instance predictions with their labels, for one rollout.
+
+Requests without a routing key (not sticky) each form their own cluster, keyed by request id.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlci.serve.predlog import connect, same
+from mlci.stats.judge import Observations
+
+VARIANTS = ("champion", "challenger")
+
+
+def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
+    """{"variants": {variant: Observations}, "shadow": {...}} of one rollout, in time order."""
+    rows: list[tuple[Any, ...]] = []
+    if Path(path).exists():
+        con = connect(path, readonly=True)
+        try:
+            rows = con.execute(
+                "SELECT p.request_id, p.variant, p.version, p.route_key, p.latency_ms, "
+                "p.error, p.outputs, f.label, p.shadow_outputs, p.shadow_error "
+                "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id "
+                "WHERE p.canary_id = ? ORDER BY p.ts", (canary_id,)).fetchall()
+        finally:
+            con.close()
+    acc: dict[str, dict[str, list[Any]]] = {
+        v: {"err": [], "rkey": [], "lat": [], "lkey": [], "pred": [], "label": [], "ykey": []}
+        for v in VARIANTS}
+    versions: dict[str, str | None] = dict.fromkeys(VARIANTS)
+    shadow = {"compared": 0, "disagreements": 0, "errors": 0}
+    for rid, variant, version, rkey, lat, err, outputs, label, s_out, s_err in rows:
+        a = acc.get(variant)
+        if a is None:
+            continue
+        versions[variant] = version
+        key = rkey or f"request:{rid}"
+        a["err"].append(1.0 if err else 0.0)
+        a["rkey"].append(key)
+        if err:
+            continue
+        a["lat"].append(float(lat))
+        a["lkey"].append(key)
+        preds = json.loads(outputs) if outputs else []
+        if label is not None:
+            labels = json.loads(label)
+            labels = labels if isinstance(labels, list) else [labels]
+            for p, y in zip(preds, labels, strict=False):
+                a["pred"].append(p)
+                a["label"].append(y)
+                a["ykey"].append(key)
+        if s_err:
+            shadow["errors"] += 1
+        elif s_out:
+            for p, q in zip(preds, json.loads(s_out), strict=False):
+                shadow["compared"] += 1
+                shadow["disagreements"] += not same(p, q)
+    out = {v: Observations(version=versions[v], errors=np.asarray(a["err"], dtype=float),
+                           request_keys=np.asarray(a["rkey"], dtype=object),
+                           latency_ms=np.asarray(a["lat"], dtype=float),
+                           latency_keys=np.asarray(a["lkey"], dtype=object),
+                           predictions=a["pred"], labels=a["label"],
+                           label_keys=np.asarray(a["ykey"], dtype=object))
+           for v, a in acc.items()}
+    return {"variants": out, "shadow": shadow}
+
+
+def from_variant_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    """Observations from aggregate counters (a metrics endpoint): errors and labelled
+    correctness as counts; no per-request latencies, so latency is not judged."""
+    out = {}
+    for v in VARIANTS:
+        s = stats["variants"][v]
+        errors = np.r_[np.ones(s.errors), np.zeros(s.requests - s.errors)]
+        out[v] = Observations(version=s.version, errors=errors, has_latencies=False,
+                              predictions=[1] * s.correct + [0] * (s.labelled - s.correct),
+                              labels=[1] * s.labelled)
+    return {"variants": out, "shadow": stats["shadow"]}

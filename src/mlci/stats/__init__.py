@@ -1,0 +1,1 @@
+"""Statistics: metrics, bootstrap, drift and sequential tests (leaves: numpy and scipy only)."""
