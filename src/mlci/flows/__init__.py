@@ -1,0 +1,1 @@
+"""Flows: one module per trigger, the only code that runs the steps in order."""
