@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from mlci import audit, tracking
+from mlci import tracking
+from mlci.registry import audit
 
 
 @pytest.fixture

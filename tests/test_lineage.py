@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mlci.errors import MlciError
-from mlci.lineage import _commit_url, parse_ref, to_markdown, to_text
+from mlci.registry.lineage import _commit_url, parse_ref, to_markdown, to_text
 
 
 @pytest.mark.parametrize("ref,want", [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import Result, make_project, run_mlci
 
-from mlci import registry
+from mlci.registry import aliases, gate, lock, store
 
 NAME = "iris"
 
@@ -22,14 +22,14 @@ NAME = "iris"
 @pytest.fixture(scope="session")
 def packed(trained_iris: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive = tmp_path_factory.mktemp("packed") / "store.tar.gz"
-    registry.pack_store(trained_iris / ".mlci", archive)
+    store.pack_store(trained_iris / ".mlci", archive)
     return archive
 
 
 @pytest.fixture
 def proj(tmp_path: Path, packed: Path) -> Path:
     root = make_project(tmp_path / "iris")
-    registry.unpack_store(packed, root / ".mlci")
+    store.unpack_store(packed, root / ".mlci")
     return root
 
 
@@ -125,7 +125,7 @@ def mlci(*args: str, cwd: Path, env: dict[str, str] | None = None) -> Result:
 
 
 def champion(root: Path) -> str | None:
-    return registry.current(client_for(root), NAME, "champion")
+    return aliases.current(client_for(root), NAME, "champion")
 
 
 def history(root: Path, env: dict[str, str] | None = None) -> list[dict]:
@@ -205,7 +205,7 @@ def test_refuses_version_whose_gate_failed(proj: Path) -> None:
     # staging too: the gate applies to every alias
     r = mlci("promote", "--to", "staging", "--version", bad, cwd=proj)
     assert r.code == 1
-    assert registry.current(client_for(proj), NAME, "staging") is None
+    assert aliases.current(client_for(proj), NAME, "staging") is None
 
 
 def test_refuses_failed_validation_and_missing_evidence(proj: Path) -> None:
@@ -296,7 +296,7 @@ def test_reevaluates_against_a_champion_that_changed(proj: Path) -> None:
 def test_staging_needs_gate_not_champion(proj: Path) -> None:
     r = mlci("promote", "--to", "staging", "--version", "1", "--json", cwd=proj)
     assert r.code == 0, r.err
-    assert registry.current(client_for(proj), NAME, "staging") == "1"
+    assert aliases.current(client_for(proj), NAME, "staging") == "1"
     assert champion(proj) is None
 
 
@@ -335,7 +335,7 @@ def test_rollback_walks_back_the_champion_chain(proj: Path) -> None:
 
 
 def test_champion_stack_replay() -> None:
-    from mlci.audit import AuditEvent
+    from mlci.registry.audit import AuditEvent
 
     def ev(action: str, frm: str | None, to: str) -> AuditEvent:
         return AuditEvent(action=action, model=NAME, alias="champion", from_version=frm,
@@ -343,8 +343,8 @@ def test_champion_stack_replay() -> None:
 
     evs = [ev("promote", None, "1"), ev("promote", "1", "2"), ev("refuse", "2", "9"),
            ev("promote", "2", "3"), ev("rollback", "3", "2"), ev("promote", "2", "4")]
-    assert registry.champion_stack(evs) == ["1", "2", "4"]
-    assert registry.champion_stack([ev("rollback", "5", "3")]) == ["3"]
+    assert gate.champion_stack(evs) == ["1", "2", "4"]
+    assert gate.champion_stack([ev("rollback", "5", "3")]) == ["3"]
 
 
 def test_approver_from_github_event(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -353,25 +353,25 @@ def test_approver_from_github_event(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"review": {"user": {"login": "reviewer1"}}}))
     monkeypatch.setenv("GITHUB_EVENT_PATH", str(event))
-    assert registry.approver() == "reviewer1"
+    assert gate.approver() == "reviewer1"
     event.write_text(json.dumps({"approver": {"login": "env-approver"}}))
-    assert registry.approver() == "env-approver"
+    assert gate.approver() == "env-approver"
     event.write_text(json.dumps({"pusher": {"name": "x"}}))
-    assert registry.approver() == "pusher"
+    assert gate.approver() == "pusher"
     monkeypatch.setenv("MLCI_APPROVER", "explicit")
-    assert registry.approver() == "explicit"
+    assert gate.approver() == "explicit"
 
 
 def test_lock_left_by_a_killed_job_expires_and_a_live_one_waits(proj: Path) -> None:
     c = client_for(proj)
-    stale = registry.RegistryLock(c, NAME, ttl=-1)  # a holder that died long ago
+    stale = lock.RegistryLock(c, NAME, ttl=-1)  # a holder that died long ago
     stale.acquire()
     r = mlci("promote", "--to", "champion", "--json", cwd=proj)
     assert r.code == 0, r.err
     assert champion(proj) == "1"
     assert list(c.search_registered_models(filter_string="name = 'mlci-lock.iris'")) == []
 
-    live = registry.RegistryLock(c, NAME, ttl=300)
+    live = lock.RegistryLock(c, NAME, ttl=300)
     live.acquire()
     try:
         v2 = add_version(proj, evaluated_against="1")

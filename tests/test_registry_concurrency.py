@@ -2,7 +2,7 @@
 against the embedded SQLite store.
 
 The racers are forked processes released together by a barrier, each calling the same
-`registry.promote` the CLI calls; a thread in the test process polls the alias throughout.
+`gate.promote` the CLI calls; a thread in the test process polls the alias throughout.
 Whatever the interleaving, the outcome must be one a serial order could give:
 - every racer ends moved or refused (no crash, no unexplained failure), one event each;
 - the champion moves form one chain (each move starts where the previous one ended), exactly
@@ -30,7 +30,7 @@ import pytest
 from conftest import make_project, run_mlci
 from test_registry import NAME, add_version, client_for, packed  # noqa: F401 - fixture
 
-from mlci import registry
+from mlci.registry import aliases, gate, store
 
 PASSING = ["2", "3", "5", "7"]
 FAILING = ["4", "6"]
@@ -110,10 +110,10 @@ def _racer(root: str, uri: str | None, version: str, barrier, results) -> None:
     cfg = load_config(Path(root) / "mlci.yaml")
     barrier.wait()
     try:
-        r = registry.promote(cfg, Path(root) / ".mlci", "champion", version)
+        r = gate.promote(cfg, Path(root) / ".mlci", "champion", version)
         results.put((version, "moved" if r["changed"] else "noop",
                      f"from {r['from_version']}; " + "; ".join(r["notes"])))
-    except registry.Refused as exc:
+    except gate.Refused as exc:
         results.put((version, "refused", exc.message))
     except BaseException as exc:  # noqa: BLE001 - reported to the test, which fails on it
         results.put((version, "error", f"{type(exc).__name__}: {exc}"))
@@ -124,7 +124,7 @@ def race(root: Path, uri: str | None, client) -> tuple[dict[str, tuple], set[str
     # Fresh processes, not forks of this one (no SQLite connection may cross a fork), made
     # by a fork server that imported the heavy modules once.
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["mlflow.sklearn", "sklearn.ensemble", "mlci.registry",
+    ctx.set_forkserver_preload(["mlflow.sklearn", "sklearn.ensemble", "mlci.registry.gate",
                                 "mlci.evaluate", "mlci.config", "mlci.tracking"])
     barrier, results = ctx.Barrier(len(versions)), ctx.Queue()
     seen: set[str] = set()
@@ -132,7 +132,7 @@ def race(root: Path, uri: str | None, client) -> tuple[dict[str, tuple], set[str
 
     def poll() -> None:
         while not stop.is_set():
-            v = registry.current(client, NAME, "champion")
+            v = aliases.current(client, NAME, "champion")
             if v:
                 seen.add(v)
             time.sleep(0.01)
@@ -147,7 +147,7 @@ def race(root: Path, uri: str | None, client) -> tuple[dict[str, tuple], set[str
         p.join(timeout=240)
     stop.set()
     poller.join()
-    seen.add(registry.current(client, NAME, "champion") or "")
+    seen.add(aliases.current(client, NAME, "champion") or "")
     out = {}
     for _ in procs:
         v, kind, detail = results.get(timeout=10)
@@ -156,14 +156,14 @@ def race(root: Path, uri: str | None, client) -> tuple[dict[str, tuple], set[str
 
 
 def check_outcome(root: Path, client, outcome: dict[str, tuple], seen: set[str]) -> None:
-    from mlci import audit
+    from mlci.registry import audit
 
     assert sorted(outcome, key=int) == sorted(PASSING + FAILING, key=int), outcome
     assert all(kind in ("moved", "refused") for kind, _ in outcome.values()), outcome
     for v in FAILING:
         assert outcome[v][0] == "refused" and "evaluation gate passed" in outcome[v][1]
     assert not seen & set(FAILING), seen
-    assert registry.current(client, NAME, "champion") == max(PASSING, key=int)
+    assert aliases.current(client, NAME, "champion") == max(PASSING, key=int)
 
     exp = client.get_experiment_by_name(audit.experiment_name(NAME))
     evs = [e for e in audit.events(client, exp.experiment_id, "champion")]
@@ -218,17 +218,17 @@ def test_racing_promotions_on_a_tracking_server(tmp_path: Path, mlflow_server: s
     assert all(code == 0 and out.strip() for code, out, _ in outs), outs
     changed = [json.loads(out)["changed"] for _, out, _ in outs]
     assert changed.count(True) == 1, outs
-    from mlci import audit
+    from mlci.registry import audit
 
     exp = client.get_experiment_by_name(audit.experiment_name(NAME))
     assert [e.to_version for e in audit.events(client, exp.experiment_id, "champion")
             if e.action == "promote"].count(v8) == 1
-    assert registry.current(client, NAME, "champion") == v8
+    assert aliases.current(client, NAME, "champion") == v8
 
 
 def test_racing_promotions_on_the_embedded_store(tmp_path: Path, packed: Path) -> None:  # noqa: F811
     root = make_project(tmp_path / "iris")
-    registry.unpack_store(packed, root / ".mlci")
+    store.unpack_store(packed, root / ".mlci")
     client = client_for(root)
     r = run_mlci("promote", "--to", "champion", cwd=root)
     assert r.code == 0, r.err

@@ -16,12 +16,12 @@ import pytest
 from conftest import make_project
 from test_registry import NAME, add_version, champion, client_for, mlci, packed  # noqa: F401
 
-from mlci import registry
 from mlci.errors import MlciError
+from mlci.registry import store
 
 
 def store_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mlci.registry", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "mlci.registry.store", *args], capture_output=True,
                           text=True, timeout=120)
 
 
@@ -31,7 +31,7 @@ def test_store_survives_a_move_to_another_path(tmp_path: Path, packed: Path) -> 
     r = store_cli("unpack", str(tmp_path / "missing.tar.gz"), str(first / ".mlci"),
                   "--missing-ok")
     assert r.returncode == 0 and "starting empty" in r.stdout
-    registry.unpack_store(packed, first / ".mlci")
+    store.unpack_store(packed, first / ".mlci")
     assert mlci("promote", "--to", "champion", cwd=first).code == 0
     v2 = add_version(first, evaluated_against="")
     archive = tmp_path / "artifact" / "mlci-store.tar.gz"
@@ -64,7 +64,7 @@ def test_store_survives_a_move_to_another_path(tmp_path: Path, packed: Path) -> 
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"not a tarball")
     with pytest.raises(MlciError, match="not a packed mlci store"):
-        registry.unpack_store(bad, tmp_path / "x" / ".mlci")
+        store.unpack_store(bad, tmp_path / "x" / ".mlci")
     tampered = tmp_path / "tampered.tar.gz"
     with tarfile.open(archive) as src, tarfile.open(tampered, "w:gz") as dst:
         for m in src.getmembers():
@@ -77,6 +77,6 @@ def test_store_survives_a_move_to_another_path(tmp_path: Path, packed: Path) -> 
             else:
                 dst.addfile(m, f)
     with pytest.raises(MlciError, match="digest mismatch"):
-        registry.unpack_store(tampered, tmp_path / "y" / ".mlci")
+        store.unpack_store(tampered, tmp_path / "y" / ".mlci")
     assert not (tmp_path / "y" / ".mlci").exists()
     assert list((tmp_path / "y").iterdir()) == []

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 from conftest import REPO, run_mlci
 
-from mlci import registry
+from mlci.registry import aliases, store
 from mlci.serve.loadgen import LoadResult, read_csv, run_load
 
 DIGITS = REPO / "examples" / "digits"
@@ -69,14 +69,14 @@ def trained_archive() -> Path:
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     archive = root.parent / "store.tar.gz"
-    registry.pack_store(root / ".mlci", archive)
+    store.pack_store(root / ".mlci", archive)
     _cache["archive"] = archive
     return archive
 
 
 def project(dest: Path) -> Path:
     shutil.copytree(DIGITS, dest, ignore=shutil.ignore_patterns(".mlci"))
-    registry.unpack_store(trained_archive(), dest / ".mlci")
+    store.unpack_store(trained_archive(), dest / ".mlci")
     return dest
 
 
@@ -185,7 +185,7 @@ def _client(root: Path):
 
 
 def audit_events(root: Path) -> list:
-    from mlci import audit
+    from mlci.registry import audit
 
     c = _client(root)
     exp = c.get_experiment_by_name(audit.experiment_name(NAME))
@@ -193,4 +193,4 @@ def audit_events(root: Path) -> list:
 
 
 def alias(root: Path, name: str) -> str | None:
-    return registry.current(_client(root), NAME, name)
+    return aliases.current(_client(root), NAME, name)

@@ -7,6 +7,7 @@ evaluation record of the base branch (`--baseline git:<ref>`), else none (floors
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -54,13 +55,30 @@ def registry_champion(client, name: str) -> Any | None:
         return None
 
 
+_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?:[~^][0-9]{0,3})*")
+
+
+def check_ref(ref: str) -> str:
+    """A branch, tag or commit name: never a git option, range, reflog or path spec."""
+    if (not _REF.fullmatch(ref) or ".." in ref or "//" in ref or ref.endswith(("/", ".lock"))
+            or "/." in ref):
+        raise MlciError(f"--baseline git:{ref[:80]!r}: not a git ref (a branch, tag or commit)")
+    return ref
+
+
 def _git_show(root: Path, ref: str, rel: str) -> str | None:
+    check_ref(ref)
+    git = ["git", "-c", "core.quotePath=false"]
     try:
-        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root,
+        top = subprocess.run([*git, "rev-parse", "--show-toplevel"], cwd=root,
                              capture_output=True, text=True, check=True, timeout=10).stdout.strip()
         path = os.path.relpath((root / rel).resolve(), top)
-        out = subprocess.run(["git", "show", f"{ref}:{path}"], cwd=root, capture_output=True,
-                             text=True, check=True, timeout=10)
+        # resolve the ref on its own first: what reaches `git show` is a hex commit id
+        sha = subprocess.run([*git, "rev-parse", "--verify", "--quiet", "--end-of-options",
+                              f"{ref}^{{commit}}"], cwd=root, capture_output=True, text=True,
+                             check=True, timeout=10).stdout.strip()
+        out = subprocess.run([*git, "show", "--end-of-options", f"{sha}:{path}"], cwd=root,
+                             capture_output=True, text=True, check=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout

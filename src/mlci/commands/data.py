@@ -64,8 +64,8 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
 
     from mlci.commands.report import write_report
     from mlci.config import load_config
-    from mlci.data.update import update
     from mlci.errors import MlciError, VerdictFailed
+    from mlci.flows.data_update import update
 
     cfg = load_config(config_path)
     code, error = 0, None

@@ -82,8 +82,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
                                       "labelled": r["window"]["labelled"],
                                       "since": r["window"]["since"]})}))
         if retrain_locally:
-            from mlci.data.update import update
             from mlci.errors import VerdictFailed
+            from mlci.flows.data_update import update
 
             try:
                 rec = update(cfg, out_dir, source or "", mode="append")

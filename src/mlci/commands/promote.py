@@ -46,7 +46,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, alias: str, version
     Exit 1 when refused (the failed checks are named), 2 on bad input.
     """
     from mlci.config import load_config
-    from mlci.registry import Refused, check_alias, promote
+    from mlci.registry.aliases import check_alias
+    from mlci.registry.gate import Refused, promote
 
     check_alias(alias)
     cfg = load_config(config_path)

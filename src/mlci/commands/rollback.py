@@ -29,7 +29,7 @@ def optional_config(config_path: Path):
 def command(config_path: Path, out_dir: Path, as_json: bool, name: str, to: str | None,
             reason: str) -> int:
     """Move NAME@champion back to a version that passed its gate; print the version serving."""
-    from mlci.registry import Refused, rollback
+    from mlci.registry.gate import Refused, rollback
 
     cfg = optional_config(config_path)
     try:

@@ -1,7 +1,7 @@
 """`mlci store pull|push`: carry the embedded registry between CI runs without a server.
 
-The packed store (`mlflow.db` and artifacts, see `mlci.registry.pack_store`) lives at a URL:
-a folder path, or any fsspec/DVC-supported URL such as the bucket of your DVC remote
+The packed store (`mlflow.db` and artifacts, see `mlci.registry.store.pack_store`) lives at a
+URL: a folder path, or any fsspec/DVC-supported URL such as the bucket of your DVC remote
 (`s3://bucket/mlci-store/iris.tar.gz`). Serialise the writers with a `concurrency` group.
 """
 
@@ -73,7 +73,7 @@ def command() -> None:
               help="Exit 0 when nothing was pushed yet (the first run).")
 def pull(out_dir: Path, url: str, missing_ok: bool) -> int:
     """Restore the packed store into --out, replacing what is there."""
-    from mlci.registry import unpack_store
+    from mlci.registry.store import unpack_store
 
     try:
         present = _exists(url)
@@ -100,7 +100,7 @@ def pull(out_dir: Path, url: str, missing_ok: bool) -> int:
 @url_option
 def push(out_dir: Path, url: str) -> int:
     """Pack --out's store and upload it (the upload replaces the previous one whole)."""
-    from mlci.registry import pack_store
+    from mlci.registry.store import pack_store
 
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "store.tar.gz"

@@ -91,10 +91,11 @@ class Controller:
     @property
     def client(self):
         if self._client is None:
-            from mlci import registry, tracking
+            from mlci import tracking
+            from mlci.registry import aliases
 
             self._client = tracking.client(self.cfg, self.out_dir)
-            registry.require_model(self._client, self.name)
+            aliases.require_model(self._client, self.name)
         return self._client
 
     def uri(self) -> str:
@@ -122,8 +123,8 @@ class Controller:
 
     def _record(self, ev: dict[str, Any]) -> str:
         """Append one audit event described by `ev` (see `_commit`)."""
-        from mlci import audit
-        from mlci.registry import _event, record_canary
+        from mlci.registry import audit
+        from mlci.registry.gate import _event, record_canary
 
         if ev["kind"] == "decision":
             return record_canary(self.client, self.out_dir, self.uri(), self.name,
@@ -154,7 +155,8 @@ class Controller:
     def recover(self, st: CanaryState | None) -> CanaryState | None:
         """Finish what a killed controller left: the owed audit event, and the challenger
         alias (set while running, gone afterwards)."""
-        from mlci.registry import current, locked, set_alias
+        from mlci.registry.aliases import current, set_alias
+        from mlci.registry.lock import locked
 
         if st is None:
             return None
@@ -181,7 +183,8 @@ class Controller:
     # -- commands
 
     def start(self, version: str, params: Params, shadow: bool = False) -> CanaryState:
-        from mlci.registry import current, get_version, locked, set_alias
+        from mlci.registry.aliases import current, get_version, set_alias
+        from mlci.registry.lock import locked
 
         with self.exclusive():
             st = self.recover(self.state())
@@ -294,7 +297,8 @@ class Controller:
     def promote(self, st: CanaryState, a: dict[str, Any] | None, *,
                 entry: dict[str, Any] | None = None, reason: str | None = None
                 ) -> CanaryState:
-        from mlci.registry import current, locked, set_alias
+        from mlci.registry.aliases import current, set_alias
+        from mlci.registry.lock import locked
 
         a = a if a is not None else self.analyse(st)
         with locked(self.client, self.name):
@@ -321,7 +325,7 @@ class Controller:
         return st
 
     def rollback(self, st: CanaryState, a: dict[str, Any] | None, reason: str) -> CanaryState:
-        from mlci.registry import locked
+        from mlci.registry.lock import locked
 
         a = a if a is not None else self.analyse(st)
         # traffic first: the gateway stops routing to the challenger on its next poll
@@ -419,7 +423,7 @@ def _pct(w: float) -> str:
 
 
 def _digest(a: Any) -> str:
-    from mlci import audit
+    from mlci.registry import audit
 
     return audit.digest(a)
 

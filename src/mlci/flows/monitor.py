@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.errors import MlciError
-from mlci.lineage import artifact_json
+from mlci.registry.lineage import artifact_json
 from mlci.stats.drift import deciding_value
 
 if TYPE_CHECKING:
@@ -380,8 +380,10 @@ def dispatch(event_type: str, payload: dict[str, Any]) -> str:
 
 def previous_champion(client, cfg: Config, out_dir: Path, current: str) -> str | None:
     """The champion before `current`, from the audit trail."""
-    from mlci import audit, tracking
-    from mlci.registry import ROLLBACK_ALIAS, champion_stack
+    from mlci import tracking
+    from mlci.registry import audit
+    from mlci.registry.aliases import ROLLBACK_ALIAS
+    from mlci.registry.gate import champion_stack
 
     uri = tracking.tracking_uri(cfg, out_dir)
     exp_id = audit.experiment_id(client, cfg.name, out_dir, uri)
@@ -395,8 +397,9 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
           ) -> dict[str, Any]:
     """After a promotion: is the new champion's live accuracy significantly below the previous
     champion's recorded baseline? If so, roll back (alias; the gateway follows it)."""
-    from mlci import registry, tracking
+    from mlci import tracking
     from mlci.io import atomic_write_json, atomic_write_text
+    from mlci.registry import gate
 
     client = tracking.client(cfg, out_dir)
     mv = resolve_model(client, cfg.name, "champion")
@@ -417,7 +420,7 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
     if dec.get("decayed"):
         reason = (f"automatic rollback: v{mv.version} is shown worse than v{prev}'s baseline "
                   f"by more than the allowance: " + decay_sentence(dec))
-        rb = registry.rollback(cfg, out_dir, cfg.name, None, reason)
+        rb = gate.rollback(cfg, out_dir, cfg.name, None, reason)
         result["rollback"] = rb
         result["actions"].append(f"rolled {cfg.name}@champion back from v{mv.version} to "
                                  f"v{rb['version']}")

@@ -12,6 +12,7 @@ from typing import Any
 
 from mlci.config import LOWER_IS_BETTER
 from mlci.io import read_json
+from mlci.report.escape import code, text
 
 ICON = {"pass": "✅", "fail": "❌"}
 
@@ -31,10 +32,6 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 def _signed(v: float | None) -> str:
     return "–" if v is None else f"{v:+.4f}"
-
-
-def _esc(s: Any) -> str:
-    return str(s).replace("|", "\\|").replace("\n", " ")
 
 
 def verdict_of(validation, run, evaluation) -> tuple[str, str]:
@@ -99,13 +96,14 @@ def build(out_dir: Path, name: str, *, max_chars: int = 60_000, title: str | Non
 def _render(name, validation, run, evaluation, title, limit, update=None, extra=None) -> str:
     verdict, why = verdict_of(validation, run, evaluation)
     if update and update.get("status") in ("refused", "error"):
-        verdict, why = "fail", "data update refused: " + str(update.get("error", ""))[:300]
+        verdict, why = "fail", "data update refused: " + str(update.get("error", ""))
     version = run.get("model_version") if run else None
     head = title or f"mlci: {name}" + (f" v{version}" if version else "")
-    out = [f"## {ICON[verdict]} {head}: {why}", ""]
+    out = [f"## {ICON[verdict]} {text(head)}: {text(why, 300)}", ""]
     if evaluation:
-        out.append(f"Baseline: {evaluation['baseline']['label']}. Golden set: "
-                   f"`{evaluation['golden']['path']}` ({evaluation['golden']['rows']} rows).")
+        out.append(f"Baseline: {text(evaluation['baseline']['label'])}. Golden set: "
+                   f"{code(evaluation['golden']['path'])} "
+                   f"({text(evaluation['golden']['rows'])} rows).")
         out.append("")
     if update:
         out += _update_section(update, limit)
@@ -122,8 +120,8 @@ def _render(name, validation, run, evaluation, title, limit, update=None, extra=
 
 def _update_section(u, limit) -> list[str]:
     out = ["### Data update", "",
-           f"Source `{_esc(u['source'])}`, mode `{u['mode']}`: **{u['status']}**"
-           + (f" — {_esc(u['error'])}" if u.get("error") else "") + ".", ""]
+           f"Source {code(u['source'])}, mode {code(u['mode'])}: **{text(u['status'])}**"
+           + (f" — {text(u['error'])}" if u.get("error") else "") + ".", ""]
     if u.get("run_id") and u["status"] != "updated":
         out += ["The model trained on this data was not kept: its registered version and run "
                 "were removed, and the training data was restored.", ""]
@@ -134,9 +132,9 @@ def _update_section(u, limit) -> list[str]:
         for key, label in (("columns_added", "Columns added"),
                            ("columns_removed", "Columns removed")):
             if diff[key]:
-                out += [f"{label}: {', '.join(map(str, diff[key]))}.", ""]
+                out += [f"{label}: {', '.join(map(text, diff[key]))}.", ""]
         if diff["dtype_changes"]:
-            out += ["Type changes: " + ", ".join(f"{k} {a}→{b}" for k, (a, b) in
+            out += ["Type changes: " + ", ".join(f"{text(k)} {text(a)}→{text(b)}" for k, (a, b) in
                                                   diff["dtype_changes"].items()) + ".", ""]
     drift = u.get("drift")
     if drift:
@@ -150,10 +148,10 @@ def _update_section(u, limit) -> list[str]:
             if "mean" in c:
                 change = f"mean {_fmt(c['mean'][0])} → {_fmt(c['mean'][1])}"
             else:
-                change = ", ".join(f"{k} {_fmt(a, 2)}→{_fmt(b, 2)}"
+                change = ", ".join(f"{text(k)} {_fmt(a, 2)}→{_fmt(b, 2)}"
                                    for k, (a, b) in list(c["shares"].items())[:4])
-            out.append(f"| {_esc(c['column'])} | {flag} | {d.get('method', '–')} | {stat} | "
-                       f"{_fmt(d.get('threshold'))} | {_esc(change)} |")
+            out.append(f"| {text(c['column'])} | {flag} | {text(d.get('method', '–'))} | "
+                       f"{stat} | {text(_fmt(d.get('threshold')))} | {change} |")
         out += ["", f"Drifted columns: {len(drift['drifted_columns'])} "
                 f"({drift['share_drifted']:.0%}).", ""]
     return out
@@ -174,8 +172,8 @@ def _validation_section(v, limit) -> list[str]:
     out.append("|---|---:|---:|---:|---|")
     for name, d in v["datasets"].items():
         s = d["statistics"]
-        out.append(f"| {name} `{_esc(d['path'])}` | {d['rows']} | "
-                   f"{s['evaluated_expectations']} | {s['successful_expectations']} | "
+        out.append(f"| {text(name)} {code(d['path'])} | {text(d['rows'])} | "
+                   f"{text(s['evaluated_expectations'])} | {text(s['successful_expectations'])} | "
                    f"{'✅' if d['success'] else '❌'} |")
     failed = [(n, r) for n, d in v["datasets"].items() for r in d["results"] if not r["success"]]
     if failed:
@@ -184,8 +182,8 @@ def _validation_section(v, limit) -> list[str]:
         for n, r in failed[:limit]:
             ex = r.get("error") or (", ".join(map(str, r["examples"][:5])) if r["examples"]
                                     else _fmt(r.get("observed_value")))
-            out.append(f"| {n} | `{r['expectation']}` | {_esc(r['column'] or '')} | "
-                       f"{_fmt(r.get('unexpected_count'))} | {_esc(ex)[:200]} |")
+            out.append(f"| {text(n)} | {code(r['expectation'])} | {text(r['column'] or '')} | "
+                       f"{text(_fmt(r.get('unexpected_count')))} | {text(ex, 200)} |")
         if len(failed) > limit:
             out.append(f"| … | {len(failed) - limit} more not shown | | | |")
     out.append("")
@@ -211,13 +209,13 @@ def _metrics_section(e) -> list[str]:
             c = comp.get(k) or {}
             ci = c.get("ci")
             ci_s = f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "–"
-            out.append(f"| {k} | {_fmt(v)} | {_fmt(c.get('champion'))} | "
+            out.append(f"| {text(k)} | {text(_fmt(v))} | {text(_fmt(c.get('champion')))} | "
                        f"{_signed(c.get('delta'))}{_direction(k, c.get('delta'))} | {ci_s} |")
     else:
         out += ["| metric | candidate |", "|---|---:|"]
-        out += [f"| {k} | {_fmt(v)} |" for k, v in e["metrics"].items()]
+        out += [f"| {text(k)} | {text(_fmt(v))} |" for k, v in e["metrics"].items()]
     for n in e.get("notes", []):
-        out += ["", f"_Note: {_esc(n)}_"]
+        out += ["", f"_Note: {text(n)}_"]
     out.append("")
     return out
 
@@ -236,7 +234,7 @@ def _gate_section(e, limit) -> list[str]:
                                      f"champion {_fmt(c['champion'])}, "
                                      + ("lower" if c["metric"] in LOWER_IS_BETTER else "higher")
                                      + " is better)")
-        out.append(f"| {_esc(c['check'])} | {mark} | {_esc(ev)} |")
+        out.append(f"| {text(c['check'])} | {mark} | {text(ev)} |")
     if not e["checks"]:
         out.append("| (no checks configured) | ➖ | |")
     out.append("")
@@ -250,7 +248,7 @@ def _per_class_section(e, limit) -> list[str]:
     out = ["<details><summary>Per-class metrics</summary>", "",
            "| class | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
     for r in rows[:limit]:
-        out.append(f"| {_esc(r['class'])} | {r['precision']:.4f} | {r['recall']:.4f} | "
+        out.append(f"| {text(r['class'])} | {r['precision']:.4f} | {r['recall']:.4f} | "
                    f"{r['f1']:.4f} | {r['support']} |")
     if len(rows) > limit:
         out.append(f"| … {len(rows) - limit} more classes not shown | | | | |")
@@ -264,10 +262,10 @@ def _confusion_section(e) -> list[str]:
     out = ["### Confusion matrix", ""]
     if e.get("plots", {}).get("confusion_matrix"):
         out += [f"![confusion matrix]({e['plots']['confusion_matrix']})", ""]
-    out.append("| true \\ predicted | " + " | ".join(_esc(c) for c in classes) + " |")
+    out.append("| true \\ predicted | " + " | ".join(text(c) for c in classes) + " |")
     out.append("|---|" + "---:|" * len(classes))
     for c, row in zip(classes, cm, strict=False):
-        out.append(f"| **{_esc(c)}** | " + " | ".join(str(v) for v in row) + " |")
+        out.append(f"| **{text(c)}** | " + " | ".join(text(v) for v in row) + " |")
     return out + [""]
 
 
@@ -277,18 +275,20 @@ def _lineage_section(run, validation) -> list[str]:
         return out + ["_No model was trained._", ""]
     t = run.get("tags", {})
     rows = [
-        ("model", f"`{run['model_uri']}` (run `{run['run_id']}`)"),
-        ("commit", f"`{t.get('mlci.git.commit', '?')}` on `{t.get('mlci.git.branch', '?')}`"
+        ("model", f"{code(run['model_uri'])} (run {code(run['run_id'])})"),
+        ("commit", f"{code(t.get('mlci.git.commit', '?'))} on {code(t.get('mlci.git.branch', '?'))}"
                    + (" (dirty tree)" if t.get("mlci.git.dirty") == "true" else "")),
-        ("repository", t.get("mlci.git.repo", "?")),
-        ("trigger", t.get("mlci.trigger", "?")),
-        ("CI run", t.get("mlci.ci.run_url", "local")),
-        ("train data", f"`{t.get('mlci.data.train.path')}` `{t.get('mlci.data.train.hash')}`"),
-        ("golden data", f"`{t.get('mlci.data.golden.path')}` `{t.get('mlci.data.golden.hash')}`"),
-        ("validation", f"{t.get('mlci.validation.success', '?')} "
-                       f"`{t.get('mlci.validation.digest', '–')}`"),
+        ("repository", text(t.get("mlci.git.repo", "?"))),
+        ("trigger", text(t.get("mlci.trigger", "?"))),
+        ("CI run", text(t.get("mlci.ci.run_url", "local"))),
+        ("train data", f"{code(t.get('mlci.data.train.path'))} "
+                       f"{code(t.get('mlci.data.train.hash'))}"),
+        ("golden data", f"{code(t.get('mlci.data.golden.path'))} "
+                        f"{code(t.get('mlci.data.golden.hash'))}"),
+        ("validation", f"{text(t.get('mlci.validation.success', '?'))} "
+                       f"{code(t.get('mlci.validation.digest', '–'))}"),
     ]
-    out += ["| | |", "|---|---|"] + [f"| {k} | {_esc(v)} |" for k, v in rows]
+    out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return out + [""]
 
 

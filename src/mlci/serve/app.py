@@ -130,7 +130,7 @@ class Gateway:
     def champion_alias(self) -> str | None:
         from mlflow import MlflowClient
 
-        from mlci.registry import current
+        from mlci.registry.aliases import current
 
         return current(MlflowClient(), self.name, "champion")
 

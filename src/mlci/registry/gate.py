@@ -21,28 +21,30 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import time
-import uuid
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci import audit, context
+from mlci import context
 from mlci.errors import MlciError, VerdictFailed
+from mlci.registry import audit
+from mlci.registry.aliases import (
+    ROLLBACK_ALIAS,
+    TAG,
+    _first_line,
+    check_alias,
+    current,
+    get_version,
+    require_model,
+    set_alias,
+)
+from mlci.registry.lock import locked
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from mlflow import MlflowClient
 
     from mlci.config import Config
 
-ALIASES = ("staging", "champion")
-ROLLBACK_ALIAS = "champion"
-LOCK_PREFIX = "mlci-lock."
-TAG = "mlci."
 EVIDENCE_TAGS = (
     "validation.success", "validation.digest", "gate.passed", "evaluation.digest",
     "evaluation.champion_version", "evaluation.baseline", "golden.hash", "data.train.hash",
@@ -57,63 +59,6 @@ class Refused(VerdictFailed):
     def __init__(self, message: str, result: dict[str, Any]) -> None:
         super().__init__(message)
         self.result = result
-
-
-# ---------------------------------------------------------------- small registry reads
-
-
-def check_alias(alias: str, allowed: tuple[str, ...] = ALIASES) -> str:
-    if alias in allowed:
-        return alias
-    close = [a for a in allowed if a.lower() == alias.strip().lower()]
-    hint = f"; aliases are case-sensitive, did you mean {close[0]!r}?" if close else ""
-    raise MlciError(f"alias {alias!r} is not one of {', '.join(allowed)}{hint}")
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "error_code", "") or "")
-
-
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0] if s else type(exc).__name__
-
-
-def require_model(client: MlflowClient, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in _code(exc):
-            raise MlciError(f"registered model {name!r} not found in the registry") from None
-        raise
-
-
-def get_version(client: MlflowClient, name: str, version: str):
-    from mlflow.exceptions import MlflowException
-
-    if not str(version).isdigit():
-        raise MlciError(f"version {version!r} is not a version number")
-    try:
-        return client.get_model_version(name, str(int(version)))
-    except MlflowException as exc:
-        if "RESOURCE_DOES_NOT_EXIST" in _code(exc):
-            raise MlciError(f"model version {name}/{version} not found") from None
-        raise
-
-
-def current(client: MlflowClient, name: str, alias: str) -> str | None:
-    """The version an alias points at, or None. (Search results may omit aliases; this
-    asks the registry for the alias directly.)"""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in _code(exc):
-            return None
-        raise
 
 
 def approver() -> str:
@@ -135,118 +80,6 @@ def approver() -> str:
             if isinstance(v, str) and v:
                 return v
     return os.environ.get("GITHUB_ACTOR") or context.actor()
-
-
-# ---------------------------------------------------------------- the registry lock
-
-
-@dataclass
-class RegistryLock:
-    """A lease held as a registered model only one client can create."""
-
-    client: Any
-    name: str
-    ttl: float = 120.0
-    wait: float = 120.0
-    token: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    @property
-    def lock_name(self) -> str:
-        return LOCK_PREFIX + self.name
-
-    def acquire(self) -> None:
-        from mlflow.exceptions import MlflowException
-
-        deadline = time.monotonic() + self.wait
-        delay = 0.05
-        while True:
-            try:
-                self.client.create_registered_model(
-                    self.lock_name,
-                    tags={"mlci.lock.token": self.token,
-                          "mlci.lock.expires": f"{time.time() + self.ttl:.3f}",
-                          "mlci.lock.holder": f"{context.actor()}@{socket.gethostname()}:"
-                                              f"{os.getpid()}"},
-                    description=f"mlci registry lock for {self.name}; deleted when released",
-                )
-                return
-            except MlflowException as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in _code(exc):
-                    raise
-            self._break_if_stale()
-            if time.monotonic() > deadline:
-                raise MlciError(f"registry lock {self.lock_name} still held after "
-                                f"{self.wait:.0f}s; another promotion is running")
-            time.sleep(delay * (0.5 + uuid.uuid4().int % 1000 / 1000))
-            delay = min(delay * 2, 1.0)
-
-    def _break_if_stale(self) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            tags = self.client.get_registered_model(self.lock_name).tags
-        except MlflowException:
-            return  # released in between
-        try:
-            expires = float(tags.get("mlci.lock.expires", "0"))
-        except ValueError:
-            expires = 0.0
-        if expires < time.time():
-            with suppress(MlflowException):
-                self.client.delete_registered_model(self.lock_name)
-
-    def release(self) -> None:
-        from mlflow.exceptions import MlflowException
-
-        try:
-            tags = self.client.get_registered_model(self.lock_name).tags
-            if tags.get("mlci.lock.token") == self.token:
-                self.client.delete_registered_model(self.lock_name)
-        except MlflowException:
-            pass
-
-
-def _seconds(var: str, default: float) -> float:
-    try:
-        return float(os.environ.get(var) or default)
-    except ValueError:
-        raise MlciError(f"{var}={os.environ[var]!r} is not a number of seconds") from None
-
-
-@contextmanager
-def locked(client: MlflowClient, name: str) -> Iterator[None]:
-    """Hold the model's registry lock. MLCI_LOCK_TTL (lease, default 120 s) and
-    MLCI_LOCK_WAIT (how long to wait for it, default 120 s) tune it."""
-    lock = RegistryLock(client, name, ttl=_seconds("MLCI_LOCK_TTL", 120.0),
-                        wait=_seconds("MLCI_LOCK_WAIT", 120.0))
-    lock.acquire()
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
-    """Set and confirm; retry the unique-constraint error two first-time setters can hit."""
-    from mlflow.exceptions import MlflowException
-
-    for attempt in range(5):
-        try:
-            client.set_registered_model_alias(name, alias, version)
-        except MlflowException as exc:
-            msg = str(exc)
-            if attempt < 4 and ("UNIQUE" in msg or "IntegrityError" in msg
-                                or "TEMPORARILY_UNAVAILABLE" in _code(exc)):
-                time.sleep(0.1 * (attempt + 1))
-                continue
-            raise
-        if current(client, name, alias) == str(version):
-            return
-    raise MlciError(f"alias {name}@{alias} did not stay on version {version}: "
-                    "something moved it outside mlci")
-
-
-# ---------------------------------------------------------------- the gate
 
 
 def evidence(mv) -> dict[str, str]:
@@ -525,146 +358,3 @@ def record_canary(client: MlflowClient, out_dir: Path, uri: str, name: str, deci
     ev = _event("canary", name, alias, from_version, to_version, reason=reason,
                 evidence_digest=evidence_digest, message=decision)
     return audit.record(client, exp_id, ev)
-
-
-# ---------------------------------------------------------------- carrying the embedded store
-
-STORE_SCHEMA = "mlci.store/1"
-
-
-def pack_store(out_dir: Path, archive: Path) -> dict[str, Any]:
-    """Write `<out>/mlflow.db` (a consistent online copy) and `<out>/artifacts/` to a tar.gz,
-    with a manifest naming the folder it came from. The archive appears whole or not at all."""
-    import sqlite3
-    import tarfile
-    import tempfile
-
-    from mlci.io import atomic_write_bytes, sha256_file
-
-    out_dir = Path(out_dir).resolve()
-    db = out_dir / "mlflow.db"
-    if not db.is_file():
-        raise MlciError(f"{db}: no embedded store to pack")
-    with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "mlflow.db"
-        src, dst = sqlite3.connect(db), sqlite3.connect(copy)
-        try:
-            src.backup(dst)  # consistent even while another process writes
-        finally:
-            src.close()
-            dst.close()
-        manifest = {"schema": STORE_SCHEMA, "root": str(out_dir), "db_sha256": sha256_file(copy),
-                    "created": time.time()}
-        (Path(tmp) / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-        tar_path = Path(tmp) / "store.tar.gz"
-        with tarfile.open(tar_path, "w:gz") as tar:
-            tar.add(Path(tmp) / "manifest.json", arcname="manifest.json")
-            tar.add(copy, arcname="mlflow.db")
-            if (out_dir / "artifacts").is_dir():
-                tar.add(out_dir / "artifacts", arcname="artifacts")
-        atomic_write_bytes(archive, tar_path.read_bytes())
-    return manifest
-
-
-def unpack_store(archive: Path, out_dir: Path, *, replace: bool = False) -> dict[str, Any]:
-    """Restore a packed store into `<out>`, rewriting the absolute artifact paths recorded in
-    it when the folder moved (a new runner, another checkout path)."""
-    import shutil
-    import sqlite3
-    import tarfile
-    import tempfile
-
-    from mlci.io import sha256_file
-
-    archive, out_dir = Path(archive), Path(out_dir).resolve()
-    if not archive.is_file():
-        raise MlciError(f"{archive}: no packed store")
-    if (out_dir / "mlflow.db").exists() and not replace:
-        raise MlciError(f"{out_dir / 'mlflow.db'} exists; refusing to overwrite it "
-                        "(pass --replace)")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=".mlci-unpack-") as tmp:
-        t = Path(tmp)
-        try:
-            with tarfile.open(archive, "r:gz") as tar:
-                tar.extractall(t, filter="data")
-            manifest = json.loads((t / "manifest.json").read_text(encoding="utf-8"))
-        except (tarfile.TarError, OSError, ValueError) as exc:
-            raise MlciError(f"{archive}: not a packed mlci store ({_first_line(exc)})") from None
-        if manifest.get("schema") != STORE_SCHEMA:
-            raise MlciError(f"{archive}: not a packed mlci store (schema)")
-        if sha256_file(t / "mlflow.db") != manifest.get("db_sha256"):
-            raise MlciError(f"{archive}: database digest mismatch; archive damaged")
-        con = sqlite3.connect(t / "mlflow.db")
-        try:
-            if con.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-                raise MlciError(f"{archive}: database fails its integrity check")
-            old, new = manifest["root"].rstrip("/") + "/", str(out_dir).rstrip("/") + "/"
-            rewritten = _rewrite_paths(con, old, new) if old != new else 0
-            con.commit()
-        finally:
-            con.close()
-        out_dir.mkdir(exist_ok=True)
-        for name in ("mlflow.db", "artifacts"):
-            dest = out_dir / name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            elif dest.exists():
-                dest.unlink()
-            if (t / name).exists():
-                os.replace(t / name, dest)
-        (out_dir / "mlflow.db.ready").write_text("1\n")
-    return {**manifest, "restored_to": str(out_dir), "rewritten": rewritten}
-
-
-def _rewrite_paths(con, old: str, new: str) -> int:
-    n = 0
-    tables = [r[0] for r in con.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
-    for table in tables:
-        cols = [r[1] for r in con.execute(f'PRAGMA table_info("{table}")')
-                if "CHAR" in (r[2] or "").upper() or "TEXT" in (r[2] or "").upper()]
-        for col in cols:
-            cur = con.execute(
-                f'UPDATE "{table}" SET "{col}" = REPLACE("{col}", ?, ?) '
-                f'WHERE instr("{col}", ?) > 0', (old, new, old))
-            n += cur.rowcount
-    return n
-
-
-def _main(argv: list[str] | None = None) -> int:
-    """`python -m mlci.registry pack OUT ARCHIVE` / `unpack ARCHIVE OUT [--replace]
-    [--missing-ok]`: carry the embedded store between CI runs."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m mlci.registry")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    a = sub.add_parser("pack", help="pack <out>/mlflow.db and artifacts into an archive")
-    a.add_argument("out_dir", type=Path)
-    a.add_argument("archive", type=Path)
-    b = sub.add_parser("unpack", help="restore a packed store into <out>")
-    b.add_argument("archive", type=Path)
-    b.add_argument("out_dir", type=Path)
-    b.add_argument("--replace", action="store_true", help="overwrite an existing store")
-    b.add_argument("--missing-ok", action="store_true",
-                   help="exit 0 when the archive does not exist (first run)")
-    args = p.parse_args(argv)
-    try:
-        if args.cmd == "pack":
-            m = pack_store(args.out_dir, args.archive)
-            print(f"packed {args.out_dir} into {args.archive} (db sha256 {m['db_sha256'][:12]})")
-        else:
-            if args.missing_ok and not args.archive.is_file():
-                print(f"{args.archive}: no packed store yet; starting empty")
-                return 0
-            m = unpack_store(args.archive, args.out_dir, replace=args.replace)
-            print(f"restored {args.archive} into {m['restored_to']} "
-                  f"({m['rewritten']} paths rewritten from {m['root']})")
-    except MlciError as exc:
-        print(f"mlci: error: {exc.format_message()}", file=__import__("sys").stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main())

@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci import audit
 from mlci.errors import MlciError
-from mlci.registry import TAG, current, get_version, require_model
+from mlci.registry import audit
+from mlci.registry.aliases import TAG, current, get_version, require_model
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -1,0 +1,1 @@
+"""The MLflow model registry: aliases, the lock, the gate, the audit trail, lineage, store."""

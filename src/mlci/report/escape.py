@@ -1,0 +1,56 @@
+"""Escaping of untrusted text for GitHub-flavoured Markdown.
+
+Data values, column names, branch names, pull-request titles, paths and messages reach the
+report and the data-update pull request body. Any of them may come from someone outside the
+trust boundary (see SECURITY.md), so every one is rendered as inert text:
+
+- line breaks and other control characters become spaces: a `\\r` or `\\n` would end a table
+  row, and `\\r<!--` opened an HTML comment that hid every later section;
+- the characters that can open inline markup anywhere in a line are backslash-escaped
+  (`\\ ` * _ [ ] < | & ~`): no emphasis, link, image, HTML tag or comment, entity, code
+  span, strikethrough or table pipe. Block markup (`#`, `-`, `1.`, `>`) needs a line start,
+  which a value never gets;
+- GFM autolinks need no markup: `://` becomes `\\://` and `www.` becomes `www\\.` (neither is
+  then linked), and an invisible word joiner follows every `@` (e-mail addresses).
+
+`code()` renders a value as a code span (paths, refs, digests) with the same guarantees.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# C0/C1 controls, DEL, and the Unicode line/paragraph separators
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_INLINE = frozenset("\\`*_[]<|&~")
+_AUTOLINK = re.compile(r"(?i)(?<=www)\.|:(?=//)")
+_WORD_JOINER = "\u2060"
+MAX_CHARS = 500
+
+
+def _clean(value: Any, limit: int) -> str:
+    s = _CONTROL.sub(" ", "" if value is None else str(value)).strip()
+    return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def text(value: Any, limit: int = MAX_CHARS) -> str:
+    """`value` as plain inline text, safe in a table cell and in a paragraph."""
+    s = _clean(value, limit)
+    s = "".join("\\" + ch if ch in _INLINE else ch for ch in s)
+    s = _AUTOLINK.sub(lambda m: "\\" + m.group(0), s)
+    return s.replace("@", "@" + _WORD_JOINER)
+
+
+def code(value: Any, limit: int = MAX_CHARS) -> str:
+    """`value` as a code span: no markup inside; `|` escaped so a table row stays whole.
+
+    Backticks cannot be escaped inside a code span, so the fence is one longer than the
+    longest run of backticks in the value."""
+    s = _clean(value, limit).replace("|", "\\|")
+    if not s.strip():
+        return text(value, limit) or "–"
+    longest = max((len(r) for r in re.findall(r"`+", s)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if s.startswith("`") or s.endswith("`") or longest else ""
+    return f"{fence}{pad}{s}{pad}{fence}"

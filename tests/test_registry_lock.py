@@ -1,0 +1,132 @@
+"""The registry lock under forced timing, with several real processes on one SQLite store.
+
+The stale-lock break used to be check-then-delete: a slow breaker that had read "expired"
+deleted the *fresh* lock another process had taken meanwhile, and both held it. A holder
+killed with SIGKILL blocked everyone for its whole lease.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from mlci.registry import lock
+
+NAME = "iris"
+
+
+def _client(db: Path):
+    from mlflow import MlflowClient
+
+    from mlci import tracking
+
+    uri = f"sqlite:///{db}"
+    tracking.init_store(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+class _SlowDeletes:
+    """The real client; its deletes of the lock wait for `gate` (forced timing)."""
+
+    def __init__(self, client, gate, paused) -> None:
+        self._c, self._gate, self._paused = client, gate, paused
+
+    def __getattr__(self, name: str):
+        return getattr(self._c, name)
+
+    def delete_registered_model(self, name: str) -> None:
+        if name == lock.LOCK_PREFIX + NAME:
+            self._paused.set()
+            self._gate.wait(120)
+        self._c.delete_registered_model(name)
+
+
+def _holder(db: str, slow: bool, gate, paused, held, log) -> None:
+    client = _client(Path(db))
+    lk = lock.RegistryLock(_SlowDeletes(client, gate, paused) if slow else client, NAME,
+                           ttl=30, wait=120)
+    try:
+        lk.acquire()
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        log.put(("error", repr(exc)))
+        return
+    t0 = time.time()
+    log.put(("acquired", os.getpid()))
+    held.set()
+    time.sleep(1.5)  # the critical section
+    log.put(("interval", t0, time.time()))
+    lk.release()
+
+
+def _stale_lock(db: Path) -> None:
+    dead = lock.RegistryLock(_client(db), NAME, ttl=-1)
+    dead.acquire()  # expired at once: a holder that died long ago
+
+
+def test_a_slow_breaker_never_deletes_the_fresh_lock(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    _stale_lock(db)
+    ctx = mp.get_context("spawn")
+    # every Event stays referenced here: a collected one vanishes before a child unpickles it
+    gate, paused, held, unused, log = (ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event(),
+                                       ctx.Queue())
+    slow = ctx.Process(target=_holder, args=(str(db), True, gate, paused, unused, log))
+    slow.start()
+    assert paused.wait(90), "the slow breaker never reached the stale lock"
+    # it has read the expired lock and now waits just before deleting it
+    fast = ctx.Process(target=_holder, args=(str(db), False, gate, unused, held, log))
+    fast.start()
+    held.wait(40)  # the old break let the fast one in here; the atomic one makes it wait
+    gate.set()  # now let the slow breaker delete what it saw as stale
+    for p in (slow, fast):
+        p.join(60)
+    msgs = []
+    while not log.empty():
+        msgs.append(log.get())
+    spans = sorted(m[1:] for m in msgs if m[0] == "interval")
+    assert len(spans) == 2, msgs
+    (a0, a1), (b0, b1) = spans
+    assert b0 >= a1, f"both processes held the lock at once: {spans}"
+
+
+def _kill_holder(db: str, ready) -> None:
+    lk = lock.RegistryLock(_client(Path(db)), NAME, ttl=600)
+    lk.acquire()
+    ready.set()
+    time.sleep(600)
+
+
+def test_a_killed_holder_on_this_host_does_not_block_for_its_lease(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    _client(db)
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    p = ctx.Process(target=_kill_holder, args=(str(db), ready))
+    p.start()
+    assert ready.wait(60)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    t0 = time.monotonic()
+    lk = lock.RegistryLock(_client(db), NAME, ttl=30, wait=20)
+    lk.acquire()
+    waited = time.monotonic() - t0
+    lk.release()
+    assert waited < 5, f"waited {waited:.1f}s for a lock whose holder is dead (lease 600 s)"
+
+
+def test_a_live_holder_is_never_broken(tmp_path: Path) -> None:
+    db = tmp_path / "mlflow.db"
+    c = _client(db)
+    live = lock.RegistryLock(c, NAME, ttl=600)
+    live.acquire()
+    other = lock.RegistryLock(_client(db), NAME, ttl=30, wait=1.5)
+    with pytest.raises(Exception, match="still held"):
+        other.acquire()
+    live.release()
+    other.acquire()
+    other.release()
