@@ -183,7 +183,7 @@ def test_long_report_is_cut_to_the_comment_limit(gh: FakeGitHub, work: Path) -> 
 
 
 def test_link_header_parsing() -> None:
-    from mlci.report.github import next_link
+    from mlci.gha.github import next_link
 
     assert next_link('<https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"') == \
         "https://a/x?page=2"

@@ -313,7 +313,7 @@ def export_window(window: Window, cfg: Config, dest: Path) -> int:
 
 def dispatch(event_type: str, payload: dict[str, Any]) -> str:
     """`repository_dispatch` through the GitHub REST API (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
-    from mlci.report.github import GitHub, GitHubError
+    from mlci.gha.github import GitHub, GitHubError
 
     token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN")
     repo = os.environ.get("MLCI_REPOSITORY") or os.environ.get("GITHUB_REPOSITORY")

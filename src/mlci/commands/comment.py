@@ -111,7 +111,7 @@ def command(out_dir: Path, as_json: bool, body_path: Path | None, poster: str, t
     target_pr = pr if where == "pr" else None
     target_sha = sha if where == "commit" else None
     if poster == "cml":
-        from mlci.report import cml
+        from mlci.gha import cml
 
         try:
             result["url"] = cml.post(body_path, pr=target_pr, sha=target_sha, title=title,
@@ -121,7 +121,7 @@ def command(out_dir: Path, as_json: bool, body_path: Path | None, poster: str, t
         result["action"] = "updated"
         return _done(result, as_json)
 
-    from mlci.report import github
+    from mlci.gha import github
 
     if not repo:
         raise MlciError("no repository: set GITHUB_REPOSITORY or --repo owner/name")
