@@ -1,4 +1,5 @@
-"""scripts/install.sh and scripts/action.py: install once, no-op on the same build, clear errors."""
+"""scripts/install.sh and the glue (python -m mlci.gha): install once, no-op on the same build,
+a tampered venv rebuilt, clear errors."""
 
 from __future__ import annotations
 
@@ -88,7 +89,7 @@ def test_unknown_argument(checkout: Path) -> None:
 
 
 def test_action_glue_reports_a_missing_config(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "action.py"), "train"], cwd=tmp_path,
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "train"], cwd=tmp_path,
                        env={**os.environ, "MLCI_CONFIG": '"; touch /tmp/pwned #.yaml'},
                        capture_output=True, text=True)
     assert p.returncode == 2
@@ -99,7 +100,7 @@ def test_action_glue_reports_a_missing_config(tmp_path: Path) -> None:
 def test_action_glue_writes_outputs(iris: Path, tmp_path: Path) -> None:
     out = tmp_path / "github_output"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "action.py"), "report"],
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "report"],
                        cwd=iris, env={**env, "GITHUB_OUTPUT": str(out)},
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -114,7 +115,7 @@ def test_promote_and_rollback_glue(iris: Path, tmp_path: Path) -> None:
     assert run_mlci("run", cwd=iris).code == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
     out = tmp_path / "github_output"
-    glue = [sys.executable, str(ROOT / "scripts" / "action.py")]
+    glue = [sys.executable, "-m", "mlci.gha"]
     p = subprocess.run([*glue, "promote"], cwd=iris, capture_output=True, text=True,
                        env={**env, "GITHUB_OUTPUT": str(out), "MLCI_TO": "staging",
                             "MLCI_VERSION": "", "MLCI_FORCE": "false", "MLCI_REASON": ""})
