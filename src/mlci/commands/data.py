@@ -118,7 +118,7 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
     import json
     import os
 
-    from mlci.commands.comment import PostFailed
+    from mlci.commands.comment import PostFailed, max_wait
     from mlci.errors import MlciError
     from mlci.gha import github, pulls
 
@@ -131,7 +131,7 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
     if not token:
         raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
     gh = github.GitHub(api_url=api_url, repo=repo.strip(), token=token,
-                       max_wait=float(os.environ.get("MLCI_COMMENT_MAX_WAIT", "60")))
+                       max_wait=max_wait())
     try:
         pr = pulls.open_or_update(gh, branch=branch.strip(), base=base.strip(),
                                   title=title, body=body_path.read_text(encoding="utf-8"))
