@@ -58,6 +58,49 @@ def test_second_run_is_a_no_op(installed, checkout: Path) -> None:
     assert p.stdout.strip() == f"{venv}/bin/python"
 
 
+def test_a_planted_pth_makes_the_next_install_rebuild(checkout: Path, tmp_path: Path) -> None:
+    """A pull request's code writes a .pth into the venv (it would run in every later step,
+    including one holding a token): the next action's install.sh sees the manifest broken and
+    rebuilds the venv from scratch, so the file is gone before any later step imports."""
+    venv = tmp_path / "mlci-venv"
+    env = {"MLCI_ACTION_VENV": str(venv), "MLCI_ACTION_SEED_VENV": sys.prefix,
+           "MLCI_ACTION_PYTHON": sys.executable}
+    script = str(checkout / "scripts" / "install.sh")
+    assert sh(script, env=env).returncode == 0
+    sealed = sh(script, "--manifest", env=env).stdout.strip()
+    assert len(sealed) == 64
+    py = f"{venv}/bin/python"
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # ordinary use does not break the seal
+    assert subprocess.run([py, "-c", "from mlci.cli import main; main()", "--help"],
+                          capture_output=True).returncode == 0
+    assert sh(script, env=env).stderr.count("already installed") == 1
+    planted = Path(site) / "zz_capture.pth"
+    planted.write_text("import os; open(os.environ['CAPTURED'], 'w').write('token')\n")
+    p = sh(script, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "changed since it was installed; rebuilding" in p.stderr and "installed mlci" in p.stderr
+    assert not planted.exists()
+    captured = tmp_path / "captured"
+    subprocess.run([py, "-c", "pass"], env={**os.environ, "CAPTURED": str(captured)}, check=True)
+    assert not captured.exists()
+    resealed = sh(script, "--manifest", env=env).stdout.strip()
+    assert resealed != sealed and resealed == (venv / ".mlci-manifest").read_text().strip()
+
+
+def test_an_edited_module_also_breaks_the_seal(installed, checkout: Path) -> None:
+    venv, env, _ = installed
+    script = str(checkout / "scripts" / "install.sh")
+    sealed = (venv / ".mlci-manifest").read_text().strip()
+    init = next(venv.rglob("site-packages/mlci/__init__.py"))
+    init.write_text(init.read_text() + "\n# planted\n")
+    assert sh(script, "--manifest", env=env).stdout.strip() != sealed
+    p = sh(script, env=env)
+    assert p.returncode == 0 and "rebuilding" in p.stderr
+    assert "# planted" not in next(venv.rglob("site-packages/mlci/__init__.py")).read_text()
+
+
 def test_build_id_changes_with_the_sources(checkout: Path, tmp_path: Path) -> None:
     before = sh(str(checkout / "scripts" / "install.sh"), "--version").stdout.strip()
     assert before.startswith("0.1.0-") and len(before) == len("0.1.0-") + 12

@@ -231,7 +231,7 @@ def test_cml_gets_local_images_only_when_it_publishes_them(tmp_path: Path, publi
     assert ("![confusion matrix](plots/confusion_matrix.png)" in call["body"]) is embedded
     assert ("actions/runs/5#artifacts" in call["body"]) is not embedded
     assert (tmp_path / ".mlci" / "report.md").read_text() == REPORT  # the report stays whole
-    assert sorted(p.name for p in (tmp_path / ".mlci").iterdir()) == ["report.md"]
+    assert sorted(p.name for p in (tmp_path / ".mlci").iterdir()) == ["report.md"]  # cleaned
 
 
 def test_the_github_poster_never_posts_a_broken_image(gh: FakeGitHub, tmp_path: Path) -> None:

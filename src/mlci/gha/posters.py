@@ -128,7 +128,7 @@ def deliver(poster: Poster, body: Path, title: str, target: Target, *,
         return to_summary(text)
     sent = body
     if text != body.read_text(encoding="utf-8"):
-        sent = body.with_name(f".{body.name}.comment")  # what cml reads; the report stays whole
+        sent = body.with_name(f"{body.stem}.comment.md")  # what cml reads; report.md stays whole
         sent.write_text(text, encoding="utf-8")
     try:
         return poster.post(sent, text, title, target)
