@@ -9,10 +9,21 @@
 #   bash scripts/install.sh --version        print the build id used as the cache key
 #   bash scripts/install.sh --find-python    print a Python >= 3.10 on PATH, or nothing
 #   bash scripts/install.sh --venv           print where the venv goes (the path to cache)
+#   bash scripts/install.sh --manifest       print the digest of the installed venv (see below)
+#
+# A venv is reused only when its manifest still matches the one recorded at install time: the
+# list of its files with their sizes and modification times, and the content of every `.pth`
+# file, `sitecustomize`/`usercustomize` module and `bin/` script (the places that run code at
+# interpreter start). A `.pth` planted by a pull request's code in an earlier step, or a cache
+# entry altered after it was saved, no longer matches and the venv is rebuilt from scratch.
+# This guards one job; the boundary that holds against code with root on the runner is a
+# separate job (the reusable workflows post the report from one that runs no user code).
 #
 # Environment:
 #   MLCI_ACTION_VENV       venv location (default: $RUNNER_TEMP/mlci-venv)
 #   MLCI_ACTION_PYTHON     interpreter that creates the venv (default: first python3 >= 3.10)
+#   MLCI_ACTION_EXTRAS     space-separated extra packages the action needs (e.g. "dvc scipy"),
+#                          installed with the pinned versions of scripts/constraints.txt
 #   MLCI_ACTION_SEED_VENV  for tests and local runs only: an existing venv whose packages satisfy
 #                          the dependencies; mlci itself is still built and installed from this
 #                          checkout, the dependencies are linked instead of downloaded.
@@ -46,23 +57,58 @@ build_id() {
 }
 
 venv="${MLCI_ACTION_VENV:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlci-venv}"
+stamp="$venv/.mlci-build"
+sealed="$venv/.mlci-manifest"
+
+manifest() {
+  (
+    cd "$venv"
+    find . -path ./.mlci-manifest -prune -o -path ./.mlci-build -prune -o \
+      \( -type f -o -type l \) -printf '%p %s %Ts %l\n' | LC_ALL=C sort
+    find . \( -name '*.pth' -o -name 'sitecustomize.py' -o -name 'usercustomize.py' \
+      -o -path './bin/*' \) -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+  ) | sha256sum | cut -c1-64
+}
 
 case "${1:-}" in
   --version) build_id; exit 0 ;;
   --find-python) find_python || true; exit 0 ;;
   --venv) echo "$venv"; exit 0 ;;
+  --manifest) [ -f "$sealed" ] && manifest; exit 0 ;;
   "") ;;
   *) echo "install.sh: error: unknown argument: $1" >&2; exit 2 ;;
 esac
 
 want="$(build_id)"
-stamp="$venv/.mlci-build"
+read -r -a extras <<< "${MLCI_ACTION_EXTRAS:-}"
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-    && "$venv/bin/python" -c 'import mlci.cli' >/dev/null 2>&1; then
-  echo "mlci $want already installed in $venv" >&2
-  echo "$venv/bin/python"
-  exit 0
+missing_extras() {
+  local pkg
+  for pkg in "${extras[@]}"; do
+    "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1]) is None)" "$pkg" \
+      || echo "$pkg"
+  done
+}
+
+install_extras() {
+  local missing
+  mapfile -t missing < <(missing_extras)
+  [ "${#missing[@]}" -eq 0 ] && return 0
+  echo "installing ${missing[*]} into the mlci venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    -c "$root/scripts/constraints.txt" "${missing[@]}" >&2
+  manifest > "$sealed"
+}
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$sealed" ]; then
+  if [ "$(manifest)" = "$(cat "$sealed")" ] \
+      && "$venv/bin/python" -c 'import mlci.cli' >/dev/null 2>&1; then
+    install_extras
+    echo "mlci $want already installed in $venv" >&2
+    echo "$venv/bin/python"
+    exit 0
+  fi
+  echo "::warning title=mlci setup::the venv at $venv changed since it was installed; rebuilding it" >&2
 fi
 
 py="$(find_python)" || {
@@ -83,5 +129,7 @@ else
     -c "$root/scripts/constraints.txt" "$root" >&2
 fi
 echo "$want" > "$stamp"
+install_extras
+manifest > "$sealed"
 echo "installed mlci $want into $venv in $((SECONDS - start))s" >&2
 echo "$venv/bin/python"

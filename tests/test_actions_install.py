@@ -1,4 +1,5 @@
-"""scripts/install.sh and scripts/action.py: install once, no-op on the same build, clear errors."""
+"""scripts/install.sh and the glue (python -m mlci.gha): install once, no-op on the same build,
+a tampered venv rebuilt, clear errors."""
 
 from __future__ import annotations
 
@@ -57,6 +58,49 @@ def test_second_run_is_a_no_op(installed, checkout: Path) -> None:
     assert p.stdout.strip() == f"{venv}/bin/python"
 
 
+def test_a_planted_pth_makes_the_next_install_rebuild(checkout: Path, tmp_path: Path) -> None:
+    """A pull request's code writes a .pth into the venv (it would run in every later step,
+    including one holding a token): the next action's install.sh sees the manifest broken and
+    rebuilds the venv from scratch, so the file is gone before any later step imports."""
+    venv = tmp_path / "mlci-venv"
+    env = {"MLCI_ACTION_VENV": str(venv), "MLCI_ACTION_SEED_VENV": sys.prefix,
+           "MLCI_ACTION_PYTHON": sys.executable}
+    script = str(checkout / "scripts" / "install.sh")
+    assert sh(script, env=env).returncode == 0
+    sealed = sh(script, "--manifest", env=env).stdout.strip()
+    assert len(sealed) == 64
+    py = f"{venv}/bin/python"
+    site = subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # ordinary use does not break the seal
+    assert subprocess.run([py, "-c", "from mlci.cli import main; main()", "--help"],
+                          capture_output=True).returncode == 0
+    assert sh(script, env=env).stderr.count("already installed") == 1
+    planted = Path(site) / "zz_capture.pth"
+    planted.write_text("import os; open(os.environ['CAPTURED'], 'w').write('token')\n")
+    p = sh(script, env=env)
+    assert p.returncode == 0, p.stderr
+    assert "changed since it was installed; rebuilding" in p.stderr and "installed mlci" in p.stderr
+    assert not planted.exists()
+    captured = tmp_path / "captured"
+    subprocess.run([py, "-c", "pass"], env={**os.environ, "CAPTURED": str(captured)}, check=True)
+    assert not captured.exists()
+    resealed = sh(script, "--manifest", env=env).stdout.strip()
+    assert resealed != sealed and resealed == (venv / ".mlci-manifest").read_text().strip()
+
+
+def test_an_edited_module_also_breaks_the_seal(installed, checkout: Path) -> None:
+    venv, env, _ = installed
+    script = str(checkout / "scripts" / "install.sh")
+    sealed = (venv / ".mlci-manifest").read_text().strip()
+    init = next(venv.rglob("site-packages/mlci/__init__.py"))
+    init.write_text(init.read_text() + "\n# planted\n")
+    assert sh(script, "--manifest", env=env).stdout.strip() != sealed
+    p = sh(script, env=env)
+    assert p.returncode == 0 and "rebuilding" in p.stderr
+    assert "# planted" not in next(venv.rglob("site-packages/mlci/__init__.py")).read_text()
+
+
 def test_build_id_changes_with_the_sources(checkout: Path, tmp_path: Path) -> None:
     before = sh(str(checkout / "scripts" / "install.sh"), "--version").stdout.strip()
     assert before.startswith("0.1.0-") and len(before) == len("0.1.0-") + 12
@@ -88,7 +132,7 @@ def test_unknown_argument(checkout: Path) -> None:
 
 
 def test_action_glue_reports_a_missing_config(tmp_path: Path) -> None:
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "action.py"), "train"], cwd=tmp_path,
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "train"], cwd=tmp_path,
                        env={**os.environ, "MLCI_CONFIG": '"; touch /tmp/pwned #.yaml'},
                        capture_output=True, text=True)
     assert p.returncode == 2
@@ -99,7 +143,7 @@ def test_action_glue_reports_a_missing_config(tmp_path: Path) -> None:
 def test_action_glue_writes_outputs(iris: Path, tmp_path: Path) -> None:
     out = tmp_path / "github_output"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "action.py"), "report"],
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "report"],
                        cwd=iris, env={**env, "GITHUB_OUTPUT": str(out)},
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
@@ -114,7 +158,7 @@ def test_promote_and_rollback_glue(iris: Path, tmp_path: Path) -> None:
     assert run_mlci("run", cwd=iris).code == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
     out = tmp_path / "github_output"
-    glue = [sys.executable, str(ROOT / "scripts" / "action.py")]
+    glue = [sys.executable, "-m", "mlci.gha"]
     p = subprocess.run([*glue, "promote"], cwd=iris, capture_output=True, text=True,
                        env={**env, "GITHUB_OUTPUT": str(out), "MLCI_TO": "staging",
                             "MLCI_VERSION": "", "MLCI_FORCE": "false", "MLCI_REASON": ""})

@@ -95,7 +95,7 @@ def test_serve_bad_input(root: Path) -> None:
 
 
 def test_action_glue_writes_outputs_and_keeps_the_exit_code(root: Path, tmp_path) -> None:
-    """`python -m mlci.flows.canary` as the `canary` action runs it: inputs from MLCI_*, empty ones
+    """`python -m mlci.gha canary` as the `canary` action runs it: inputs from MLCI_*, empty ones
     dropped, outputs to $GITHUB_OUTPUT."""
     import subprocess
     import sys
@@ -103,7 +103,7 @@ def test_action_glue_writes_outputs_and_keeps_the_exit_code(root: Path, tmp_path
     out = tmp_path / "github_output"
     env = clean_env(MLCI_CONFIG="mlci.yaml", MLCI_OUT=".mlci", MLCI_VERSION="",
                     MLCI_STEPS="5,100", MLCI_APPLY="false", GITHUB_OUTPUT=str(out))
-    p = subprocess.run([sys.executable, "-m", "mlci.flows.canary"], cwd=root, env=env,
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "canary"], cwd=root, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "give --version" in p.stderr
     text = out.read_text()

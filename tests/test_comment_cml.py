@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import run_mlci
 
-from mlci.report import cml
+from mlci.gha import cml
 
 RECORDER = Path(__file__).parent / "e2e" / "doubles" / "setup-cml" / "bin" / "cml"
 

@@ -64,7 +64,8 @@ def test_creates_once_then_updates_in_place(gh: FakeGitHub, work: Path) -> None:
 def test_pagination_finds_the_marker_past_100_comments(gh: FakeGitHub, work: Path) -> None:
     for i in range(120):
         gh.add_issue_comment(7, f"chatter {i}")
-    ours = gh.add_issue_comment(7, "old report\n\n<!-- mlci report · ml -->\n", "github-actions")
+    ours = gh.add_issue_comment(7, "old report\n\n<!-- mlci report · ml -->\n",
+                                "github-actions[bot]")
     for i in range(40):
         gh.add_issue_comment(7, f"more chatter {i}")
     r, data = comment(work, env_for(gh, work))
@@ -72,13 +73,13 @@ def test_pagination_finds_the_marker_past_100_comments(gh: FakeGitHub, work: Pat
     assert data["action"] == "updated"
     assert len(gh.state.issue_comments[7]) == 161
     assert ours["body"].startswith("## ✅ mlci")
-    pages = [q["query"].get("page", "1") for q in gh.state.requests if q["method"] == "GET"]
-    assert pages == ["1", "2"]
-    assert all(q["query"]["per_page"] == "100" for q in gh.state.requests if q["method"] == "GET")
+    listing = [q for q in gh.state.requests if q["method"] == "GET" and q["path"] != "/user"]
+    assert [q["query"].get("page", "1") for q in listing] == ["1", "2"]
+    assert all(q["query"]["per_page"] == "100" for q in listing)
 
 
 def test_another_workflows_comment_is_left_alone(gh: FakeGitHub, work: Path) -> None:
-    other = gh.add_issue_comment(7, "x\n\n<!-- mlci report · nightly -->\n", "github-actions")
+    other = gh.add_issue_comment(7, "x\n\n<!-- mlci report · nightly -->\n", "github-actions[bot]")
     r, data = comment(work, env_for(gh, work))
     assert data["action"] == "created"
     assert other["body"].startswith("x")
@@ -109,7 +110,7 @@ def test_rate_limit_is_waited_out(gh: FakeGitHub, work: Path, kind: str) -> None
     r, data = comment(work, env_for(gh, work))
     assert r.code == 0, r.err
     assert data["action"] == "created"
-    assert len(gh.state.requests) == 4  # 2 limited + list + create
+    assert len(gh.state.requests) == 5  # 2 limited + who am I + list + create
 
 
 def test_no_pull_request_writes_the_summary_only(gh: FakeGitHub, work: Path) -> None:
@@ -183,7 +184,7 @@ def test_long_report_is_cut_to_the_comment_limit(gh: FakeGitHub, work: Path) -> 
 
 
 def test_link_header_parsing() -> None:
-    from mlci.report.github import next_link
+    from mlci.gha.github import next_link
 
     assert next_link('<https://a/x?page=2>; rel="next", <https://a/x?page=9>; rel="last"') == \
         "https://a/x?page=2"

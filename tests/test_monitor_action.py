@@ -1,5 +1,5 @@
-"""The monitor action's glue (scripts/action.py monitor): inputs as MLCI_* variables in, step
-outputs and the job summary out, as the composite step runs it on a runner."""
+"""The monitor action's glue (python -m mlci.gha monitor): inputs as MLCI_* variables in,
+step outputs and the job summary out, as the composite step runs it on a runner."""
 
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO, run_mlci
-
-ACTION = REPO / "scripts" / "action.py"
+from conftest import run_mlci
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -72,7 +70,7 @@ def run_action(root: Path, tmp_path: Path, runner: dict[str, str] | None = None,
            if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_"))}
     env.update({"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary), **(runner or {})})
     env.update({f"MLCI_{k.upper()}": v for k, v in inputs.items()})
-    p = subprocess.run([sys.executable, str(ACTION), "monitor"], cwd=root, env=env,
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "monitor"], cwd=root, env=env,
                        capture_output=True, text=True, timeout=300)
     values, lines = {}, out.read_text().splitlines()
     while lines:  # name<<delimiter / value / delimiter

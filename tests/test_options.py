@@ -103,13 +103,15 @@ def test_time_options_are_durations() -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("90", 90.0), ("1.5", 1.5), ("30s", 30.0), ("1m", 60.0), ("1m30s", 90.0), ("2h", 7200.0),
-    ("250ms", 0.25), (" 1M ", 60.0), (5, 5.0), ("1d", 86400.0),
+    ("250ms", 0.25), (" 1M ", 60.0), (5, 5.0), ("1d", 86400.0), ("1h30m", 5400.0),
+    ("1.5h", 5400.0), ("0", 0.0),
 ])
 def test_parse_duration(text, seconds) -> None:
     assert parse_duration(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "m", "1x", "-1s", "1m-", "nan", "inf", "1 x", "s1"])
+@pytest.mark.parametrize("text", ["", "m", "1x", "-1s", "-5", "1m-", "1m30", "nan", "inf",
+                                  "1 x", "s1", "soon"])
 def test_parse_duration_refuses(text) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(text)

@@ -1,4 +1,4 @@
-"""`mlci data pr` and `mlci.report.pulls` against the local GitHub API double on 127.0.0.1."""
+"""`mlci data pr` and `mlci.gha.pulls` against the local GitHub API double on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from conftest import run_mlci
 from e2e.fake_github import FakeGitHub
 
-from mlci.report import pulls
-from mlci.report.github import MAX_BODY, GitHub, GitHubError
+from mlci.gha import pulls
+from mlci.gha.github import MAX_BODY, GitHub, GitHubError
 
 TOKEN = "ghs_test_token_value"
 BODY = "## ✅ mlci: iris v2: gate passed\n\n### Data update\n\n| rows | 150 → 180 |\n"

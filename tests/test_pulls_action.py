@@ -1,6 +1,6 @@
-"""The data-update action's glue (data-update/run.py) without act: the step outputs it writes,
-the DVC pull a fresh checkout needs, and its bad-input lines. act runs the whole action in
-tests/e2e/test_act_data.py; these are the quick cases around it."""
+"""The data-update action's glue (python -m mlci.gha data-update) without act: the step
+outputs it writes, the DVC pull a fresh checkout needs, and its bad-input lines. act runs the
+whole action in tests/e2e/test_act_data.py; these are the quick cases around it."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from conftest import make_project, run_mlci
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "examples" / "iris"
-RUN = ROOT / "data-update" / "run.py"
+
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 
 
@@ -39,8 +39,8 @@ def action(cwd: Path, tmp: Path, **env: str) -> tuple[subprocess.CompletedProces
     full = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLCI_"))}
     full.update({"GITHUB_OUTPUT": str(gh_out), "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
                  "MLCI_CONFIG": "mlci.yaml", "MLCI_PUSH": "true", **env})
-    p = subprocess.run([sys.executable, str(RUN)], cwd=cwd, env=full, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "mlci.gha", "data-update"], cwd=cwd, env=full,
+                       capture_output=True, text=True, timeout=300)
     return p, outputs(gh_out)
 
 

@@ -6,8 +6,13 @@ comments (list with `per_page`/`page` and a `Link: rel="next"` header, create, u
 `base`), create (422 when an open one already exists for the branch, or when `git_remote` names a
 bare repository standing in for github.com's git side and the branch is not in it) and update. Modes
 make it answer like a fork's read-only token (403 "Resource not accessible by integration"),
-like a rate limit (429 with Retry-After, or 403 with X-RateLimit-Remaining: 0), or fail (500).
-Every request is recorded (method, path, query, whether the token matched).
+like a rate limit (429 with Retry-After, 403 with X-RateLimit-Remaining: 0, or a secondary rate
+limit: 403 with GitHub's message and no header), or fail (500). `GET /user` answers as it does
+for GITHUB_TOKEN (403: an installation token is no user), or with `login` when one is set.
+Comments it creates are written by `author` (github-actions[bot], as for GITHUB_TOKEN).
+`redirect_to` makes every request a 307 to another server (a renamed repository moved to
+another host), to check where the token goes. Every request is recorded (method, path, query,
+whether the token matched and whether an Authorization header came at all).
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ class State:
     requests: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False
     rate_limited: int = 0          # answer this many requests with a rate limit first
-    rate_limit_kind: str = "429"   # "429" or "403"
+    rate_limit_kind: str = "429"   # "429", "403" (primary) or "secondary" (403, no header)
+    login: str | None = None       # GET /user answers this login; None: 403 as for GITHUB_TOKEN
+    author: str = "github-actions[bot]"
+    redirect_to: str | None = None
     broken: bool = False
     next_id: int = 1000
 
@@ -91,11 +99,22 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
             auth_ok = self.headers.get("Authorization") == f"Bearer {st.token}"
             with gh.lock:
                 st.requests.append({"method": method, "path": parsed.path, "query": query,
-                                    "auth_ok": auth_ok})
+                                    "auth_ok": auth_ok,
+                                    "authorization": "Authorization" in self.headers})
+                if st.redirect_to:
+                    self.send_response(307)
+                    self.send_header("Location", st.redirect_to.rstrip("/") + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if st.rate_limited > 0:
                     st.rate_limited -= 1
                     if st.rate_limit_kind == "429":
                         return self._send(429, {"message": "rate limited"}, {"Retry-After": "0"})
+                    if st.rate_limit_kind == "secondary":
+                        return self._send(403, {"message": "You have exceeded a secondary rate "
+                                                "limit. Please wait a few minutes before you "
+                                                "try again."})
                     return self._send(403, {"message": "API rate limit exceeded"},
                                       {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0"})
                 if st.broken:
@@ -109,6 +128,10 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
         def _route(self, method: str, path: str, query: dict[str, str], body: Any) -> None:
             st = gh.state
             parts = path.strip("/").split("/")
+            if parts == ["user"] and method == "GET":
+                if st.login is None:
+                    return self._send(403, {"message": "Resource not accessible by integration"})
+                return self._send(200, {"login": st.login, "type": "User"})
             # /repos/o/r/issues/{n}/comments | /repos/o/r/issues/comments/{id}
             # /repos/o/r/commits/{sha}/comments | /repos/o/r/comments/{id}
             if len(parts) < 4 or parts[0] != "repos":
@@ -119,7 +142,7 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 if method == "GET":
                     return self._list(path, items, query)
                 if method == "POST":
-                    c = gh.add_issue_comment(int(rest[1]), body["body"], user="github-actions")
+                    c = gh.add_issue_comment(int(rest[1]), body["body"], user=st.author)
                     return self._send(201, c)
             if rest[0] == "issues" and len(rest) == 3 and rest[1] == "comments" \
                     and method == "PATCH":
@@ -130,7 +153,7 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                 if method == "GET":
                     return self._list(path, items, query)
                 if method == "POST":
-                    c = {"id": st.new_id(), "body": body["body"],
+                    c = {"id": st.new_id(), "body": body["body"], "user": {"login": st.author},
                          "html_url": f"https://github.test/o/r/commit/{rest[1]}#c{st.next_id}"}
                     items.append(c)
                     return self._send(201, c)

@@ -168,7 +168,7 @@ def test_root_action_one_step(act_env, github) -> None:
     wf = example("mlci-one-step.yml").replace(
         "          github-token: ${{ secrets.GITHUB_TOKEN }}",
         "          github-token: ${{ secrets.GITHUB_TOKEN }}\n          poster: github")
-    github.add_issue_comment(9, "old\n\n<!-- mlci report · ml -->\n", "github-actions")
+    github.add_issue_comment(9, "old\n\n<!-- mlci report · ml -->\n", "github-actions[bot]")
     run = act_env(wf, "pull_request", pr_event(9), name="root",
                   extra_env={"MLCI_API_URL": github.url})
     assert run.code == 0, run.log[-4000:]

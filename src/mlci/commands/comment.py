@@ -3,8 +3,8 @@
 Posters: `github` (built in, REST API), `cml` (`cml comment update`, needs `cml` on PATH),
 `summary` (job summary only). The pull request comes from the event file GitHub writes
 (`GITHUB_EVENT_PATH`); with no pull request the report goes to the job summary only, unless
-`--target commit`. A token that may not write (a fork's pull request) is not an error: the
-report goes to the job summary and a warning is printed.
+`--target commit`. A token that may not write (a fork's pull request) is not an error, with
+either poster: the report goes to the job summary and a warning is printed.
 """
 
 from __future__ import annotations
@@ -24,38 +24,6 @@ class PostFailed(MlciError):
     """The comment service failed after retries: exit 3, one line."""
 
     exit_code = EXIT_INTERNAL
-
-
-def event_pr(event_path: str | None) -> int | None:
-    """The pull request number of the triggering event, if any."""
-    if not event_path or not Path(event_path).is_file():
-        return None
-    try:
-        ev: dict[str, Any] = json.loads(Path(event_path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    pr = ev.get("pull_request")
-    if isinstance(pr, dict) and isinstance(pr.get("number"), int):
-        return pr["number"]
-    issue = ev.get("issue")
-    if isinstance(issue, dict) and issue.get("pull_request") and isinstance(issue.get("number"),
-                                                                              int):
-        return issue["number"]
-    return None
-
-
-def to_summary(text: str) -> bool:
-    """Append to the job summary unless the same report is already there."""
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
-    if not path:
-        return False
-    p = Path(path)
-    if p.is_file() and text.strip() and text.strip() in p.read_text(encoding="utf-8",
-                                                                     errors="replace"):
-        return True
-    with p.open("a", encoding="utf-8") as fh:
-        fh.write(text + "\n")
-    return True
 
 
 def default_title() -> str:
@@ -79,72 +47,64 @@ def default_title() -> str:
 @click.option("--sha", envvar=["MLCI_SHA", "GITHUB_SHA"],
               help="Commit for --target commit (default GITHUB_SHA).")
 @click.option("--repo", envvar=["MLCI_REPO", "GITHUB_REPOSITORY"],
-              help="owner/name (default GITHUB_REPOSITORY).")
+              help="owner/name (env MLCI_REPO, default GITHUB_REPOSITORY).")
 @click.option("--api-url", envvar=["MLCI_API_URL", "GITHUB_API_URL"],
               default="https://api.github.com", show_default=True,
               help="REST API root (default GITHUB_API_URL).")
 @click.option("--title", envvar="MLCI_TITLE",
               help="Names the sticky comment (marker / CML watermark); default names the workflow.")
-@click.option("--max-wait", type=Duration(), default="60s", show_default=True,
+@click.option("--author", envvar="MLCI_COMMENT_AUTHOR",
+              help="github only: login whose comment is updated (default: the token's own, "
+                   "github-actions[bot] for GITHUB_TOKEN).")
+@click.option("--max-wait", type=Duration(), default="10m", show_default=True,
               envvar=["MLCI_MAX_WAIT", "MLCI_COMMENT_MAX_WAIT"],
-              help="Longest wait for a GitHub rate limit before giving up, e.g. 60, 1m "
+              help="Longest GitHub rate-limit wait worth sitting out, e.g. 90, 1m "
                    "(env MLCI_MAX_WAIT).")
 @click.option("--publish-images", is_flag=True, envvar="MLCI_PUBLISH_IMAGES",
               help="cml only: upload local images to CML's public host (default: --no-publish).")
 def command(out_dir: Path, as_json: bool, body_path: Path | None, poster: str, target: str,
             pr_number: int | None, sha: str | None, repo: str | None, api_url: str,
-            title: str | None, publish_images: bool, max_wait: float) -> int:
+            title: str | None, author: str | None, max_wait: float, publish_images: bool
+            ) -> int:
     """Post or update the report as one sticky comment. The token comes from the environment
     (MLCI_GITHUB_TOKEN, else GITHUB_TOKEN) and is never printed."""
+    from mlci.gha import env, posters
+
     body_path = body_path or out_dir / "report.md"
     if not body_path.is_file():
         raise MlciError(f"no report at {body_path}: run `mlci report` first")
-    text = body_path.read_text(encoding="utf-8")
     title = (title or "").strip() or default_title()
-    pr = pr_number or event_pr(os.environ.get("GITHUB_EVENT_PATH"))
+    pr = pr_number or env.event_pr(env.event())
+    kind = _where(target, poster, pr, sha)
+    where = posters.Target(kind, pr=pr if kind == "pr" else None,
+                           sha=sha if kind == "commit" else None)
+    chosen = _poster(poster, where, repo, api_url, author, publish_images, max_wait)
+    try:
+        posted = posters.deliver(chosen, body_path, title, where)
+    except posters.PostError as exc:
+        raise PostFailed(str(exc)) from None
+    if where.kind == "summary" and target == "auto" and poster != "summary":
+        click.echo("no pull request in this event: the report is in the job summary", err=True)
+    result: dict[str, Any] = {"poster": poster, "target": posted.target, "url": posted.url,
+                              "action": posted.action}
+    return _done(result, as_json)
 
-    where = _where(target, poster, pr, sha)
-    result: dict[str, Any] = {"poster": poster, "target": where, "url": "", "action": "none"}
-    if where == "summary":
-        result["action"] = "summary" if to_summary(text) else "none"
-        if target == "auto" and poster != "summary":
-            click.echo("no pull request in this event: the report is in the job summary", err=True)
-        return _done(result, as_json)
 
-    token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN") or ""
-    target_pr = pr if where == "pr" else None
-    target_sha = sha if where == "commit" else None
-    if poster == "cml":
-        from mlci.report import cml
+def _poster(name: str, where: Any, repo: str | None, api_url: str, author: str | None,
+            publish: bool, max_wait: float) -> Any:
+    from mlci.gha import env, github, posters
 
-        try:
-            result["url"] = cml.post(body_path, pr=target_pr, sha=target_sha, title=title,
-                                     publish=publish_images, token=token)
-        except cml.CmlError as exc:
-            raise PostFailed(str(exc)) from None
-        result["action"] = "updated"
-        return _done(result, as_json)
-
-    from mlci.report import github
-
+    if name == "summary" or where.kind == "summary":
+        return posters.SummaryPoster()
+    token = env.token()
+    if name == "cml":
+        return posters.CmlPoster(token=token, publish=publish)
     if not repo:
         raise MlciError("no repository: set GITHUB_REPOSITORY or --repo owner/name")
     if not token:
         raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
-    gh = github.GitHub(api_url=api_url, repo=repo, token=token,
-                       max_wait=max_wait)
-    try:
-        posted = github.post_sticky(gh, text, title, pr=target_pr, sha=target_sha)
-    except github.ReadOnlyToken as exc:
-        click.echo(f"::warning title=mlci comment::the token cannot comment ({exc}); "
-                   "the report is in the job summary", err=True)
-        result["action"] = "summary" if to_summary(text) else "none"
-        result["target"] = "summary"
-        return _done(result, as_json)
-    except github.GitHubError as exc:
-        raise PostFailed(str(exc)) from None
-    result.update(url=posted.url, action=posted.action)
-    return _done(result, as_json)
+    client = github.GitHub(api_url=api_url, repo=repo, token=token, max_wait=max_wait)
+    return posters.GitHubPoster(client, author=(author or "").strip())
 
 
 def _where(target: str, poster: str, pr: int | None, sha: str | None) -> str:

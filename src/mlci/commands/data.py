@@ -126,7 +126,7 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
 
     from mlci.commands.comment import PostFailed
     from mlci.errors import MlciError
-    from mlci.report import github, pulls
+    from mlci.gha import github, pulls
 
     body_path = body_path or out_dir / "report.md"
     if not body_path.is_file():

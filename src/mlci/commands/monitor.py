@@ -47,6 +47,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
 
     from mlci.config import load_config
     from mlci.flows import monitor as M
+    from mlci.gha.dispatch import dispatch as send_dispatch
 
     cfg = load_config(config_path)
     model_ref = version or alias
@@ -54,7 +55,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
     if watch_mode:
         r = M.watch(cfg, out_dir, window_path, since=since_ts)
         if r["alert"] and dispatch:
-            r["actions"].append(M.dispatch("mlci-rollback", {
+            r["actions"].append(send_dispatch("mlci-rollback", {
                 "reason": r["summary"][:500], "model": cfg.name, "rolled_back": r["version"],
                 "now_serving": r["rollback"]["version"]}))
         click.echo(json.dumps({k: r[k] for k in ("alert", "version", "summary", "actions")})
@@ -74,7 +75,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, window_path: Path, 
             r["actions"].append(f"exported {rows} labelled rows to {dest}")
             source = source or str(dest.resolve())
         if dispatch:
-            r["actions"].append(M.dispatch("mlci-retrain", {
+            r["actions"].append(send_dispatch("mlci-retrain", {
                 "reason": "; ".join(r["reasons"])[:500], "source": source,
                 "model": cfg.name, "model_version": r["version"],
                 "summary": r["summary"][:500],

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -357,25 +356,6 @@ def export_window(window: Window, cfg: Config, dest: Path) -> int:
     df.to_csv(buf, index=False)
     atomic_write_bytes(dest, buf.getvalue())
     return int(len(df))
-
-
-def dispatch(event_type: str, payload: dict[str, Any]) -> str:
-    """`repository_dispatch` through the GitHub REST API (GITHUB_TOKEN, GITHUB_REPOSITORY)."""
-    from mlci.report.github import GitHub, GitHubError
-
-    token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN")
-    repo = os.environ.get("MLCI_REPO") or os.environ.get("GITHUB_REPOSITORY")
-    if not token or not repo:
-        raise MlciError("--dispatch needs GITHUB_TOKEN and GITHUB_REPOSITORY")
-    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
-    gh = GitHub(api_url=api, repo=repo, token=token)
-    body = {"event_type": event_type,
-            "client_payload": {k: v for k, v in payload.items() if v is not None}}
-    try:
-        gh.request("POST", f"/repos/{repo}/dispatches", body)
-    except GitHubError as exc:
-        raise MlciError(f"repository_dispatch to {repo} failed: {exc}") from None
-    return f"dispatched {event_type} to {repo}"
 
 
 def previous_champion(client, cfg: Config, out_dir: Path, current: str) -> str | None:

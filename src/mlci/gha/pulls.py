@@ -13,7 +13,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from mlci.report.github import MAX_BODY, GitHub, GitHubError
+from mlci.gha.github import MAX_BODY, GitHub, GitHubError
 
 
 @dataclass

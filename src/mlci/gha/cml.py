@@ -8,13 +8,22 @@ the pull request keeps a single report. Local images are uploaded to a public ho
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
+# what cml prints when GitHub refuses the token's write (a fork's read-only GITHUB_TOKEN)
+_READ_ONLY = re.compile(r"Resource not accessible by integration|\b403\b|HttpError: Forbidden",
+                        re.IGNORECASE)
+
 
 class CmlError(Exception):
     pass
+
+
+class CmlReadOnly(CmlError):
+    """cml ran, but GitHub refused the token's write."""
 
 
 def argv(body: Path, *, pr: int | None, sha: str | None, title: str, publish: bool) -> list[str]:
@@ -40,7 +49,10 @@ def post(body: Path, *, pr: int | None, sha: str | None, title: str, publish: bo
         env["REPO_TOKEN"] = token
     p = subprocess.run([exe, *cmd[1:]], env=env, capture_output=True, text=True, timeout=300)
     if p.returncode != 0:
-        last = (p.stderr.strip() or p.stdout.strip() or "no output").splitlines()[-1]
+        output = p.stderr.strip() or p.stdout.strip() or "no output"
+        last = output.splitlines()[-1]
+        if _READ_ONLY.search(output):
+            raise CmlReadOnly(f"cml exited with {p.returncode}: {last}")
         raise CmlError(f"cml exited with {p.returncode}: {last}")
     lines = [ln.strip() for ln in p.stdout.splitlines() if ln.strip().startswith("http")]
     return lines[-1] if lines else ""
