@@ -1,0 +1,1 @@
+"""One module per trigger: the only code that runs stages in order."""
