@@ -51,11 +51,23 @@ def _config(old: str, new: str) -> Callable[[Path], None]:
     return apply
 
 
-def _entrypoint_that_raises(root: Path) -> None:
-    (root / "build.py").write_text(
-        "def build(x, y):\n    raise ValueError('learning rate must be positive')\n")
-    _config("  estimator: sklearn.ensemble.RandomForestClassifier\n",
-            "  entrypoint: build.py:build\n")(root)
+def _both(*edits: Callable[[Path], None]) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        for edit in edits:
+            edit(root)
+    return apply
+
+
+def _entrypoint_file(source: str) -> Callable[[Path], None]:
+    def apply(root: Path) -> None:
+        (root / "build.py").write_text(source)
+        _config("  estimator: sklearn.ensemble.RandomForestClassifier\n",
+                "  entrypoint: build.py:build\n")(root)
+    return apply
+
+
+_entrypoint_that_raises = _entrypoint_file(
+    "def build(x, y):\n    raise ValueError('learning rate must be positive')\n")
 
 
 CASES = {
@@ -73,14 +85,16 @@ CASES = {
                                   "data/train.csv: target column 'species' is absent"),
     "wrong-type": (_edit_csv("data/train.csv", _set_cell(3, 1, "wide")), ["run"], 1,
                    "data validation failed"),
-    "wrong-type-unvalidated": (_edit_csv("data/train.csv", _set_cell(3, 1, "wide")),
-                               ["train", "--skip-validation"], 2,
-                               "data/train.csv: column 'sepal_width' has type"),
+    "wrong-type-without-preprocessing": (_both(_edit_csv("data/train.csv",
+                                                         _set_cell(3, 1, "wide")),
+                                               _config("model:", "preprocess: none\nmodel:")),
+                                         ["train", "--skip-validation"], 2,
+                                         "(preprocess: none passes the columns as they are)"),
+    "nan-in-target-unvalidated": (_edit_csv("data/train.csv", _set_cell(5, 4, "")),
+                                  ["train", "--skip-validation"], 2,
+                                  "data/train.csv: target 'species' has 1 missing value(s)"),
     "nan-in-features": (_edit_csv("data/train.csv", _set_cell(5, 2, "")), ["run"], 1,
                         "data validation failed"),
-    "nan-in-features-unvalidated": (_edit_csv("data/train.csv", _set_cell(5, 2, "")),
-                                    ["train", "--skip-validation"], 2,
-                                    "data/train.csv: column 'petal_length' has 1 missing value(s)"),
     "extra-column": (_edit_csv("data/train.csv", lambda ls: [ls[0] + ",extra"] +
                                [line + ",1.0" for line in ls[1:]]), ["run"], 1,
                      "data validation failed"),
@@ -95,9 +109,26 @@ CASES = {
     "malformed-config": (_write("mlci.yaml", b"name: iris\ndata: {train: [\n"), ["run"], 2,
                          "mlci.yaml: malformed YAML"),
     "estimator-does-not-import": (_config("sklearn.ensemble.RandomForestClassifier",
-                                          "sklearn.ensemble.RandomForrest"), ["run"], 2,
-                                  "model.estimator 'sklearn.ensemble.RandomForrest' does not "
-                                  "import"),
+                                          "sklearn.ensembl.RandomForestClassifier"), ["run"], 2,
+                                  "model.estimator 'sklearn.ensembl.RandomForestClassifier' "
+                                  "does not import"),
+    # the config error is reported, not the data error that validation would find first
+    "unknown-estimator-and-invalid-data": (
+        _both(_config("sklearn.ensemble.RandomForestClassifier", "sklearn.ensemble.RandomForrest"),
+              _edit_csv("data/train.csv", _set_cell(3, 1, "wide"))), ["run"], 2,
+        "model.estimator 'sklearn.ensemble.RandomForrest': sklearn.ensemble defines no "
+        "'RandomForrest'"),
+    "rejected-params": (_config("n_estimators: 200", "n_trees: 200"), ["validate"], 2,
+                        "model.params: sklearn.ensemble.RandomForestClassifier rejected them"),
+    "gate-metric-of-other-task": (_config("RandomForestClassifier", "RandomForestRegressor"),
+                                  ["validate"], 2, "gate.min.accuracy: a regression model is "
+                                  "not scored by accuracy"),
+    "entrypoint-without-build": (_entrypoint_file("def fit(x, y):\n    pass\n"), ["run"], 2,
+                                 "build.py defines no function 'build' (define `def build("),
+    "params-yaml-key-missing": (_both(_write("params.yaml", b"train: {trees: 10}\n"),
+                                      _config("n_estimators: 200",
+                                              "n_estimators: ${train.n_estimators}")),
+                                ["run"], 2, "key 'train.n_estimators' not found"),
     "entrypoint-raises": (_entrypoint_that_raises, ["run"], 2,
                           "entrypoint build.py:build raised ValueError: learning rate must be "
                           "positive"),

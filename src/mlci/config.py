@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from mlci.errors import MlciError
 
@@ -29,6 +37,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class CsvOptions(_Strict):
+    sep: str = Field(default=",", min_length=1, description="Field separator (.tsv: tab).")
+    header: bool = Field(default=True, description="First line holds the column names.")
+    encoding: str = Field(default="utf-8")
+    columns: list[str] | None = Field(
+        default=None, description="Column names when the file has no header line."
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"unknown encoding {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _names(self) -> CsvOptions:
+        if not self.header and not self.columns:
+            raise ValueError("header: false needs columns: [names...]")
+        return self
+
+
 class DataConfig(_Strict):
     train: str = Field(description="Training data, CSV or Parquet; may be DVC-tracked.")
     golden: str = Field(description="Fixed evaluation snapshot.")
@@ -39,15 +73,31 @@ class DataConfig(_Strict):
     features: list[str] | None = Field(
         default=None, description="Feature columns; default: every column but the target."
     )
+    drop: list[str] = Field(default_factory=list, description="Columns never used as features.")
+    categorical: list[str] = Field(
+        default_factory=list, description="Columns one-hot encoded even when they hold numbers."
+    )
+    csv: CsvOptions = Field(default_factory=lambda: CsvOptions())
 
 
 class ModelConfig(_Strict):
     estimator: str | None = Field(default=None, description="Import path of an estimator class.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] | str = Field(
+        default_factory=dict,
+        description="Estimator or entrypoint parameters; values like ${train.n_estimators} "
+                    "(or the whole mapping as ${train}) are read from params_file.",
+    )
+    params_file: str = Field(default="params.yaml", description="DVC-style parameters file.")
     entrypoint: str | None = Field(
         default=None, description="file.py:function or module:function returning a fitted model."
     )
     seed: int = 0
+    # filled at load: {param: "params.yaml:key"} for each value read from params_file
+    _params_refs: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def params_refs(self) -> dict[str, str]:
+        return self._params_refs
 
     @model_validator(mode="after")
     def _one_of(self) -> ModelConfig:
@@ -136,7 +186,11 @@ class MonitorConfig(_Strict):
 
 class Config(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    task: Literal["classification", "regression"] = "classification"
+    # None: inferred at load from the estimator (is_regressor/is_classifier), else the target
+    task: Literal["classification", "regression"] | None = None
+    preprocess: Literal["auto", "none"] = Field(
+        default="auto", description="auto: impute, one-hot, expand dates, drop IDs; none: raw."
+    )
     tracking_uri: str | None = None
     data: DataConfig
     model: ModelConfig
@@ -163,8 +217,13 @@ class Config(_Strict):
         return self.data.features
 
 
-def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Config:
-    """Read and validate `mlci.yaml`; raise `MlciError` (exit 2) naming the file and key."""
+def load_config(path: str | os.PathLike[str], *, check_files: bool = True,
+                resolve: bool = True) -> Config:
+    """Read and validate `mlci.yaml`; raise `MlciError` (exit 2) naming the file and key.
+
+    With `resolve`, the model is resolved too (params.yaml references, the estimator class or
+    entrypoint function, the task, and the gate's metric names for that task), so a wrong name
+    is reported before any stage runs."""
     p = Path(path)
     if not p.is_file():
         raise MlciError(f"{p}: config file not found")
@@ -199,4 +258,10 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True) -> Co
                 continue  # absent suite is reported by `mlci validate` with a hint to run init
             if not f.is_file():
                 raise MlciError(f"{p}: data.{key}: file not found: {getattr(cfg.data, key)}")
+    if resolve:
+        from mlci import modelspec
+
+        modelspec.resolve(cfg, with_data=check_files)
+    elif cfg.task is None:
+        cfg.task = "classification"
     return cfg

@@ -199,36 +199,54 @@ def _compare(cand: dict[str, float | None], champ: dict[str, float | None],
     return out
 
 
-def plot_confusion(pr: Predictions, path: Path, title: str) -> None:
-    import matplotlib
+def model_inputs(model: Any, x, label: str):
+    """The raw columns a fitted model was trained on (scikit-learn records them), in order;
+    the whole frame when it does not say."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return x
+    names = [str(n) for n in names]
+    absent = [n for n in names if n not in x.columns]
+    if absent:
+        raise MlciError(f"{label}: lacks column {absent[0]!r} the model was trained on")
+    return x[names]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from mlci.io import atomic_write_bytes
-    from mlci.stats.metrics import confusion
+def write_plots(cfg: Config, run: dict[str, Any], cand: Predictions,
+                out_dir: Path) -> dict[str, str]:
+    from mlci.report import plots as P
 
-    cm = confusion(pr)
-    labels = [str(c) for c in pr.classes or []]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labels), 1.0 + 0.6 * len(labels)), dpi=100)
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    vmax = cm.max() if cm.size else 0
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > vmax / 2 else "black")
-    fig.tight_layout()
-    import io
+    label = (f"v{run['model_version']}" if run.get("model_version")
+             else f"run {run['run_id'][:8]}")
+    title = f"{cfg.name} {label} on golden"
+    if cfg.task == "classification":
+        files = {"confusion_matrix": (P.confusion_matrix, "plots/confusion_matrix.png")}
+    else:
+        files = {"predicted_vs_actual": (P.predicted_vs_actual, "plots/predicted_vs_actual.png"),
+                 "residuals": (P.residuals, "plots/residuals.png")}
+    for draw, rel in files.values():
+        draw(cand, out_dir / rel, title)
+    return {k: rel for k, (_, rel) in files.items()}
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+
+def _champion_params(client, base: dict[str, Any]) -> dict[str, str] | None:
+    if base.get("kind") == "registry":
+        try:
+            mv = client.get_model_version(base["model_uri"].split("/")[1], base["version"])
+            return dict(client.get_run(mv.run_id).data.params)
+        except Exception:  # noqa: BLE001 - a pruned run: no params to compare
+            return None
+    rec = base.get("record")
+    return rec.get("params") if rec else None
+
+
+def params_diff(candidate: dict[str, str] | None,
+                champion: dict[str, str] | None) -> dict[str, Any]:
+    """Hyperparameters of both models and the names whose values differ."""
+    cand, champ = candidate or {}, champion
+    changed = [] if champ is None else sorted(
+        k for k in set(cand) | set(champ) if cand.get(k) != champ.get(k))
+    return {"candidate": cand, "champion": champ, "changed": changed}
 
 
 def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str, Any]:
@@ -239,7 +257,7 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
 
     t0 = time.perf_counter()
     run = load_run(out_dir)
-    x, y = load_xy(cfg, "golden")
+    x_all, y = load_xy(cfg, "golden")
     golden_hash = data_hash(cfg.resolve(cfg.data.golden))
     golden_hash_s = f"{golden_hash['algo']}:{golden_hash['value']}"
     client = tracking.client(cfg, out_dir)
@@ -248,6 +266,7 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
         model = _load_model(run["artifact_uri"])
     except Exception as exc:
         raise MlciError(f"cannot load candidate {run['model_uri']}: {_first_line(exc)}") from None
+    x = model_inputs(model, x_all, cfg.data.golden)
     try:
         cand = M.predict(cfg.task, model, x, y)
     except Exception as exc:
@@ -260,7 +279,9 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     notes: list[str] = []
     if "model_uri" in base:
         try:
-            champ_pr = M.predict(cfg.task, _load_model(base["model_uri"]), x, y, cand.classes)
+            champ_model = _load_model(base["model_uri"])
+            champ_pr = M.predict(cfg.task, champ_model, model_inputs(champ_model, x_all, "golden"),
+                                 y, cand.classes)
         except Exception as exc:  # noqa: BLE001 - schema change etc.: floors decide alone
             notes.append(f"champion could not score the golden set: {_first_line(exc)}")
             base = {"kind": "none", "label": f"none ({base['label']} failed to score)"}
@@ -286,12 +307,7 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     checks = gate_checks(cfg, cand_metrics, comparison)
     failed = [c for c in checks if c["passed"] is False]
     passed = not failed
-    plots = {}
-    if cfg.task == "classification":
-        plots["confusion_matrix"] = "plots/confusion_matrix.png"
-        label = (f"v{run['model_version']}" if run.get("model_version")
-                 else f"run {run['run_id'][:8]}")
-        plot_confusion(cand, out_dir / plots["confusion_matrix"], f"{cfg.name} {label} on golden")
+    plots = write_plots(cfg, run, cand, out_dir)
     result = {
         "schema": SCHEMA,
         "verdict": "pass" if passed else "fail",
@@ -311,11 +327,13 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
         "confusion_matrix": M.confusion(cand).tolist() if cfg.task == "classification" else None,
         "classes": [M._jsonable(c) for c in cand.classes] if cand.classes else None,
         "plots": plots,
+        "params": params_diff(run.get("params"), _champion_params(client, base)),
     }
     baseline_record = {
         "schema": BASELINE_SCHEMA, "model_name": cfg.name,
         "model_version": run["model_version"], "golden_hash": golden_hash_s,
         "metrics": cand_metrics,
+        "params": run.get("params"),
         "predictions": {**cand.to_json(),
                         "classes": [M._jsonable(c) for c in cand.classes] if cand.classes
                         else None},

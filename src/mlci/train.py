@@ -7,8 +7,6 @@ alias: any failure before that leaves the registry as it was.
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import inspect
 import random
 import sys
@@ -16,14 +14,16 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci import context
+from mlci import context, modelspec
 from mlci.data.hashing import data_hash
-from mlci.data.load import load_xy, read_table, split_xy
+from mlci.data.load import load_xy, read_input, split_xy
 from mlci.errors import MlciError, VerdictFailed
 from mlci.io import atomic_write_json, read_json, sha256_file
+from mlci.modelspec import first_line as _first_line
 
 if TYPE_CHECKING:
     from mlci.config import Config
+    from mlci.data.preprocess import Plan
 
 SCHEMA = "mlci.run/1"
 TAG = "mlci."  # prefix of every lineage tag on runs and model versions
@@ -47,42 +47,6 @@ def check_validation(cfg: Config, out_dir: Path, skip: bool) -> dict[str, Any] |
     return report
 
 
-def _import_object(spec: str, root: Path, what: str) -> Any:
-    if ":" in spec:
-        mod_name, attr = spec.rsplit(":", 1)
-    else:
-        mod_name, _, attr = spec.rpartition(".")
-    try:
-        if mod_name.endswith(".py"):
-            path = (root / mod_name).resolve()
-            if not path.is_file():
-                raise MlciError(f"{what} {spec!r}: file {mod_name} not found")
-            sys.path.insert(0, str(path.parent))
-            try:
-                mspec = importlib.util.spec_from_file_location(f"mlci_user_{path.stem}", path)
-                module = importlib.util.module_from_spec(mspec)  # type: ignore[arg-type]
-                mspec.loader.exec_module(module)  # type: ignore[union-attr]
-            finally:
-                sys.path.remove(str(path.parent))
-        else:
-            sys.path.insert(0, str(root.resolve()))
-            try:
-                module = importlib.import_module(mod_name)
-            finally:
-                sys.path.remove(str(root.resolve()))
-        return getattr(module, attr)
-    except MlciError:
-        raise
-    except Exception as exc:  # ImportError, AttributeError, errors at import time
-        raise MlciError(f"{what} {spec!r} does not import: {type(exc).__name__}: "
-                        f"{_first_line(exc)}") from None
-
-
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0] if s else type(exc).__name__
-
-
 def seed_everything(seed: int) -> None:
     import numpy as np
 
@@ -90,37 +54,17 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed)
 
 
-def build_and_fit(cfg: Config, x, y) -> Any:
-    seed_everything(cfg.model.seed)
-    root = cfg.root
-    if cfg.model.estimator:
-        cls = _import_object(cfg.model.estimator, root, "model.estimator")
-        params = dict(cfg.model.params)
-        try:
-            sig = inspect.signature(cls)
-            if "random_state" in sig.parameters and "random_state" not in params:
-                params["random_state"] = cfg.model.seed
-        except (TypeError, ValueError):
-            pass
-        try:
-            est = cls(**params)
-        except Exception as exc:
-            raise MlciError(f"model.params: {cfg.model.estimator} rejected them: "
-                            f"{_first_line(exc)}") from None
-        try:
-            est.fit(x, y)
-        except Exception as exc:
-            raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
-                            f"{_first_line(exc)}") from None
-        return est
-    fn = _import_object(cfg.model.entrypoint or "", root, "model.entrypoint")
+def _call_entrypoint(cfg: Config, x, y) -> Any:
+    from mlci.data.preprocess import build_transformer, plan_for
+
+    fn = modelspec.import_object(cfg.model.entrypoint or "", cfg.root, "model.entrypoint")
+    offered: dict[str, Any] = {"params": dict(cfg.model.params), "seed": cfg.model.seed}
     kwargs: dict[str, Any] = {}
     try:
         sig = inspect.signature(fn)
-        if "params" in sig.parameters:
-            kwargs["params"] = dict(cfg.model.params)
-        if "seed" in sig.parameters:
-            kwargs["seed"] = cfg.model.seed
+        kwargs = {k: v for k, v in offered.items() if k in sig.parameters}
+        if "preprocessor" in sig.parameters:  # the default ColumnTransformer, unfitted
+            kwargs["preprocessor"] = build_transformer(plan_for(cfg, x))
     except (TypeError, ValueError):
         pass
     try:
@@ -134,8 +78,53 @@ def build_and_fit(cfg: Config, x, y) -> Any:
     return est
 
 
+def build_and_fit(cfg: Config, x, y) -> tuple[Any, Any, Plan | None]:
+    """The fitted model, the raw columns it scores, and the preprocessing plan (if any).
+
+    An entrypoint gets the raw DataFrame and owns its preprocessing; a built-in estimator is
+    wrapped in the default preprocessing unless `preprocess: none`."""
+    seed_everything(cfg.model.seed)
+    if cfg.model.entrypoint:
+        return _call_entrypoint(cfg, x, y), x, None
+    cls = modelspec.import_object(cfg.model.estimator or "", cfg.root, "model.estimator")
+    params = dict(cfg.model.params)
+    try:
+        if "random_state" in inspect.signature(cls).parameters and "random_state" not in params:
+            params["random_state"] = cfg.model.seed
+    except (TypeError, ValueError):
+        pass
+    try:
+        est = cls(**params)
+    except Exception as exc:
+        raise MlciError(f"model.params: {cfg.model.estimator} rejected them: "
+                        f"{_first_line(exc)}") from None
+    plan = None
+    if cfg.preprocess == "auto":
+        from mlci.data.preprocess import plan_for, with_preprocessing
+
+        plan = plan_for(cfg, x)
+        if not plan.features:
+            raise MlciError(f"{cfg.data.train}: no usable feature column "
+                            f"({'; '.join(plan.notes) or 'all dropped'})")
+        x = x[plan.features]
+        est = with_preprocessing(est, plan)
+    try:
+        est.fit(x, y)
+    except Exception as exc:
+        hint = " (preprocess: none passes the columns as they are)" \
+            if cfg.preprocess == "none" else ""
+        raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
+                        f"{_first_line(exc)}{hint}") from None
+    return est, x, plan
+
+
 def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
+    """The final estimator's scalar hyperparameters (a Pipeline's last step), then the
+    configured ones on top: what the report's params diff compares."""
     params: dict[str, Any] = {}
+    steps = getattr(est, "steps", None)
+    if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
+        est = steps[-1][1]
     if hasattr(est, "get_params"):
         try:
             params = {k: v for k, v in est.get_params(deep=False).items()
@@ -162,7 +151,7 @@ def _pip_requirements() -> list[str]:
 def _dataset(df, cfg: Config, tags: dict[str, str]):
     """The MLflow dataset input, digest = the full-content data hash (MLflow's own digest
     samples rows). Its schema comes from a sample: MLflow infers it row by row in Python
-    (30 s on a million rows) and split_xy already refused missing values."""
+    (30 s on a million rows)."""
     import mlflow.data
 
     digest = tags[f"{TAG}data.train.hash"].split(":", 1)[1][:32]
@@ -203,8 +192,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
           register: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
     validation = check_validation(cfg, out_dir, skip_validation)
-    train_path = cfg.resolve(cfg.data.train)
-    df = read_table(train_path, cfg.data.train)
+    df = read_input(cfg, "train")
     x, y = split_xy(df, cfg, cfg.data.train)
     gx, _ = load_xy(cfg, "golden")  # fail now, before anything is logged, if golden is unusable
     absent = [c for c in x.columns if c not in gx.columns]
@@ -212,16 +200,19 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         raise MlciError(f"{cfg.data.golden}: lacks feature column {absent[0]!r} that "
                         f"{cfg.data.train} has")
     t_fit = time.perf_counter()
-    est = build_and_fit(cfg, x, y)
+    est, x, plan = build_and_fit(cfg, x, y)
     fit_seconds = time.perf_counter() - t_fit
 
     from mlci.stats.metrics import point_metrics
 
-    train_metrics = point_metrics(cfg.task, y, est, x)
+    try:
+        train_metrics = point_metrics(cfg.task, y, est, x)
+    except Exception as exc:  # noqa: BLE001 - e.g. a regressor scored as a classifier
+        raise MlciError(f"the fitted model cannot be scored as a {cfg.task} model: "
+                        f"{_first_line(exc)} (set task: in mlci.yaml)") from None
     tags = lineage_tags(cfg, validation, out_dir)
 
     import mlflow
-    from mlflow.models import infer_signature
 
     from mlci import tracking
 
@@ -234,7 +225,8 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     with contextlib.redirect_stdout(sys.stderr), \
             mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
         run_id = run.info.run_id
-        mlflow.log_params(_flat_params(est, cfg.model.params))
+        params = _flat_params(est, cfg.model.params)
+        mlflow.log_params(params)
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
         dataset = _dataset(df, cfg, tags)
         mlflow.log_input(dataset, context="training")
@@ -246,14 +238,12 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         ref = reference.build(x, est.predict(x))
         atomic_write_json(out_dir / "reference.json", ref)
         mlflow.log_artifact(str(out_dir / "reference.json"), artifact_path="mlci")
-        example = x.head(5)
-        signature = infer_signature(example, est.predict(example))
-        import mlflow.sklearn
-
-        info = mlflow.sklearn.log_model(
-            est, name="model", signature=signature, input_example=example,
-            pip_requirements=_pip_requirements(), serialization_format="cloudpickle",
-        )
+        preprocessing = {"mode": cfg.preprocess if cfg.model.estimator else "entrypoint",
+                         "features": [str(c) for c in x.columns],
+                         **(plan.to_json() if plan else {})}
+        atomic_write_json(out_dir / "preprocessing.json", preprocessing)
+        mlflow.log_artifact(str(out_dir / "preprocessing.json"), artifact_path="mlci")
+        info = _log_model(est, x)
         mlflow.set_tag(TAG + "dataset.digest", dataset.digest)
     version_tags = dict(tags)
     version_tags[TAG + "dataset.digest"] = dataset.digest
@@ -271,6 +261,11 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         "model_version": mv_version,
         "model_uri": model_uri,
         "artifact_uri": info.model_uri,
+        "task": cfg.task,
+        "features": [str(c) for c in x.columns],
+        "preprocessing": preprocessing,
+        "params": params,
+        "params_refs": cfg.model.params_refs,
         "train_metrics": train_metrics,
         "tags": version_tags,
         "seconds": {"fit": round(fit_seconds, 3), "log": round(time.perf_counter() - t_log, 3),
@@ -278,6 +273,31 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     }
     atomic_write_json(out_dir / "run.json", record)
     return record
+
+
+def _log_model(est: Any, x):
+    """Log the whole fitted pipeline; the preprocessing module travels inside the pickle so
+    the model loads wherever scikit-learn does, mlci installed or not."""
+    import cloudpickle
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from mlci.data import preprocess
+
+    # integers typed as doubles: one gap in a production row turns an integer column into
+    # floats, which an integer schema would refuse
+    sample = x.head(1000)
+    ints = {c: "float64" for c in sample.columns if str(sample[c].dtype).startswith(("int",
+                                                                                      "uint"))}
+    signature = infer_signature(sample.astype(ints), est.predict(sample.head(5)))
+    cloudpickle.register_pickle_by_value(preprocess)
+    try:
+        return mlflow.sklearn.log_model(
+            est, name="model", signature=signature, input_example=x.head(5),
+            pip_requirements=_pip_requirements(), serialization_format="cloudpickle",
+        )
+    finally:
+        cloudpickle.unregister_pickle_by_value(preprocess)
 
 
 def _register(client, cfg: Config, info, run_id: str, version_tags: dict[str, str]) -> str:

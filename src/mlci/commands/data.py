@@ -62,9 +62,9 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
     """Validate new data, then retrain, evaluate and register; all or nothing."""
     import json
 
-    from mlci.commands.report import write_report
     from mlci.config import load_config
     from mlci.errors import MlciError, VerdictFailed
+    from mlci.flows.code import write_report
     from mlci.flows.data_update import update
 
     cfg = load_config(config_path)

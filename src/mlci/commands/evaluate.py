@@ -37,10 +37,10 @@ def _f(v: Any) -> str:
               help="auto | registry | git:<ref> | file:<path> | none.")
 def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str) -> int:
     """Evaluate the candidate; exit 1 when the gate fails."""
-    from mlci.config import load_config
     from mlci.evaluate import evaluate
+    from mlci.flows.code import load
 
-    cfg = load_config(config_path)
+    cfg = load(config_path)
     e = evaluate(cfg, out_dir, baseline=baseline)
     if as_json:
         import json

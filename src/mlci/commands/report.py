@@ -9,18 +9,6 @@ import click
 from mlci.commands._options import common
 
 
-def write_report(cfg_name: str, out_dir: Path, max_chars: int,
-                 title: str | None, extra: list[str] | None = None) -> tuple[str, str]:
-    from mlci.io import atomic_write_text
-    from mlci.report.markdown import build, write_step_summary
-
-    text = build(out_dir, cfg_name, max_chars=max_chars, title=title, extra=extra)
-    path = out_dir / "report.md"
-    atomic_write_text(path, text)
-    write_step_summary(text)
-    return str(path), text.splitlines()[0]
-
-
 def metrics_diff_section(ref: str, root: Path) -> list[str]:
     """`dvc metrics diff <ref> --md`: the DVC pipeline's view of the change against a branch."""
     from mlci.data import dvc
@@ -38,8 +26,9 @@ def command(config_path: Path, out_dir: Path, metrics_ref: str | None) -> int:
     """Write report.md (verdict first) and append it to the job summary; exit 0 (the
     verdict's exit code belongs to the stage that failed)."""
     from mlci.config import load_config
+    from mlci.flows.code import write_report
 
-    cfg = load_config(config_path, check_files=False)
+    cfg = load_config(config_path, check_files=False, resolve=False)
     extra = metrics_diff_section(metrics_ref, cfg.root) if metrics_ref else None
     path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title, extra)
     click.echo(f"{first}\nwrote {path}")

@@ -1,18 +1,13 @@
-"""`mlci run`: validate → train → evaluate → report in one process (imports paid once).
-
-A failed check does not stop the report: the report explains the failure, then the command
-exits with the failing code.
-"""
+"""`mlci run`: validate → train → evaluate → report in one process (see `mlci.flows.code`)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mlci.commands._options import common, json_option
-from mlci.errors import EXIT_VERDICT, VerdictFailed
 
 
 @click.command("run")
@@ -27,56 +22,36 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
             no_register: bool) -> int:
     """Run the code-trigger pipeline and write the report."""
     from mlci.commands.evaluate import print_result
-    from mlci.commands.report import write_report
-    from mlci.commands.validate import print_table
-    from mlci.config import load_config
+    from mlci.commands.train import print_trained
+    from mlci.commands.validate import first_failure, print_table
+    from mlci.flows import code
 
-    cfg = load_config(config_path)
-    timings: dict[str, float] = {}
-    code = 0
-    t = time.perf_counter()
-    from mlci.data.validate import validate
+    cfg = code.load(config_path)
 
-    report = validate(cfg, out_dir, docs=not no_docs)
-    timings["validate"] = time.perf_counter() - t
-    if not as_json:
-        print_table(report)
-    if not report["success"]:
-        code = EXIT_VERDICT
-    else:
-        try:
-            t = time.perf_counter()
-            from mlci.train import train
+    def show(stage: str, record: dict[str, Any]) -> None:
+        if stage == "train":
+            print_trained(record, err=as_json)
+        elif as_json:
+            return
+        elif stage == "validate":
+            print_table(record)
+        elif stage == "evaluate":
+            print_result(record)
 
-            rec = train(cfg, out_dir, register=not no_register)
-            timings["train"] = time.perf_counter() - t
-            click.echo(f"registered {rec['model_uri']} as candidate" if rec["model_version"]
-                       else f"logged {rec['model_uri']} (not registered)")
-            t = time.perf_counter()
-            from mlci.evaluate import evaluate
-
-            e = evaluate(cfg, out_dir, baseline=baseline)
-            timings["evaluate"] = time.perf_counter() - t
-            if not as_json:
-                print_result(e)
-            if e["verdict"] != "pass":
-                code = EXIT_VERDICT
-        except VerdictFailed as exc:
-            click.echo(f"mlci: {exc.message}", err=True)
-            code = EXIT_VERDICT
-    # A usage or input error (exit 2) propagates before this point: the previous report stays.
-    t = time.perf_counter()
-    path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
-    timings["report"] = time.perf_counter() - t
+    res = code.run(cfg, out_dir, baseline=baseline, docs=not no_docs, register=not no_register,
+                   on_stage=show)
+    for message in res.messages:
+        click.echo(f"mlci: {message}", err=True)
     if as_json:
         import json
 
-        click.echo(json.dumps({"exit_code": code,
-                               "report": path, "verdict": "fail" if code else "pass",
-                               "heading": first,
-                               "seconds": {k: round(v, 3) for k, v in timings.items()}}))
+        click.echo(json.dumps({"exit_code": res.code, "report": res.report,
+                               "verdict": "fail" if res.code else "pass",
+                               "heading": res.heading, "seconds": res.seconds}))
     else:
-        click.echo(f"{first}\nwrote {path}")
-    if code:
-        click.echo("mlci: " + first.split(": ", 1)[-1], err=True)
-    return code
+        click.echo(f"{res.heading}\nwrote {res.report}")
+    if res.code and res.run is None and res.validation and not res.validation["success"]:
+        click.echo(f"mlci: data validation failed: {first_failure(res.validation)}", err=True)
+    elif res.code:
+        click.echo("mlci: " + res.heading.split(": ", 1)[-1], err=True)
+    return res.code

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from mlci.commands._options import common, json_option
+
+
+def print_trained(rec: dict[str, Any], err: bool = False) -> None:
+    for note in (rec.get("preprocessing") or {}).get("notes") or []:
+        click.echo(f"mlci: preprocessing: {note}", err=True)
+    click.echo(f"registered {rec['model_uri']} (run {rec['run_id']}) as candidate"
+               if rec["model_version"] else f"logged {rec['model_uri']} (not registered)",
+               err=err)
 
 
 @click.command("train")
@@ -19,10 +28,10 @@ from mlci.commands._options import common, json_option
 def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bool,
             no_register: bool) -> int:
     """Train the configured model and register it as the candidate."""
-    from mlci.config import load_config
+    from mlci.flows.code import load
     from mlci.train import train
 
-    cfg = load_config(config_path)
+    cfg = load(config_path)
     rec = train(cfg, out_dir, skip_validation=skip_validation, register=not no_register)
     if as_json:
         import json
@@ -30,6 +39,5 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
         click.echo(json.dumps({k: rec[k] for k in ("run_id", "model_uri", "model_version",
                                                    "artifact_uri")}))
     else:
-        click.echo(f"registered {rec['model_uri']} (run {rec['run_id']}) as candidate"
-                   if rec["model_version"] else f"logged {rec['model_uri']} (not registered)")
+        print_trained(rec)
     return 0

@@ -20,7 +20,8 @@ def print_table(report: dict[str, Any]) -> None:
         for r in d["results"]:
             if not r["success"]:
                 where = f"[{r['column']}]" if r["column"] else ""
-                detail = r.get("error") or f"unexpected={r.get('unexpected_count')}"
+                detail = r.get("observed") or r.get("error") or \
+                    f"unexpected={r.get('unexpected_count')}"
                 click.echo(f"  {name}: {r['expectation']}{where} {detail}")
 
 
@@ -30,10 +31,10 @@ def print_table(report: dict[str, Any]) -> None:
 @click.option("--no-docs", is_flag=True, envvar="MLCI_NO_DOCS", help="Skip Data Docs HTML.")
 def command(config_path: Path, out_dir: Path, as_json: bool, no_docs: bool) -> int:
     """Validate data; exit 1 when it fails. Writes validation.json and data-docs/."""
-    from mlci.config import load_config
     from mlci.data.validate import validate
+    from mlci.flows.code import load
 
-    cfg = load_config(config_path)
+    cfg = load(config_path)
     report = validate(cfg, out_dir, docs=not no_docs)
     if as_json:
         import json
@@ -42,4 +43,17 @@ def command(config_path: Path, out_dir: Path, as_json: bool, no_docs: bool) -> i
                                "report": str(out_dir / "validation.json")}))
     else:
         print_table(report)
+    if not report["success"]:
+        click.echo(f"mlci: data validation failed: {first_failure(report)}", err=True)
     return 0 if report["success"] else 1
+
+
+def first_failure(report: dict[str, Any]) -> str:
+    """The first failed expectation in one line, with what was observed."""
+    from mlci.data.validate import failed_expectations
+
+    failed = failed_expectations(report)
+    name, r = failed[0]
+    where = f"[{r['column']}]" if r["column"] else ""
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{name}: {r['expectation']}{where}: {r.get('observed')}{more}"

@@ -92,3 +92,62 @@ def has_remote(cwd: Path) -> bool:
 
 def cache_object(root: Path, md5: str) -> Path:
     return root / ".dvc" / "cache" / "files" / "md5" / md5[:2] / md5[2:]
+
+
+# Environment variables each remote type reads its credentials from (what CI must forward)
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE; AWS_SESSION_TOKEN for "
+          "temporary keys)",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS (path of a service-account JSON key)",
+    "gcs": "GOOGLE_APPLICATION_CREDENTIALS (path of a service-account JSON key)",
+    "azure": "AZURE_STORAGE_CONNECTION_STRING (or AZURE_STORAGE_ACCOUNT and AZURE_STORAGE_KEY)",
+    "ssh": "an SSH key for the host (ssh-agent or the remote's keyfile setting)",
+    "http": "the remote's user/password (dvc remote modify --local)",
+    "https": "the remote's user/password (dvc remote modify --local)",
+}
+
+
+def remote_of(cwd: Path) -> tuple[str, str] | None:
+    """(name, url) of the default remote, or None when none is configured."""
+    try:
+        name = run(["remote", "default"], cwd=cwd).strip()
+        listed = run(["remote", "list"], cwd=cwd)
+    except MlciError:
+        return None
+    for line in listed.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == name:
+            return name, parts[1]
+    return None
+
+
+def pull_missing(paths: dict[str, Path], cwd: Path) -> list[str]:
+    """`dvc pull` the DVC-tracked inputs that are absent from the workspace.
+
+    Returns the labels pulled; raises one line naming the remote and the credential it needs
+    when the pull fails. Untracked missing files are left for the caller to report."""
+    wanted = {label: p for label, p in paths.items() if not p.exists() and is_tracked(p)}
+    if not wanted:
+        return []
+    root = repo_root(cwd) or cwd
+    targets = [str(p.with_name(p.name + ".dvc")) for p in wanted.values()]
+    what = ", ".join(f"{label} ({p.name})" for label, p in wanted.items())
+    remote = remote_of(root)
+    if remote is None:
+        raise MlciError(f"{what}: DVC-tracked but absent, and no DVC remote is configured "
+                        "(dvc remote add -d storage <url>, then dvc push)")
+    name, url = remote
+    try:
+        run(["pull", "-q", *targets], cwd=root)
+    except MlciError as exc:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else "local"
+        need = CREDENTIALS.get(scheme)
+        hint = f"; it needs {need}" if need else ""
+        detail = exc.message.split(" failed: ", 1)[-1]
+        raise MlciError(f"{what}: DVC-tracked but absent, and pulling from remote {name!r} "
+                        f"({url}) failed: {detail}{hint}") from None
+    absent = [label for label, p in wanted.items() if not p.exists()]
+    if absent:
+        raise MlciError(f"{', '.join(absent)}: still absent after dvc pull from remote "
+                        f"{name!r} ({url}); was it pushed (dvc push)?")
+    return list(wanted)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.data.hashing import data_hash
-from mlci.data.load import read_table
+from mlci.data.load import read_input
 from mlci.errors import MlciError
 from mlci.io import atomic_write_json, sha256_file
 
@@ -131,8 +131,30 @@ def _summarise(result: dict[str, Any], max_examples: int) -> list[dict[str, Any]
         }
         if exc.get("raised_exception"):
             row["error"] = (exc.get("exception_message") or "").splitlines()[0][:300]
+        row["observed"] = observed_text(row, kw)
         rows.append(row)
     return rows
+
+
+def observed_text(row: dict[str, Any], kwargs: dict[str, Any]) -> str:
+    """What was seen, in words: the value, or the share of rows that broke the rule."""
+    v, pct = row.get("observed_value"), row.get("unexpected_percent")
+    if row.get("error"):
+        return f"error: {row['error']}"
+    if v is not None:
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)[:200]
+    if pct is not None:
+        shown = ", ".join(map(str, row["examples"][:3]))
+        text = f"{pct:.1f}% of {row.get('element_count')} rows"
+        if row["expectation"] == "expect_column_values_to_not_be_null":
+            text, shown = f"{pct:.1f}% missing of {row.get('element_count')} rows", ""
+        allowed = kwargs.get("mostly")
+        if allowed is not None:
+            text += f" (allowed {100 * (1 - allowed):.1f}%)"
+        return text + (f", e.g. {shown}" if shown else "")
+    return "no value (the expectation computed nothing)"
 
 
 def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]:
@@ -141,7 +163,7 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     suite_path = cfg.resolve(cfg.data.expectations)
     suite_dict = load_suite_dict(suite_path)
     paths = {"train": cfg.resolve(cfg.data.train), "golden": cfg.resolve(cfg.data.golden)}
-    frames = {k: read_table(p, getattr(cfg.data, k)) for k, p in paths.items()}
+    frames = {k: read_input(cfg, k) for k in paths}
     # Docs are built beside the old ones and swapped in, so a failure leaves the old site whole.
     docs_tmp = out_dir / f".data-docs.{os.getpid()}" if docs else None
     try:
@@ -165,6 +187,7 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     report = {
         "schema": SCHEMA,
         "success": all(d["success"] for d in datasets.values()),
+        "blocking": cfg.validation.block_training,
         "suite": cfg.data.expectations,
         "suite_digest": sha256_file(suite_path),
         "datasets": datasets,

@@ -35,15 +35,19 @@ def _signed(v: float | None) -> str:
 
 
 def verdict_of(validation, run, evaluation) -> tuple[str, str]:
-    if validation is not None and not validation.get("success"):
-        n = sum(1 for d in validation["datasets"].values() for r in d["results"]
-                if not r["success"])
+    advisory = validation is not None and validation.get("blocking") is False and \
+        evaluation is not None  # validation.block_training: false, and the model was gated
+    n = 0 if validation is None else sum(
+        1 for d in validation["datasets"].values() for r in d["results"] if not r["success"])
+    if n and not advisory:
         return "fail", f"data validation failed ({n} expectation(s))"
     if evaluation is None:
         return "fail", "no evaluation (training did not complete)" if run is None else \
             "model was not evaluated"
     if evaluation["verdict"] != "pass":
         return "fail", "gate failed: " + "; ".join(evaluation["failed"])
+    if n:
+        return "pass", f"gate passed (data validation failed {n} expectation(s), not blocking)"
     return "pass", "gate passed"
 
 
@@ -113,6 +117,9 @@ def _render(name, validation, run, evaluation, title, limit, update=None, extra=
         out += _gate_section(evaluation, limit)
         out += _per_class_section(evaluation, limit)
         out += _confusion_section(evaluation)
+        out += _regression_plots_section(evaluation)
+        out += _params_section(evaluation, limit)
+    out += _preprocessing_section(run)
     out += extra or []
     out += _lineage_section(run, validation)
     return "\n".join(out).rstrip() + "\n"
@@ -180,8 +187,9 @@ def _validation_section(v, limit) -> list[str]:
         out += ["", "Failed expectations:", "", "| data | expectation | column | unexpected | "
                 "examples / observed |", "|---|---|---|---:|---|"]
         for n, r in failed[:limit]:
-            ex = r.get("error") or (", ".join(map(str, r["examples"][:5])) if r["examples"]
-                                    else _fmt(r.get("observed_value")))
+            ex = r.get("observed") or r.get("error") or (
+                ", ".join(map(str, r["examples"][:5])) if r["examples"]
+                else _fmt(r.get("observed_value")))
             out.append(f"| {text(n)} | {code(r['expectation'])} | {text(r['column'] or '')} | "
                        f"{text(_fmt(r.get('unexpected_count')))} | {text(ex, 200)} |")
         if len(failed) > limit:
@@ -267,6 +275,48 @@ def _confusion_section(e) -> list[str]:
     for c, row in zip(classes, cm, strict=False):
         out.append(f"| **{text(c)}** | " + " | ".join(text(v) for v in row) + " |")
     return out + [""]
+
+
+def _regression_plots_section(e) -> list[str]:
+    plots = e.get("plots") or {}
+    shown = [(k, plots[k]) for k in ("predicted_vs_actual", "residuals") if plots.get(k)]
+    if not shown:
+        return []
+    out = ["### Predictions against the truth", ""]
+    for key, rel in shown:
+        out += [f"![{key.replace('_', ' ')}]({rel})", ""]
+    return out
+
+
+def _params_section(e, limit) -> list[str]:
+    p = e.get("params") or {}
+    cand, champ = p.get("candidate") or {}, p.get("champion")
+    if not cand and not champ:
+        return []
+    changed = p.get("changed") or []
+    if champ is None:
+        keys, head = sorted(cand), "Hyperparameters (no champion to compare)"
+    else:
+        keys = changed
+        head = (f"Hyperparameters: {len(changed)} changed against the champion" if changed
+                else "Hyperparameters: same as the champion")
+    out = [f"<details><summary>{head}</summary>", ""]
+    if keys:
+        out += ["| parameter | candidate | champion |", "|---|---|---|"]
+        for k in keys[:limit]:
+            c = "–" if k not in cand else code(cand[k])
+            b = "–" if champ is None or k not in champ else code(champ[k])
+            out.append(f"| {text(k)} | {c} | {b} |")
+        if len(keys) > limit:
+            out.append(f"| … {len(keys) - limit} more | | |")
+    return out + ["", "</details>", ""]
+
+
+def _preprocessing_section(run) -> list[str]:
+    notes = ((run or {}).get("preprocessing") or {}).get("notes") or []
+    if not notes:
+        return []
+    return ["### Preprocessing", ""] + [f"- {text(n)}" for n in notes] + [""]
 
 
 def _lineage_section(run, validation) -> list[str]:

@@ -1,0 +1,161 @@
+"""`mlci init --profile`: a starter project from one data file.
+
+Without `--golden`, a new mlci.yaml gets a held-out golden set: a seeded split, stratified
+by class for a classifier, written beside the data. The suite is profiled from the training
+part only, so the first run validates the golden rows as new data. The model and gate follow
+the target: a classifier gated on accuracy above the majority-class share, or a regressor
+gated on r2 above 0 (better than predicting the mean) and on mae against the champion.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.errors import MlciError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MIN_ROWS = 20
+
+CLASSIFIER = """\
+model:
+  estimator: sklearn.ensemble.RandomForestClassifier
+  params: {{n_estimators: 200, random_state: 0}}
+gate:
+  # floor: the majority-class share on the golden set (a model must beat always guessing
+  # the most frequent class); raise it to the accuracy you need
+  min: {{accuracy: {floor}}}
+  max_regression: {{accuracy: 0.02}}
+"""
+REGRESSOR = """\
+task: regression
+model:
+  estimator: sklearn.ensemble.RandomForestRegressor
+  params: {{n_estimators: 200, random_state: 0}}
+gate:
+  # floor: r2 above 0 means better than predicting the mean; raise it to what you need.
+  # max_regression.mae: 5 % of the target's standard deviation
+  min: {{r2: 0.0}}
+  max_regression: {{r2: 0.02, mae: {mae}}}
+"""
+
+
+@dataclass
+class InitRequest:
+    config_path: Path
+    data: Path
+    target: str
+    suite: Path
+    name: str | None = None
+    golden: str | None = None
+    golden_share: float = 0.2
+    seed: int = 0
+    sep: str = ","
+    force: bool = False
+
+
+def _rel(p: Path, base: Path) -> str:
+    return Path(os.path.relpath(p.resolve(), base.resolve())).as_posix()
+
+
+def split(df: pd.DataFrame, target: str, task: str, share: float,
+          seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from sklearn.model_selection import train_test_split
+
+    y = df[target]
+    stratify = None
+    if task == "classification":
+        counts = y.value_counts()
+        if counts.min() >= 2 and len(counts) <= share * len(df):
+            stratify = y
+    train, golden = train_test_split(df, test_size=share, random_state=seed, stratify=stratify)
+    return train.sort_index(), golden.sort_index()
+
+
+def _write_table(df: pd.DataFrame, path: Path, sep: str) -> None:
+    import io
+
+    from mlci.io import atomic_write_bytes, atomic_write_text
+
+    if path.suffix.lower() in (".parquet", ".pq"):
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        atomic_write_text(path, df.to_csv(index=False, sep=sep))
+
+
+def model_section(df: pd.DataFrame, target: str, task: str) -> str:
+    if task == "regression":
+        std = float(df[target].std()) or 1.0
+        return REGRESSOR.format(mae=float(f"{0.05 * std:.3g}"))
+    majority = float(df[target].value_counts(normalize=True).iloc[0])
+    return CLASSIFIER.format(floor=int(majority * 100) / 100)
+
+
+def initialise(req: InitRequest) -> list[str]:
+    """Write the suite (and, when absent, mlci.yaml and the split); return what was done."""
+    from mlci.config import CsvOptions
+    from mlci.data.load import read_table
+    from mlci.data.profile import profile_suite
+    from mlci.io import atomic_write_json, atomic_write_text
+    from mlci.modelspec import target_task
+
+    df = read_table(req.data, str(req.data), CsvOptions(sep=req.sep))
+    if req.target not in df.columns:
+        raise MlciError(f"{req.data}: target column {req.target!r} is absent "
+                        f"(columns: {', '.join(map(str, df.columns[:20]))})")
+    if df[req.target].isna().any():
+        raise MlciError(f"{req.data}: target {req.target!r} has "
+                        f"{int(df[req.target].isna().sum())} missing value(s)")
+    if req.suite.exists() and not req.force:
+        raise MlciError(f"{req.suite}: exists; pass --force to overwrite")
+    task = target_task(df[req.target])
+    root = req.config_path.parent
+    new_config = not req.config_path.exists()
+    done: list[str] = []
+    train_df, train_path, golden_path = df, req.data, req.golden
+    if new_config and req.golden is None:
+        if len(df) < MIN_ROWS:
+            raise MlciError(f"{req.data}: {len(df)} rows are too few to hold out a golden set; "
+                            "pass --golden FILE")
+        stem, suffix = req.data.stem, req.data.suffix or ".csv"
+        train_path = req.data.with_name(f"{stem}-train{suffix}")
+        gpath = req.data.with_name(f"{stem}-golden{suffix}")
+        for p in (train_path, gpath):
+            if p.exists() and not req.force:
+                raise MlciError(f"{p}: exists; pass --force to overwrite, or --golden FILE")
+        train_df, golden_df = split(df, req.target, task, req.golden_share, req.seed)
+        _write_table(train_df, train_path, req.sep)
+        _write_table(golden_df, gpath, req.sep)
+        golden_path = _rel(gpath, root)
+        done.append(f"wrote {train_path} ({len(train_df)} rows) and {gpath} "
+                    f"({len(golden_df)} rows, held out with seed {req.seed})")
+    name = req.name or Path.cwd().name or "model"
+    suite = profile_suite(train_df, req.target, name=name, task=task)
+    atomic_write_json(req.suite, suite)
+    done.append(f"wrote {req.suite} ({len(suite['expectations'])} expectations)")
+    if new_config:
+        atomic_write_text(req.config_path, config_text(
+            name=name, train=_rel(train_path, root), golden=golden_path or _rel(req.data, root),
+            target=req.target, suite=_rel(req.suite, root), sep=req.sep,
+            model=model_section(train_df, req.target, task)))
+        done.append(f"wrote {req.config_path} ({task})")
+    return done
+
+
+def config_text(**v: Any) -> str:
+    import json
+
+    def q(s: str) -> str:
+        return json.dumps(s)  # a JSON string is a YAML string: any column name stays intact
+
+    csv = f"  csv: {{sep: {q(v['sep'])}}}\n" if v["sep"] != "," else ""
+    return (f"name: {q(v['name'])}\ndata:\n  train: {q(v['train'])}\n"
+            f"  golden: {q(v['golden'])}\n  target: {q(v['target'])}\n"
+            f"  expectations: {q(v['suite'])}\n{csv}{v['model']}")
+

@@ -1,0 +1,98 @@
+"""The code trigger: validate → train → evaluate → report, in one process (imports paid once).
+
+A failed check does not stop the report: the report explains the failure and the result
+carries the failing exit code. A usage or input error (exit 2) propagates before the report
+is written, so the previous report stays.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.errors import EXIT_VERDICT, VerdictFailed
+
+if TYPE_CHECKING:
+    from mlci.config import Config
+
+INPUTS = ("train", "golden", "expectations")
+
+
+def load(config_path: Path) -> Config:
+    """The config, after pulling DVC-tracked inputs that are missing from the workspace."""
+    from mlci.config import load_config
+    from mlci.data import dvc
+
+    draft = load_config(config_path, check_files=False, resolve=False)
+    paths = {f"data.{k}": draft.resolve(getattr(draft.data, k)) for k in INPUTS}
+    dvc.pull_missing(paths, draft.root)
+    return load_config(config_path)
+
+
+@dataclass
+class RunResult:
+    code: int
+    report: str
+    heading: str
+    validation: dict[str, Any] | None = None
+    run: dict[str, Any] | None = None
+    evaluation: dict[str, Any] | None = None
+    messages: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True,
+        register: bool = True,
+        on_stage: Callable[[str, dict[str, Any]], None] | None = None) -> RunResult:
+    """Run every stage; `on_stage(name, record)` is called after each one that finished."""
+    from mlci.data.validate import validate
+    from mlci.evaluate import evaluate
+    from mlci.train import train
+
+    notify = on_stage or (lambda name, record: None)
+    timings: dict[str, float] = {}
+    result = RunResult(0, "", "")
+    t = time.perf_counter()
+    result.validation = validate(cfg, out_dir, docs=docs)
+    timings["validate"] = time.perf_counter() - t
+    notify("validate", result.validation)
+    blocked = not result.validation["success"] and cfg.validation.block_training
+    if blocked:
+        result.code = EXIT_VERDICT
+    else:
+        try:
+            t = time.perf_counter()
+            result.run = train(cfg, out_dir, register=register)
+            timings["train"] = time.perf_counter() - t
+            notify("train", result.run)
+            t = time.perf_counter()
+            result.evaluation = evaluate(cfg, out_dir, baseline=baseline)
+            timings["evaluate"] = time.perf_counter() - t
+            notify("evaluate", result.evaluation)
+            if result.evaluation["verdict"] != "pass":
+                result.code = EXIT_VERDICT
+        except VerdictFailed as exc:
+            result.messages.append(exc.message)
+            result.code = EXIT_VERDICT
+    t = time.perf_counter()
+    result.report, result.heading = write_report(cfg.name, out_dir, cfg.report.max_chars,
+                                                 cfg.report.title)
+    timings["report"] = time.perf_counter() - t
+    result.seconds = {k: round(v, 3) for k, v in timings.items()}
+    return result
+
+
+def write_report(cfg_name: str, out_dir: Path, max_chars: int,
+                 title: str | None, extra: list[str] | None = None) -> tuple[str, str]:
+    """report.md from the stage files, appended to the job summary in CI."""
+    from mlci.io import atomic_write_text
+    from mlci.report.markdown import build, write_step_summary
+
+    text = build(out_dir, cfg_name, max_chars=max_chars, title=title, extra=extra)
+    path = out_dir / "report.md"
+    atomic_write_text(path, text)
+    write_step_summary(text)
+    return str(path), text.splitlines()[0]
