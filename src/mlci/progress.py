@@ -5,20 +5,23 @@ a CI log (not a terminal) it is one line when the step starts and one when it en
 line every `heartbeat` seconds while it waits, so a log shows where time went without
 carriage-return noise. `MLCI_PROGRESS` overrides the choice: `tty`, `plain` or `off`.
 
-    with Progress("training") as p:      # or @stage("training") on a function
+    with Progress("training") as p:      # or step("training", fn, ...), @stage("training")
         p.update(3, total=10, detail="fold 3")
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 TTY, PLAIN, OFF = "tty", "plain", "off"
 
 
@@ -40,8 +43,12 @@ class Progress:
     """One long step; a context manager that reports its start, progress and end."""
 
     def __init__(self, label: str, total: int | None = None, *, stream: IO[str] | None = None,
-                 clock: Callable[[], float] = time.monotonic, heartbeat: float = 30.0) -> None:
+                 clock: Callable[[], float] = time.monotonic, heartbeat: float = 30.0,
+                 tick: float | None = None) -> None:
         self.label, self.total, self.clock, self.heartbeat = label, total, clock, heartbeat
+        self.tick = tick  # on a terminal, redraw the elapsed time this often
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
         self.stream = stream if stream is not None else sys.stderr
         self.mode = mode(self.stream)
         self.done: int | None = None
@@ -52,8 +59,13 @@ class Progress:
     def _put(self, text: str, end: str = "\n") -> None:
         if self.mode == OFF:
             return
-        self.stream.write(text + end)
-        self.stream.flush()
+        with self._lock:
+            self.stream.write(text + end)
+            self.stream.flush()
+
+    def _ticker(self) -> None:
+        while not self._stop.wait(self.tick):
+            self._put("\r\x1b[2K" + self._line(), end="")
 
     def _line(self) -> str:
         parts = [self.label]
@@ -71,6 +83,8 @@ class Progress:
         self._start = self._said = self.clock()
         if self.mode == TTY:
             self._put("\r\x1b[2K" + self._line(), end="")
+            if self.tick:
+                threading.Thread(target=self._ticker, daemon=True).start()
         else:
             self._put(f"{self.label} ...")
         return self
@@ -92,12 +106,20 @@ class Progress:
         self._failed = why
 
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
+        self._stop.set()
         took = _secs(self.clock() - self._start)
         why = self._failed or (str(exc).splitlines()[0] if exc is not None and str(exc)
                                else kind.__name__ if kind else None)
         end = f"{self.label}: failed after {took} ({why})" if why else \
             f"{self.label}: done in {took}"
         self._put(("\r\x1b[2K" if self.mode == TTY else "") + end)
+
+
+def step(label: str, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
+    """Run `fn(*args, **kw)` as one reported step. Whatever it prints goes to stderr: stdout
+    carries the command's own result only (`--json` output stays parseable)."""
+    with Progress(label, tick=1.0), contextlib.redirect_stdout(sys.stderr):
+        return fn(*args, **kw)
 
 
 def stage(label: str) -> Callable[[F], F]:

@@ -11,6 +11,7 @@ import click
 
 from mlci.commands._options import common, json_option
 from mlci.errors import MlciError
+from mlci.progress import step as progress_step
 
 
 def shared(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -260,6 +261,6 @@ def run(**kw: Any) -> int:
     """Start (or resume) a rollout and drive it to promotion (exit 0) or rollback (exit 1)."""
     ctl = _controller(kw)
     params = _params(kw) if kw["version"] is not None else None
-    st = ctl.run(kw["version"], params, kw["shadow"])
+    st = progress_step("canary", ctl.run, kw["version"], params, kw["shadow"])
     _print(st, kw["as_json"])
     return _exit(st)

@@ -13,6 +13,7 @@ import click
 
 from mlci.commands._options import common, json_option
 from mlci.errors import EXIT_VERDICT, VerdictFailed
+from mlci.progress import step
 
 
 @click.command("run")
@@ -37,7 +38,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
     t = time.perf_counter()
     from mlci.data.validate import validate
 
-    report = validate(cfg, out_dir, docs=not no_docs)
+    report = step("validate", validate, cfg, out_dir, docs=not no_docs)
     timings["validate"] = time.perf_counter() - t
     if not as_json:
         print_table(report)
@@ -48,14 +49,14 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
             t = time.perf_counter()
             from mlci.train import train
 
-            rec = train(cfg, out_dir, register=not no_register)
+            rec = step("train", train, cfg, out_dir, register=not no_register)
             timings["train"] = time.perf_counter() - t
             click.echo(f"registered {rec['model_uri']} as candidate" if rec["model_version"]
-                       else f"logged {rec['model_uri']} (not registered)")
+                       else f"logged {rec['model_uri']} (not registered)", err=as_json)
             t = time.perf_counter()
             from mlci.evaluate import evaluate
 
-            e = evaluate(cfg, out_dir, baseline=baseline)
+            e = step("evaluate", evaluate, cfg, out_dir, baseline=baseline)
             timings["evaluate"] = time.perf_counter() - t
             if not as_json:
                 print_result(e)
@@ -66,7 +67,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
             code = EXIT_VERDICT
     # A usage or input error (exit 2) propagates before this point: the previous report stays.
     t = time.perf_counter()
-    path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
+    path, first = step("report", write_report, cfg.name, out_dir, cfg.report.max_chars,
+                       cfg.report.title)
     timings["report"] = time.perf_counter() - t
     if as_json:
         import json

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlci.commands._options import common, json_option
+from mlci.progress import step
 
 
 @click.command("train")
@@ -23,7 +24,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
     from mlci.train import train
 
     cfg = load_config(config_path)
-    rec = train(cfg, out_dir, skip_validation=skip_validation, register=not no_register)
+    rec = step("train", train, cfg, out_dir, skip_validation=skip_validation,
+               register=not no_register)
     if as_json:
         import json
 
