@@ -137,11 +137,12 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
 
 
 def test_kserve_backend_renders_each_step_and_judges_from_metrics(live, tmp_path) -> None:
-    """--backend kserve: an InferenceService per change (applied with a stub `kubectl` that
-    records its calls, as no cluster runs here), judged from the gateway's /metrics."""
+    """--backend kserve: the champion rolled out alone, then an InferenceService per change
+    (applied with `kubectl_double`, standing for kubectl and KServe, as no cluster runs
+    here), judged from the gateway's /metrics."""
     import os
-    import stat
 
+    import kubectl_double
     import yaml
     from conftest import run_mlci
     from test_serve_support import clean_env
@@ -150,12 +151,9 @@ def test_kserve_backend_renders_each_step_and_judges_from_metrics(live, tmp_path
 
     root, gw = live
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    calls = tmp_path / "kubectl.calls"
-    stub = bindir / "kubectl"
-    stub.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\ncat \"$3\" >> {calls}.yaml\n")
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    env = clean_env(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    cluster = kubectl_double.install(bindir)
+    env = clean_env(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+                    KUBECTL_DOUBLE_STATE=str(cluster))
     with Load(gw.url, seed=6):
         r = run_mlci("canary", "run", "--version", WORSE, "--gateway", gw.url, "--json",
                      "--backend", "kserve", "--kserve-storage-uri",
@@ -176,5 +174,6 @@ def test_kserve_backend_renders_each_step_and_judges_from_metrics(live, tmp_path
     assert pcts[0] == 10 and pcts[-1] == 0
     assert {d["spec"]["predictor"]["model"]["storageUri"] for d in mine} == \
         {f"s3://models/digits/{WORSE}"}
-    applied = calls.read_text().splitlines()
-    assert len(applied) == len(mine) and all(a.startswith("apply -f ") for a in applied)
+    first, *applied = kubectl_double.applied(cluster)
+    assert first["metadata"]["annotations"]["mlci.dev/status"] == "champion"
+    assert applied == mine

@@ -1,21 +1,34 @@
-"""The KServe backend: rendered InferenceServices validated against the schema of the fields
-rendered (a minimal schema vendored in the package; the full CRD is not shipped), and the
+"""The KServe backend: manifests for both deployment modes validated against KServe's own CRD
+schema (vendored) and webhook rules, the champion rolled out before any traffic moves (driven
+through `kubectl_double`, which stands for kubectl against a cluster running KServe), and the
 analysis read back from Prometheus metrics."""
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import jsonschema
+import kubectl_double
 import pytest
 
 from mlci.errors import MlciError
 from mlci.serve.kserve import (
+    KNATIVE,
+    NAME_MAX,
     SCHEMA,
+    STANDARD,
+    KServeBackend,
+    Kubectl,
     counters,
     histogram_quantile,
     k8s_name,
     render,
+    render_champion,
     stats_from_counters,
     validate,
 )
@@ -30,17 +43,31 @@ def _st(**kw) -> CanaryState:
     return CanaryState(**{**base, **kw})
 
 
-def test_schema_is_a_valid_draft7_schema() -> None:
-    jsonschema.Draft7Validator.check_schema(json.loads(SCHEMA.read_text()))
+# ---------------------------------------------------------------- the vendored schema
 
 
-def test_render_each_phase() -> None:
+def test_vendored_schema_is_the_crd_recorded_in_its_readme() -> None:
+    readme = (SCHEMA.parent / "README.md").read_text()
+    recorded = re.search(r"this file sha256 \| `([0-9a-f]{64})`", readme).group(1)
+    assert hashlib.sha256(SCHEMA.read_bytes()).hexdigest() == recorded
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    spec = schema["properties"]["spec"]
+    assert spec["required"] == ["predictor"]
+    assert spec["properties"]["canary"]["items"]["required"] == ["predictor", "trafficPercent"]
+    assert "canaryTrafficPercent" in spec["properties"]["predictor"]["properties"]
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def test_knative_manifests_per_phase() -> None:
     m = render(_st(weight=50), URI, "ml")
     validate(m)
-    assert m["apiVersion"] == "serving.kserve.io/v1beta1" and m["kind"] == "InferenceService"
-    assert m["metadata"] == {**m["metadata"], "name": "digits-v", "namespace": "ml"}
+    assert m["metadata"]["name"] == "digits-v" and m["metadata"]["namespace"] == "ml"
+    assert m["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
     p = m["spec"]["predictor"]
-    assert p["canaryTrafficPercent"] == 50
+    assert p["canaryTrafficPercent"] == 50 and "name" not in p  # a rename is a new ksvc
     assert p["model"] == {"modelFormat": {"name": "mlflow"}, "protocolVersion": "v2",
                           "storageUri": "s3://models/digits/2"}
     promoted = render(_st(status="promoted", champion="2", weight=100), URI)["spec"]
@@ -48,33 +75,272 @@ def test_render_each_phase() -> None:
     assert promoted["predictor"]["model"]["storageUri"].endswith("/2")
     rolled = render(_st(status="rolled-back", weight=0), URI)["spec"]["predictor"]
     assert rolled["canaryTrafficPercent"] == 0  # all traffic back on the previous revision
+    champ = render_champion("Digits_v", "1", URI)["spec"]["predictor"]
+    assert champ == {"model": {**p["model"], "storageUri": "s3://models/digits/1"}}
     for st in (_st(), _st(status="promoted"), _st(status="rolled-back")):
         validate(render(st, URI))
 
 
-@pytest.mark.parametrize("path,value,msg", [
-    (("spec", "predictor", "canaryTrafficPercent"), "10", "is not of type 'integer'"),
-    (("spec", "predictor", "canaryTrafficPercent"), 120, "greater than the maximum"),
-    (("spec", "predictor", "model", "modelFormat"), {}, "'name' is a required property"),
-    (("metadata", "name"), "Bad_Name", "does not match"),
-    (("kind",), "Service", "was expected"),
-])
-def test_schema_rejects_wrong_manifests(path, value, msg) -> None:
-    m = render(_st(), URI)
+def test_standard_manifests_per_phase() -> None:
+    m = render(_st(weight=10), URI, "ml", mode=STANDARD)
+    validate(m)
+    assert m["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    spec = m["spec"]
+    assert spec["predictor"]["name"] == "v1"
+    assert spec["predictor"]["model"]["storageUri"] == "s3://models/digits/1"
+    assert "canaryTrafficPercent" not in spec["predictor"]  # Knative only
+    (c,) = spec["canary"]
+    assert c["trafficPercent"] == 10 and c["predictor"]["name"] == "v2"
+    assert c["predictor"]["model"]["storageUri"] == "s3://models/digits/2"
+    # required by the CRD (not by the API reference): the container name, KServe's default
+    assert c["predictor"]["model"]["name"] == spec["predictor"]["model"]["name"] == \
+        "kserve-container"
+    promoted = render(_st(status="promoted", champion="2", weight=100), URI, mode=STANDARD)
+    assert promoted["spec"] == {"predictor": {"name": "v2", "model": c["predictor"]["model"]}}
+    rolled = render(_st(status="rolled-back", weight=0), URI, mode=STANDARD)
+    assert rolled["spec"] == {"predictor": spec["predictor"]}
+    kept = render(_st(), URI, mode=STANDARD, stable_name="prod")["spec"]["predictor"]
+    assert kept["name"] == "prod"  # the live predictor's name is kept
+    for st in (_st(), _st(status="promoted", champion="2"), _st(status="rolled-back")):
+        validate(render(st, URI, mode=STANDARD))
+    validate(render_champion("Digits_v", "1", URI, mode=STANDARD))
+
+
+def _set(m: dict, path: tuple, value) -> dict:
+    m = copy.deepcopy(m)
     d = m
     for k in path[:-1]:
         d = d[k]
     d[path[-1]] = value
+    return m
+
+
+KN, STD = render(_st(), URI), render(_st(), URI, mode=STANDARD)
+
+
+@pytest.mark.parametrize("m,msg", [
+    (_set(KN, ("spec", "predictor", "canaryTrafficPercent"), "10"), "is not of type 'integer'"),
+    (_set(KN, ("spec", "predictor", "canaryTrafficPercnt"), 10), "Additional properties"),
+    (_set(KN, ("spec", "predictor", "model", "modelFormat"), {}), "'name' is a required"),
+    (_set(KN, ("spec", "predictor", "model", "protocolVersion"), 2), "not of type 'string'"),
+    (_set(KN, ("spec", "predictors"), {}), "Additional properties"),
+    (_set(STD, ("spec", "canary", 0, "trafficPercent"), 120), "greater than the maximum"),
+    (_set(STD, ("spec", "canary", 0, "weight"), 1), "Additional properties"),
+    (_set(STD, ("spec", "canary", 0, "predictor", "name"), "V2"), "does not match"),
+    (_set(KN, ("kind",), "Service"), "is not 'InferenceService'"),
+    (_set(STD, ("spec", "canary", 0, "predictor", "model"),
+          {k: v for k, v in STD["spec"]["canary"][0]["predictor"]["model"].items()
+           if k != "name"}), "'name' is a required"),
+], ids=["type", "typo", "required", "protocol", "unknown-spec", "maximum", "canary-typo",
+        "predictor-name", "kind", "container-name"])
+def test_the_crd_schema_rejects_wrong_manifests(m, msg) -> None:
     with pytest.raises(MlciError, match=msg):
         validate(m)
 
 
-def test_bad_names_and_templates() -> None:
-    with pytest.raises(MlciError, match="placeholder"):
-        render(_st(), "s3://models/digits/latest")
+def test_required_keys_of_the_crd() -> None:
+    m = copy.deepcopy(STD)
+    del m["spec"]["canary"][0]["trafficPercent"]
+    with pytest.raises(MlciError, match="'trafficPercent' is a required"):
+        validate(m)
+    del m["spec"]["predictor"]
+    with pytest.raises(MlciError, match="'predictor' is a required"):
+        validate(m)
+
+
+@pytest.mark.parametrize("m,msg", [
+    (_set(KN, ("metadata", "name"), "Bad_Name"), "does not match"),
+    (_set(KN, ("metadata", "name"), "1digits"), "does not match"),  # DNS-1035: a letter first
+    (_set(KN, ("metadata", "name"), "d" * 46), "longer than 45"),
+    (_set(KN, ("metadata", "namespace"), "ML"), "not a Kubernetes namespace"),
+    (_set(STD, ("metadata", "annotations", "serving.kserve.io/deploymentMode"),
+          "RawDeployment"), "needs the annotation"),  # compared verbatim by the webhook
+    (_set(STD, ("spec", "canary", 0, "predictor", "name"), "v1"), "its own predictor.name"),
+    (_set(STD, ("spec", "canary"), STD["spec"]["canary"] * 2), "its own predictor.name"),
+    (_set(STD, ("spec", "canary"), [
+        STD["spec"]["canary"][0] | {"trafficPercent": 60},
+        _set(STD["spec"]["canary"][0], ("predictor", "name"), "v3") | {"trafficPercent": 50}]),
+     "more than 100"),
+    (_set(STD, ("spec", "canary", 0, "predictor", "name"), "v" + "9" * 50), "longer than 63"),
+], ids=["chars", "digit-first", "long", "namespace", "legacy-mode", "same-name", "duplicate",
+        "sum", "service-name"])
+def test_kserve_webhook_rules(m, msg) -> None:
+    with pytest.raises(MlciError, match=msg):
+        validate(m)
+
+
+def test_names_valid_for_the_webhook() -> None:
+    assert k8s_name("My.Model_v2") == "my-model-v2"
+    assert k8s_name("2025 churn") == "m-2025-churn"
     with pytest.raises(MlciError):
         k8s_name("___")
-    assert k8s_name("My.Model_v2") == "my-model-v2"
+    a, b = k8s_name("x" * 80 + "a"), k8s_name("x" * 80 + "b")
+    assert len(a) == NAME_MAX and a != b and re.match(r"^[a-z]([-a-z0-9]*[a-z0-9])?$", a)
+    for name in ("x" * 80, "Ünïcode modèl", "-a-", "a" * NAME_MAX):
+        for mode in (KNATIVE, STANDARD):
+            validate(render(_st(model=name, challenger="123456"), URI, mode=mode))
+    with pytest.raises(MlciError, match="placeholder"):
+        render(_st(), "s3://models/digits/latest")
+
+
+def test_a_rename_without_a_new_model_is_refused_over_the_live_object() -> None:
+    live = {"spec": render(_st(status="rolled-back"), URI, mode=STANDARD)["spec"],
+            "status": {"deploymentMode": "RawDeployment"}}  # legacy name of Standard
+    validate(STD, live)
+    with pytest.raises(MlciError, match="predictor.name change"):
+        validate(render(_st(), URI, mode=STANDARD, stable_name="prod"), live)
+    with pytest.raises(MlciError, match="pass --kserve-mode standard"):
+        validate(KN, live)
+
+
+# ---------------------------------------------------------------- against a cluster
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch):
+    state = kubectl_double.install(tmp_path / "bin")
+    monkeypatch.setenv("KUBECTL_DOUBLE_STATE", str(state))
+    return SimpleNamespace(state=state, kubectl=Kubectl(str(tmp_path / "bin" / "kubectl")),
+                           dir=tmp_path)
+
+
+def _backend(cluster, mode: str, **kw) -> tuple[KServeBackend, list[str], list[float]]:
+    lines: list[str] = []
+    now = [0.0]
+
+    def sleep(s: float) -> None:
+        now[0] += s
+
+    ctl = SimpleNamespace(path=cluster.dir / "out" / "canary" / "state.json", name="Digits_v",
+                          echo=lines.append)
+    b = KServeBackend(ctl, storage_uri=URI, namespace="ml", mode=mode, apply=True,
+                      kubectl=cluster.kubectl, clock=lambda: now[0], sleep=sleep, poll=5, **kw)
+    return b, lines, now
+
+
+def _live(cluster) -> dict:
+    return json.loads(cluster.state.read_text())["ml/digits-v"]
+
+
+def test_without_the_champion_first_knative_sends_everything_to_the_challenger(cluster) -> None:
+    """What the double reproduces from KServe's reconciler: on a fresh InferenceService
+    canaryTrafficPercent is ignored."""
+    path = cluster.dir / "step.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(render(_st(), URI, "ml")))
+    cluster.kubectl.apply(path)
+    assert cluster.kubectl.get("digits-v", "ml")["status"]["components"]["predictor"][
+        "traffic"] == [{"latestRevision": True, "percent": 100}]
+
+
+def test_knative_rollout_rolls_the_champion_out_first(cluster, monkeypatch) -> None:
+    monkeypatch.setenv("KUBECTL_DOUBLE_READY_AFTER", "3")
+    b, lines, now = _backend(cluster, KNATIVE)
+    b.before_start("1")
+    assert now[0] == 15.0  # three polls until Ready, on the injected clock
+    assert any("rolling out champion 1 alone first" in line for line in lines)
+    rolled = _live(cluster)["status"]["components"]["predictor"]["latestRolledoutRevision"]
+    for st in (_st(generation=1), _st(generation=3, weight=50),
+               _st(generation=5, status="promoted", champion="2", weight=100)):
+        b.on_state(st)
+        b.on_state(st)  # a state write that changes nothing is not applied again
+        if st.status == "running":
+            traffic = cluster.kubectl.get("digits-v", "ml")["status"]["components"][
+                "predictor"]["traffic"]
+            assert traffic == [{"latestRevision": True, "percent": st.weight},
+                               {"revisionName": rolled, "percent": 100 - st.weight,
+                                "tag": "prev"}]
+    done = []
+    for m in kubectl_double.applied(cluster.state):
+        p = m["spec"]["predictor"]
+        done.append((p["model"]["storageUri"][-1], p.get("canaryTrafficPercent")))
+    assert done == [("1", None), ("2", 10), ("2", 50), ("2", None)]
+    copies = sorted(p.name for p in (cluster.dir / "out" / "canary" / "kserve").iterdir())
+    assert copies == ["c-1-0001-running-10.yaml", "c-1-0003-running-50.yaml",
+                      "c-1-0005-promoted-100.yaml", "champion-1.yaml"]
+    # the next rollout finds its champion (2) serving and applies nothing first
+    b2, lines2, _ = _backend(cluster, KNATIVE)
+    b2.before_start("2")
+    assert len(kubectl_double.applied(cluster.state)) == 4 and not lines2
+
+
+def test_knative_champion_pinned_by_a_rollback_counts_as_serving(cluster) -> None:
+    b, _, _ = _backend(cluster, KNATIVE)
+    b.before_start("1")
+    b.on_state(_st(generation=1))
+    b.on_state(_st(generation=2, status="rolled-back", weight=0))
+    n = len(kubectl_double.applied(cluster.state))
+    _backend(cluster, KNATIVE)[0].before_start("1")
+    assert len(kubectl_double.applied(cluster.state)) == n
+    _backend(cluster, KNATIVE)[0].before_start("3")  # another champion: rolled out first
+    assert kubectl_double.applied(cluster.state)[-1]["spec"]["predictor"]["model"][
+        "storageUri"].endswith("/3")
+
+
+def test_standard_rollout_uses_spec_canary(cluster) -> None:
+    b, _, _ = _backend(cluster, STANDARD)
+    b.before_start("1")
+    b.on_state(_st(generation=1))
+    live = _live(cluster)
+    assert live["status"]["deploymentMode"] == "Standard"
+    assert live["status"]["canaryStatuses"] == [{"name": "v2", "ready": True,
+                                                 "trafficPercent": 10}]
+    b.on_state(_st(generation=2, status="promoted", champion="2", weight=100))
+    assert _live(cluster)["spec"]["predictor"]["name"] == "v2"
+    assert _live(cluster)["status"]["canaryStatuses"] == []
+    with pytest.raises(MlciError, match="runs in Standard mode.*--kserve-mode standard"):
+        _backend(cluster, KNATIVE)[0].before_start("2")
+
+
+def test_standard_keeps_the_name_of_a_live_predictor_serving_the_champion(cluster) -> None:
+    import yaml
+
+    path = cluster.dir / "theirs.yaml"
+    theirs = render_champion("Digits_v", "1", URI, "ml", mode=STANDARD)
+    del theirs["spec"]["predictor"]["name"]  # deployed by hand, default {name}-predictor
+    path.write_text(yaml.safe_dump(theirs))
+    cluster.kubectl.apply(path)
+    b, _, _ = _backend(cluster, STANDARD)
+    b.before_start("1")
+    b.on_state(_st(generation=1))
+    last = kubectl_double.applied(cluster.state)[-1]
+    assert len(kubectl_double.applied(cluster.state)) == 2
+    assert "name" not in last["spec"]["predictor"] and last["spec"]["canary"]
+
+
+def test_champion_never_ready_stops_before_any_traffic_moves(cluster, monkeypatch) -> None:
+    monkeypatch.setenv("KUBECTL_DOUBLE_READY_AFTER", "1000")
+    b, _, now = _backend(cluster, KNATIVE, ready_timeout=60)
+    with pytest.raises(MlciError, match="champion 1 not rolled out after 60s.*no traffic moved"):
+        b.before_start("1")
+    assert 60 <= now[0] <= 65
+    assert len(kubectl_double.applied(cluster.state)) == 1  # the champion alone
+
+
+def test_manifests_only_mode_writes_the_champion_first(tmp_path) -> None:
+    lines: list[str] = []
+    ctl = SimpleNamespace(path=tmp_path / "canary" / "state.json", name="Digits_v",
+                          echo=lines.append)
+    b = KServeBackend(ctl, storage_uri=URI, namespace=None)
+    b.before_start("1")
+    b.on_state(_st(generation=1))
+    assert "champion-1.yaml and wait until it is Ready" in lines[0]
+    assert sorted(p.name for p in (tmp_path / "canary" / "kserve").iterdir()) == \
+        ["c-1-0001-running-10.yaml", "champion-1.yaml"]
+
+
+def test_bad_backend_options() -> None:
+    ctl = SimpleNamespace(path=Path("/nonexistent/canary/state.json"), name="m")
+    for kw, msg in [({"storage_uri": None}, "needs --kserve-storage-uri"),
+                    ({"storage_uri": "s3://m/latest"}, "placeholder"),
+                    ({"storage_uri": URI, "namespace": "Bad_NS"}, "not a Kubernetes"),
+                    ({"storage_uri": URI, "mode": "serverless"}, "--kserve-mode")]:
+        with pytest.raises(MlciError, match=msg):
+            KServeBackend(ctl, **{"namespace": None, **kw})
+
+
+# ---------------------------------------------------------------- metrics
 
 
 def test_histogram_quantile_like_prometheus() -> None:

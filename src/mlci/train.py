@@ -188,6 +188,31 @@ def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) 
     return tags
 
 
+def mlflow_tags(cfg: Config, tags: dict[str, str]) -> dict[str, str]:
+    """MLflow's own source tags (its UI and searches read these, not mlci.*) and a run name
+    that says what the run is: `<name>-<short sha>[-dirty]-<trigger>`."""
+    import os
+
+    from mlci.data.dvc import git_root
+
+    commit, repo = tags[TAG + "git.commit"], tags[TAG + "git.repo"]
+    dirty = "-dirty" if tags.get(TAG + "git.dirty") == "true" else ""
+    root = git_root(cfg.path.parent) or cfg.path.parent
+    out = {"mlflow.runName": f"{cfg.name}-{commit[:7] if commit != 'unknown' else 'nogit'}"
+                             f"{dirty}-{tags[TAG + 'trigger']}",
+           "mlflow.source.name": Path(os.path.relpath(cfg.path, root)).as_posix(),
+           "mlflow.source.type": "JOB" if os.environ.get("CI") else "LOCAL"}
+    if commit != "unknown":
+        out["mlflow.source.git.commit"] = commit
+    if tags[TAG + "git.branch"] != "unknown":
+        out["mlflow.source.git.branch"] = tags[TAG + "git.branch"]
+    if repo != "unknown":
+        server = os.environ.get("GITHUB_SERVER_URL")
+        out["mlflow.source.git.repoURL"] = f"{server}/{repo}" if server and \
+            os.environ.get("GITHUB_REPOSITORY") == repo else repo
+    return out
+
+
 def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
           register: bool = True) -> dict[str, Any]:
     t0 = time.perf_counter()
@@ -223,7 +248,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     # MLflow prints "View run … at" to stdout when a run against a server ends: keep stdout
     # for mlci's own (JSON) output
     with contextlib.redirect_stdout(sys.stderr), \
-            mlflow.start_run(experiment_id=exp_id, tags=tags) as run:
+            mlflow.start_run(experiment_id=exp_id, tags={**tags, **mlflow_tags(cfg, tags)}) as run:
         run_id = run.info.run_id
         params = _flat_params(est, cfg.model.params)
         mlflow.log_params(params)

@@ -11,6 +11,7 @@ import click
 
 from mlci.commands._options import Duration, common, json_option
 from mlci.errors import MlciError
+from mlci.progress import step as progress_step
 
 
 def shared(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -35,6 +36,11 @@ def shared(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--kserve-namespace", default=None, envvar="MLCI_KSERVE_NAMESPACE",
                      help="kserve: namespace of the InferenceService "
                           "(env MLCI_KSERVE_NAMESPACE).")(f)
+    f = click.option("--kserve-mode", type=click.Choice(["knative", "standard"]),
+                     default="knative", show_default=True, envvar="MLCI_KSERVE_MODE",
+                     help="kserve: deployment mode of the InferenceService; knative splits "
+                          "with canaryTrafficPercent, standard with spec.canary (KServe "
+                          ">= 0.20) (env MLCI_KSERVE_MODE).")(f)
     f = click.option("--metrics-url", default=None, envvar="MLCI_METRICS_URL",
                      help="kserve: judge from this Prometheus text endpoint (the gateway's "
                           "/metrics or a federation URL) instead of the prediction log "
@@ -148,6 +154,7 @@ def _controller(kw: dict[str, Any]):
 
         ctl.backend = KServeBackend(ctl, storage_uri=kw.get("kserve_storage_uri"),
                                     namespace=kw.get("kserve_namespace"),
+                                    mode=kw.get("kserve_mode") or "knative",
                                     apply=bool(kw.get("kubectl_apply")),
                                     metrics_url=kw.get("metrics_url"))
     elif kw.get("kserve_storage_uri") or kw.get("kubectl_apply") or kw.get("metrics_url"):
@@ -269,6 +276,6 @@ def run(**kw: Any) -> int:
     """Start (or resume) a rollout and drive it to promotion (exit 0) or rollback (exit 1)."""
     ctl = _controller(kw)
     params = _params(kw) if kw["version"] is not None else None
-    st = ctl.run(kw["version"], params, kw["shadow"])
+    st = progress_step("canary", ctl.run, kw["version"], params, kw["shadow"])
     _print(st, kw["as_json"])
     return _exit(st)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mlci.commands._options import Duration, common, json_option
+from mlci.progress import step
 
 
 @click.group("data")
@@ -70,7 +71,8 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
     cfg = load_config(config_path)
     code, error = 0, None
     try:
-        rec = update(cfg, out_dir, source, mode=mode, push=push, baseline=baseline)
+        rec = step("data update", update, cfg, out_dir, source, mode=mode, push=push,
+                   baseline=baseline)
     except VerdictFailed as exc:
         code, error = 1, exc.message
         rec = None

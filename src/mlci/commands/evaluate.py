@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from mlci.commands._options import common, json_option
+from mlci.progress import step
 
 
 def print_result(e: dict[str, Any]) -> None:
@@ -41,7 +42,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str) -> i
     from mlci.flows.code import load
 
     cfg = load(config_path)
-    e = evaluate(cfg, out_dir, baseline=baseline)
+    e = step("evaluate", evaluate, cfg, out_dir, baseline=baseline)
     if as_json:
         import json
 

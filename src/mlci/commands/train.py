@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from mlci.commands._options import common, json_option
+from mlci.progress import step
 
 
 def print_trained(rec: dict[str, Any], err: bool = False) -> None:
@@ -32,7 +33,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
     from mlci.train import train
 
     cfg = load(config_path)
-    rec = train(cfg, out_dir, skip_validation=skip_validation, register=not no_register)
+    rec = step("train", train, cfg, out_dir, skip_validation=skip_validation,
+               register=not no_register)
     if as_json:
         import json
 

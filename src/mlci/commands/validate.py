@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from mlci.commands._options import common, json_option
+from mlci.progress import step
 
 
 def print_table(report: dict[str, Any]) -> None:
@@ -35,7 +36,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, no_docs: bool) -> i
     from mlci.flows.code import load
 
     cfg = load(config_path)
-    report = validate(cfg, out_dir, docs=not no_docs)
+    report = step("validate", validate, cfg, out_dir, docs=not no_docs)
     if as_json:
         import json
 

@@ -193,6 +193,8 @@ class Controller:
                                 "resume it with `mlci canary run` or stop it with "
                                 "`mlci canary abort`")
             v = str(get_version(self.client, self.name, version).version)
+            if self.backend is not None:  # e.g. KServe: the champion rolled out alone first
+                self.backend.before_start(current(self.client, self.name, "champion"))
             with locked(self.client, self.name):
                 champion = current(self.client, self.name, "champion")
                 if champion is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.errors import EXIT_VERDICT, VerdictFailed
+from mlci.progress import step
 
 if TYPE_CHECKING:
     from mlci.config import Config
@@ -56,7 +57,7 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
     timings: dict[str, float] = {}
     result = RunResult(0, "", "")
     t = time.perf_counter()
-    result.validation = validate(cfg, out_dir, docs=docs)
+    result.validation = step("validate", validate, cfg, out_dir, docs=docs)
     timings["validate"] = time.perf_counter() - t
     notify("validate", result.validation)
     blocked = not result.validation["success"] and cfg.validation.block_training
@@ -65,11 +66,11 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
     else:
         try:
             t = time.perf_counter()
-            result.run = train(cfg, out_dir, register=register)
+            result.run = step("train", train, cfg, out_dir, register=register)
             timings["train"] = time.perf_counter() - t
             notify("train", result.run)
             t = time.perf_counter()
-            result.evaluation = evaluate(cfg, out_dir, baseline=baseline)
+            result.evaluation = step("evaluate", evaluate, cfg, out_dir, baseline=baseline)
             timings["evaluate"] = time.perf_counter() - t
             notify("evaluate", result.evaluation)
             if result.evaluation["verdict"] != "pass":
@@ -78,8 +79,8 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
             result.messages.append(exc.message)
             result.code = EXIT_VERDICT
     t = time.perf_counter()
-    result.report, result.heading = write_report(cfg.name, out_dir, cfg.report.max_chars,
-                                                 cfg.report.title)
+    result.report, result.heading = step("report", write_report, cfg.name, out_dir,
+                                         cfg.report.max_chars, cfg.report.title)
     timings["report"] = time.perf_counter() - t
     result.seconds = {k: round(v, 3) for k, v in timings.items()}
     return result
