@@ -53,7 +53,7 @@ def default_title() -> str:
               help="REST API root (default GITHUB_API_URL).")
 @click.option("--title", envvar="MLCI_TITLE",
               help="Names the sticky comment (marker / CML watermark); default names the workflow.")
-@click.option("--author", envvar="MLCI_COMMENT_AUTHOR",
+@click.option("--author", envvar="MLCI_AUTHOR",
               help="github only: login whose comment is updated (default: the token's own, "
                    "github-actions[bot] for GITHUB_TOKEN).")
 @click.option("--max-wait", type=Duration(), default="10m", show_default=True,
