@@ -55,7 +55,7 @@ class Outcome:
     promote: float
     rollback: float          # on evidence (a check failed)
     deadline: float          # inconclusive until the deadline
-    median_n: float          # challenger samples at the decision (promoted runs)
+    median_n: float          # challenger samples at the first step's verdict (promoted runs)
     reps: int
 
     def bound(self, rate: float) -> float:
@@ -213,7 +213,8 @@ def rollout(check, design: str, *, reps: int, poll: float, rng: np.random.Genera
         status[fail], status[late] = FAILED, TIMED_OUT
         last = ok & (step == len(STEPS) - 1)
         status[last] = PROMOTED
-        n_at[last | fail] = check.n1[last | fail]
+        first = (ok & (step == 0)) | (fail & np.isnan(n_at))
+        n_at[first] = check.n1[first]  # the deciding look: the first step's verdict
         adv = ok & ~last
         step[adv] += 1
         started[adv] = t
@@ -375,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {design} | {_fmt(o, 'rollback')} | {o.deadline:.3f} | "
                   f"{o.promote:.3f} |")
 
-    print(f"\n## A challenger better by the margin: power and median labels to promotion\n\n"
+    print(f"\n## A challenger better by the margin: power and median labels to the decision\n\n"
           f"Fixed-sample design: one look at {fixed_n} labels per arm (power 0.9 planned).\n")
-    print("| check | design | promoted | median challenger labels at promotion |")
+    print("| check | design | promoted | median challenger labels at the deciding look |")
     print("|---|---|---:|---:|")
     for design, planned in ((FIXED, fixed_n), (SEQUENTIAL, 0)):
         o = rollout(Bernoulli(p_err, -m, m, False, reps), design, reps=reps, poll=5.0, rng=rng,
