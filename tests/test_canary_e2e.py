@@ -57,7 +57,7 @@ def test_worse_challenger_is_rolled_back_on_quality_alone(live) -> None:
     assert res["decision"] == "rolled-back"
     checks = _checks(res)
     assert checks["accuracy (non-inferiority)"] == "fail"
-    assert checks["error rate"] == "pass" and checks["p99 latency"] == "pass"
+    assert checks["error rate"] == "pass" and checks["p95 latency (non-inferiority)"] == "pass"
     acc = [c for c in res["checks"] if c["check"].startswith("accuracy")][0]
     assert acc["test"]["p_inferior"] < 0.05 and acc["test"]["lower"] < -0.1
     assert alias(root, "champion") == champion and alias(root, "challenger") is None
@@ -103,7 +103,8 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
     st = state(root)
     assert [h["weight"] for h in st["history"]] == [10, 50, 100]
     assert all(h["verdict"] == "pass" for h in st["history"])
-    assert all(_checks(res)[c] == "pass" for c in ("error rate", "p99 latency",
+    assert all(_checks(res)[c] == "pass" for c in ("error rate",
+                                                     "p95 latency (non-inferiority)",
                                                      "accuracy (non-inferiority)"))
     # three weight changes and a version swap at runtime: not one request dropped
     assert load.sent and all(s.status == 200 for s in load.sent)
@@ -115,10 +116,14 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
                        "ORDER BY ts", (st["id"],)).fetchall()
     con.close()
     seen: dict[str, str] = {}
+    first: dict[str, str] = {}
     for key, variant in rows:
         assert not (seen.get(key) == "challenger" and variant == "champion"), key
         seen[key] = variant
-    assert {"champion", "challenger"} <= set(seen.values()) or len(seen) > 100
+        first.setdefault(key, variant)
+    # at the first step (10%) about one key in ten went to the challenger, the rest stayed
+    to_challenger = sum(v == "challenger" for v in first.values()) / len(first)
+    assert len(first) >= 200 and 0.02 <= to_challenger <= 0.3, (len(first), to_challenger)
     # the gateway now serves the new champion only
     deadline = time.monotonic() + 10
     while gw.readyz()["champion"] != GOOD and time.monotonic() < deadline:

@@ -1,134 +1,118 @@
-"""The canary's statistics against scipy, its level and power by simulation, and the
-judgement rules on hand-made stats."""
+"""The canary's judge on hand-made observations: waits below the minimums, passes and fails
+each check by its rule, clusters by routing key, and the step and routing rules. The error
+rates of its tests are proved by simulation in test_sequential.py."""
 
 from __future__ import annotations
 
-import math
 import random
 
+import numpy as np
 import pytest
-from mlci.canary import (
-    FAIL,
-    PASS,
-    WAIT,
-    Params,
-    analyse,
-    non_inferiority,
-    norm_cdf,
-    norm_ppf,
-    parse_steps,
-    wilson,
-)
-from scipy import stats
 
 from mlci.errors import MlciError
-from mlci.serve.predlog import VariantStats, percentile
+from mlci.flows.canary import FAIL, PASS, WAIT, Params, parse_steps
+from mlci.serve.predlog import percentile
 from mlci.serve.routing import Routing, bucket
+from mlci.stats.judge import Observations, analyse
 
-
-@pytest.mark.parametrize("z", [-8.0, -3.1, -1.64, -0.5, 0.0, 0.3, 1.96, 4.2])
-def test_norm_cdf_matches_scipy(z: float) -> None:
-    assert norm_cdf(z) == pytest.approx(stats.norm.cdf(z), abs=1e-14, rel=1e-12)
-
-
-@pytest.mark.parametrize("p", [1e-10, 0.001, 0.0249, 0.05, 0.3, 0.5, 0.9, 0.975, 0.99999])
-def test_norm_ppf_matches_scipy(p: float) -> None:
-    assert norm_ppf(p) == pytest.approx(stats.norm.ppf(p), abs=1e-9)
-
-
-@pytest.mark.parametrize("k,n", [(0, 10), (3, 10), (10, 10), (57, 60), (180, 200), (1, 1000)])
-def test_wilson_matches_scipy(k: int, n: int) -> None:
-    ci = stats.binomtest(k, n).proportion_ci(0.95, method="wilson")
-    lo, hi = wilson(k, n, 0.95)
-    assert (lo, hi) == (pytest.approx(ci.low, abs=1e-9), pytest.approx(ci.high, abs=1e-9))
-
-
-@pytest.mark.parametrize("x1,n1,x0,n0,m", [(57, 60, 58, 60, 0.1), (29, 60, 655, 678, 0.1),
-                                           (190, 200, 188, 200, 0.02), (60, 60, 60, 60, 0.05),
-                                           (450, 500, 470, 500, 0.03)])
-def test_non_inferiority_against_scipy_reference(x1, n1, x0, n0, m) -> None:
-    # Agresti-Caffo: one success and one failure added to each arm, then a Wald z
-    p1, p0 = (x1 + 1) / (n1 + 2), (x0 + 1) / (n0 + 2)
-    se = math.sqrt(p1 * (1 - p1) / (n1 + 2) + p0 * (1 - p0) / (n0 + 2))
-    z = (p1 - p0 + m) / se
-    t = non_inferiority(x1, n1, x0, n0, m, 0.05)
-    assert t.z == pytest.approx(z, rel=1e-12)
-    assert t.p_value == pytest.approx(stats.norm.sf(z), abs=1e-12)
-    assert t.p_inferior == pytest.approx(stats.norm.cdf(z), abs=1e-12)
-    assert t.lower == pytest.approx(p1 - p0 - stats.norm.ppf(0.95) * se, abs=1e-9)
-    # the test and the confidence bound agree: pass exactly when the bound clears -margin
-    assert (t.verdict == PASS) == (t.lower > -m)
-
-
-def test_non_inferiority_verdicts() -> None:
-    assert non_inferiority(57, 60, 58, 60, 0.1).verdict == PASS      # equal, wide margin
-    assert non_inferiority(29, 60, 655, 678, 0.1).verdict == FAIL    # much worse
-    assert non_inferiority(55, 60, 57, 60, 0.02).verdict == WAIT     # too close to call
-    assert non_inferiority(60, 60, 60, 60, 0.05).verdict == PASS     # perfect arms: finite z
-    with pytest.raises(ValueError):
-        non_inferiority(5, 0, 3, 10, 0.1)
-    with pytest.raises(ValueError):
-        non_inferiority(11, 10, 3, 10, 0.1)
-
-
-def _rate(p1: float, p0: float, n: int, m: float, sims: int, verdict: str) -> float:
-    rng = random.Random(7)
-    hits = 0
-    for _ in range(sims):
-        x1 = sum(rng.random() < p1 for _ in range(n))
-        x0 = sum(rng.random() < p0 for _ in range(n))
-        hits += non_inferiority(x1, n, x0, n, m, 0.05).verdict == verdict
-    return hits / sims
-
-
-def test_level_at_the_margin_and_power_by_simulation() -> None:
-    # true difference exactly -margin: "pass" is a type I error, at most about alpha
-    assert _rate(0.80, 0.90, 200, 0.10, 3000, PASS) <= 0.05 + 3 * math.sqrt(.05 * .95 / 3000)
-    # equal accuracies: the power matches the normal approximation's
-    se = math.sqrt(2 * 0.95 * 0.05 / 200)
-    power = stats.norm.sf(stats.norm.ppf(0.95) - 0.05 / se)
-    assert _rate(0.95, 0.95, 200, 0.05, 1000, PASS) == pytest.approx(power, abs=0.05)
-    # a challenger 30 points worse is declared worse nearly always
-    assert _rate(0.65, 0.95, 100, 0.05, 500, FAIL) > 0.99
-
-
-def _stats(ch: VariantStats, cb: VariantStats, shadow=None) -> dict:
-    return {"variants": {"challenger": ch, "champion": cb},
-            "shadow": shadow or {"compared": 0, "disagreements": 0, "errors": 0}}
-
-
-def _v(variant, requests, errors=0, latency=1.0, labelled=0, correct=0) -> VariantStats:
-    return VariantStats(variant, "1", requests, errors, [latency] * (requests - errors),
-                        labelled, correct)
-
-
+NO_SHADOW = {"compared": 0, "disagreements": 0, "errors": 0}
 P = Params(steps=[10, 100], min_samples=100, min_requests=20, margin=0.05)
 
 
-def test_analyse_waits_below_minimums_and_judges_above() -> None:
-    a = analyse(_stats(_v("challenger", 10), _v("champion", 100)), P)
+def _obs(requests: int, *, errors: int = 0, latency: float = 5.0, labelled: int = 0,
+         wrong: int = 0, seed: int = 0, keys: int | None = None) -> Observations:
+    rng = np.random.default_rng(seed)
+    answered = requests - errors
+    lat = rng.lognormal(np.log(latency), 0.3, answered)
+    req_keys = None if keys is None else np.array([f"k{i % keys}" for i in range(requests)])
+    preds = ["a"] * labelled
+    labels = ["b"] * wrong + ["a"] * (labelled - wrong)
+    return Observations(version="1", errors=np.r_[np.ones(errors), np.zeros(answered)],
+                        request_keys=req_keys, latency_ms=lat,
+                        latency_keys=None if req_keys is None else req_keys[errors:],
+                        predictions=preds, labels=labels,
+                        label_keys=None if req_keys is None else req_keys[:labelled])
+
+
+def _judge(ch: Observations, cb: Observations, p: Params = P, shadow=None) -> dict:
+    return analyse(ch, cb, shadow or NO_SHADOW, p, now=0.0)
+
+
+def _verdicts(a: dict) -> dict[str, str]:
+    return {c["check"].split(" ")[0]: c["verdict"] for c in a["checks"]}
+
+
+def test_waits_below_minimums_and_passes_a_clearly_fine_challenger() -> None:
+    a = _judge(_obs(10), _obs(100))
     assert a["verdict"] == WAIT and "error rate" in a["summary"]
-    a = analyse(_stats(_v("challenger", 50, labelled=50, correct=49),
-                       _v("champion", 500, labelled=500, correct=480)), P)
+    a = _judge(_obs(3000, labelled=50, wrong=2), _obs(3000, labelled=500, wrong=20))
     assert a["verdict"] == WAIT and a["summary"] == "waiting for: accuracy (non-inferiority)"
-    a = analyse(_stats(_v("challenger", 300, labelled=300, correct=290),
-                       _v("champion", 500, labelled=500, correct=480)), P)
-    assert a["verdict"] == PASS
+    a = _judge(_obs(3000, labelled=3000, wrong=30, seed=1),
+               _obs(3000, labelled=3000, wrong=40, seed=2))
+    assert a["verdict"] == PASS, a["summary"]
+    assert all("higher is" in c["detail"] for c in a["checks"])  # direction next to deltas
 
 
-def test_analyse_fails_on_errors_latency_and_disagreement() -> None:
-    ok = dict(labelled=300, correct=290)
-    a = analyse(_stats(_v("challenger", 300, errors=30, **ok), _v("champion", 500, **ok)), P)
+def test_fails_on_errors_latency_and_disagreement() -> None:
+    ok = {"labelled": 3000, "wrong": 30}
+    a = _judge(_obs(3000, errors=300, **ok), _obs(3000, **ok))
     assert a["verdict"] == FAIL and a["summary"] == "failed: error rate"
-    a = analyse(_stats(_v("challenger", 300, latency=20.0, **ok),
-                       _v("champion", 500, latency=2.0, **ok)), P)
-    assert a["verdict"] == FAIL and a["summary"] == "failed: p99 latency"
+    a = _judge(_obs(3000, latency=40.0, **ok), _obs(3000, latency=5.0, **ok))
+    assert a["verdict"] == FAIL and a["summary"] == "failed: p95 latency (non-inferiority)"
     shadow = {"compared": 400, "disagreements": 200, "errors": 0}
-    a = analyse(_stats(_v("challenger", 300, **ok), _v("champion", 500, **ok), shadow), P)
-    assert a["verdict"] == PASS  # reported only without a ceiling
+    fine = (_obs(3000, seed=3, **ok), _obs(3000, seed=4, **ok))
+    assert _judge(*fine, shadow=shadow)["verdict"] == PASS  # reported only without a ceiling
     p = Params(**{**P.to_dict(), "max_disagreement": 0.2})
-    a = analyse(_stats(_v("challenger", 300, **ok), _v("champion", 500, **ok), shadow), p)
+    a = _judge(*fine, p, shadow)
     assert a["verdict"] == FAIL and "shadow disagreement" in a["summary"]
+
+
+def test_latency_allows_the_minimum_effect_size() -> None:
+    """A challenger 20% slower passes under the default 1.5x + 2 ms allowance; one 3x slower
+    fails; the same challenger passes whatever the absolute level."""
+    ok = {"labelled": 3000, "wrong": 30}
+    p = Params(steps=[100], min_samples=100, min_requests=50, margin=0.05)
+    assert _verdicts(_judge(_obs(3000, latency=6.0, seed=5, **ok),
+                            _obs(3000, latency=5.0, seed=6, **ok), p))["p95"] == PASS
+    assert _verdicts(_judge(_obs(3000, latency=15.0, **ok), _obs(3000, latency=5.0, **ok),
+                            p))["p95"] == FAIL
+
+
+def test_regression_quality_is_mae_non_inferiority() -> None:
+    rng = np.random.default_rng(9)
+    y = rng.normal(0, 1, 4000)
+
+    def reg(noise: float, seed: int) -> Observations:
+        r = np.random.default_rng(seed)
+        return Observations(version="1", errors=np.zeros(4000), latency_ms=np.full(4000, 5.0),
+                            predictions=list(y + r.normal(0, noise, 4000)), labels=list(y))
+
+    p = Params(steps=[100], min_samples=100, min_requests=50, margin=0.1, latency_slack_ms=50)
+    same = _judge(reg(0.5, 1), reg(0.5, 2), p)
+    q = [c for c in same["checks"] if c["check"].startswith("mae")][0]
+    assert q["metric"] == "mae" and q["verdict"] == PASS and "lower is better" in q["detail"]
+    worse = _judge(reg(0.8, 1), reg(0.5, 2), p)
+    assert _verdicts(worse)["mae"] == FAIL
+
+
+def test_sticky_keys_widen_the_bounds() -> None:
+    """The same counts with 20 routing keys instead of independent requests: the clustered
+    bound is wider, so an error rate that passes unclustered waits."""
+    rng = np.random.default_rng(2)
+
+    def obs(keys):
+        e = np.zeros(3000)
+        # errors concentrated on a few keys: correlated within a key
+        k = np.array([f"k{i % 20}" for i in range(3000)]) if keys else None
+        e[(np.arange(3000) % 20) < 2] = rng.random(300) < 0.3
+        return Observations(version="1", errors=e, request_keys=k,
+                            latency_ms=np.full(3000, 5.0))
+
+    p = Params(steps=[100], min_samples=10_000, min_requests=50, max_error_increase=0.02)
+    iid = [c for c in _judge(obs(False), obs(False), p)["checks"] if c["check"] == "error rate"]
+    clu = [c for c in _judge(obs(True), obs(True), p)["checks"] if c["check"] == "error rate"]
+    assert clu[0]["test"]["clustered"] and not iid[0]["test"]["clustered"]
+    assert clu[0]["test"]["upper"] > iid[0]["test"]["upper"]
 
 
 def test_percentile_matches_numpy() -> None:

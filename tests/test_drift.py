@@ -133,3 +133,37 @@ def test_a_sample_against_its_own_profile_is_not_drift() -> None:
     res = compare_profile(build(df), df, DriftConfig(method="ks"))
     stat = res["columns"][0]["statistics"]
     assert stat["ks_statistic"] < 2e-3 and stat["ks_pvalue"] > 0.99
+
+
+@pytest.mark.parametrize("n_ref", [800, 20_000])
+def test_data_update_and_monitor_give_the_same_verdicts_over_many_seeds(n_ref: int) -> None:
+    """`data update` (raw previous training data) and `monitor` (the profile stored at
+    training, through JSON) judge the same data alike: same columns drifted, same statistics,
+    for every seed; small references are compared exactly, large ones through quantiles."""
+    import json
+
+    from mlci.stats.reference import EXACT_MAX
+
+    disagreements = 0
+    for seed in range(120):
+        rng = np.random.default_rng(seed)
+        ref = _frame(rng, n_ref)
+        cur = _frame(rng, 300 + seed, shift=0.03 * (seed % 5),
+                     probs=(0.5, 0.3, 0.2) if seed % 3 else (0.45, 0.33, 0.22))
+        stored = json.loads(json.dumps(build(ref)))  # as reference.json round-trips
+        raw, mon = compare(ref, cur), compare_profile(stored, cur)
+        disagreements += raw["drifted_columns"] != mon["drifted_columns"]
+        for a, b in zip(raw["columns"], mon["columns"], strict=True):
+            assert a["statistics"] == pytest.approx(b["statistics"]), (seed, a["column"])
+    assert disagreements == 0
+    assert ("values" in build(_frame(np.random.default_rng(0), n_ref))["columns"]["x"]) == \
+        (n_ref <= EXACT_MAX)
+
+
+def test_psi_bins_are_cut_one_way() -> None:
+    from mlci.stats.reference import bin_shares, psi_edges
+
+    v = np.sort(np.random.default_rng(8).normal(size=999))
+    prof = build(pd.DataFrame({"x": v}))["columns"]["x"]
+    assert prof["psi_edges"] == pytest.approx(list(psi_edges(v)))
+    assert prof["psi_shares"] == pytest.approx(list(bin_shares(psi_edges(v), v)))

@@ -80,6 +80,7 @@ def from_variant_stats(stats: dict[str, Any]) -> dict[str, Any]:
         s = stats["variants"][v]
         errors = np.r_[np.ones(s.errors), np.zeros(s.requests - s.errors)]
         out[v] = Observations(version=s.version, errors=errors, has_latencies=False,
+                              p99_ms=s.p99(),
                               predictions=[1] * s.correct + [0] * (s.labelled - s.correct),
                               labels=[1] * s.labelled)
     return {"variants": out, "shadow": stats["shadow"]}

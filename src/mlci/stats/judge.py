@@ -78,6 +78,7 @@ class Observations:
     labels: list[Any] = field(default_factory=list)
     label_keys: np.ndarray | None = None
     has_latencies: bool = True     # False when judged from aggregate metrics
+    p99_ms: float | None = None    # aggregate metrics: the histogram's p99
 
     @property
     def requests(self) -> int:
@@ -92,7 +93,8 @@ class Observations:
                 "error_rate": round(err / self.requests, 6) if self.requests else 0.0,
                 "p50_ms": _r(np.percentile(lat, 50)) if len(lat) else None,
                 "p95_ms": _r(np.percentile(lat, 95)) if len(lat) else None,
-                "p99_ms": _r(np.percentile(lat, 99)) if len(lat) else None,
+                "p99_ms": _r(np.percentile(lat, 99)) if len(lat) else
+                _r(self.p99_ms) if self.p99_ms is not None else None,
                 "labelled": len(self.labels), "correct": int(correct),
                 "accuracy": _r(correct / len(self.labels)) if self.labels else None}
 
@@ -154,7 +156,7 @@ def latency_check(ch: Observations, cb: Observations, p: Params, k: int) -> dict
     t_ms = float(np.quantile(cb.latency_ms[:need], q))
     slow_at = p.max_latency_ratio * t_ms + p.latency_slack_ms
     x1 = (ch.latency_ms > slow_at).astype(float)
-    x0 = (cb.latency_ms[need:] > t_ms).astype(float)
+    x0 = (cb.latency_ms[need:] >= t_ms).astype(float)  # ties at t count as slow (timer steps)
     keys0 = cb.latency_keys[need:] if cb.latency_keys is not None else None
     a1, a0 = _arm(x1, ch.latency_keys), _arm(x0, keys0)
     t = _test(a1, a0, p, k, margin=0.0, scale=1.0, binary=True, rho=1 - q, planned=need)
@@ -162,7 +164,7 @@ def latency_check(ch: Observations, cb: Observations, p: Params, k: int) -> dict
             "threshold_ms": round(t_ms, 3), "limit_ms": round(slow_at, 3),
             "detail": f"{x1.mean():.1%} of challenger requests slower than {slow_at:.2f} ms "
                       f"({p.max_latency_ratio:g} x {t_ms:.2f} + {p.latency_slack_ms:g}) vs "
-                      f"{x0.mean():.1%} of champion requests slower than its calibrated "
+                      f"{x0.mean():.1%} of champion requests at or above its calibrated "
                       f"p{q * 100:g} {t_ms:.2f} ms; difference {t['estimate']:+.1%} (higher "
                       f"is worse), bounds [{t['lower']:+.1%}, {t['upper']:+.1%}] vs 0: "
                       f"{_verdict_text(t['verdict'])}"}

@@ -79,9 +79,9 @@ def halfwidth(var: np.ndarray, alpha: float, *, design: str = SEQUENTIAL,
     """One-sided half-width at level alpha for an estimate of variance `var`."""
     var = np.maximum(np.asarray(var, dtype=float), 1e-300)
     if design == FIXED:
-        from scipy.stats import norm
+        from scipy.special import ndtri
 
-        return norm.ppf(1 - alpha) * np.sqrt(var)
+        return ndtri(1 - alpha) * np.sqrt(var)
     u = mixture_u(1.0 / var, alpha, rho)
     return u * np.sqrt(var * (1.0 + var / (rho * rho)))
 
