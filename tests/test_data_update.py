@@ -47,7 +47,18 @@ def repo(dvc_base: Path, tmp_path: Path) -> Path:
     # the remote path is absolute in .dvc/config: point it at this copy
     subprocess.run([DVC, "remote", "modify", "storage", "url", str(tmp_path / "w" / "remote")],
                    cwd=root, check=True, capture_output=True)
+    set_data_update(root, tmp_path)
     return root
+
+
+def set_data_update(root: Path, tmp_path: Path, extra: str = "") -> None:
+    """The test's sources live in tmp_path and on 127.0.0.1: allow exactly those."""
+    cfg = root / "mlci.yaml"
+    text = cfg.read_text().split("data_update:")[0]
+    cfg.write_text(text + "data_update:\n"
+                   f"  fetch: {{schemes: [file, http], hosts: [127.0.0.1], "
+                   f"private_addresses: [127.0.0.1], local_roots: ['.', '{tmp_path}']}}\n"
+                   + "".join(f"  {line}\n" for line in extra.splitlines()))
 
 
 def state(root: Path) -> dict[str, object]:
@@ -150,7 +161,7 @@ def test_refusals_change_nothing(repo: Path, tmp_path: Path, kind: str, config_e
                                  code: int, message: str) -> None:
     cfg = repo / "mlci.yaml"
     if config_edit == "block":
-        cfg.write_text(cfg.read_text() + "data_update: {on_drift: block}\n")
+        set_data_update(repo, tmp_path, "on_drift: block")
     elif config_edit == "gate":
         cfg.write_text(cfg.read_text().replace("{accuracy: 0.90}", "{accuracy: 1.01}"))
     elif config_edit == "push":
@@ -218,7 +229,7 @@ def test_http_source(repo: Path, http_source: str) -> None:
     ("source", "message"),
     [
         ("{tmp}/nope.csv", "file not found"),
-        ("{http}/slow/new.csv", "timed out after 1s"),
+        ("{http}/slow/new.csv", "timed out after 1s (total deadline)"),
         ("{http}/missing.txt", "HTTP 404"),
         ("{tmp}/data.json", "unsupported format '.json'"),
         ("{tmp}/empty.csv", "file is empty"),
@@ -232,8 +243,7 @@ def test_bad_sources(repo: Path, tmp_path: Path, http_source: str, source: str,
     (tmp_path / "empty.csv").write_text("")
     (tmp_path / "header.csv").write_text(
         "sepal_length,sepal_width,petal_length,petal_width,species\n")
-    cfg = repo / "mlci.yaml"
-    cfg.write_text(cfg.read_text() + "data_update: {timeout: 1}\n")
+    set_data_update(repo, tmp_path, "timeout: 1")
     before = state(repo)
     report = (repo / ".mlci/report.md").read_bytes()
     r = run_mlci("data", "update", "--source", source.format(tmp=tmp_path, http=http_source),
@@ -243,3 +253,23 @@ def test_bad_sources(repo: Path, tmp_path: Path, http_source: str, source: str,
     assert len(lines) == 1 and message in lines[0], r.err
     assert state(repo) == before
     assert (repo / ".mlci/report.md").read_bytes() == report
+
+
+def test_a_secrets_file_is_neither_read_nor_quoted(repo: Path, tmp_path: Path) -> None:
+    """Outside local_roots: refused unread. Inside but not data: its first line (the
+    column names) never reaches the report or stderr."""
+    outside = tmp_path.parent / f"{tmp_path.name}-home" / "credentials.csv"
+    outside.parent.mkdir()
+    outside.write_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI\nx\n")
+    inside = tmp_path / "creds.csv"
+    inside.write_text("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI\nx\n")
+    before = state(repo)
+    for src, code in ((outside, 2), (inside, 1)):
+        r = run_mlci("data", "update", "--source", str(src), cwd=repo)
+        assert r.code == code, r.err
+        assert "wJalrXUtnFEMI" not in r.err + r.out
+        report = repo / ".mlci/report.md"
+        assert not report.exists() or "wJalrXUtnFEMI" not in report.read_text()
+        upd = repo / ".mlci/data_update.json"
+        assert not upd.exists() or "wJalrXUtnFEMI" not in upd.read_text()
+    assert state(repo) == before

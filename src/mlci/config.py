@@ -160,13 +160,33 @@ class DriftSettings(_Strict):
     per_column: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class FetchConfig(_Strict):
+    """Where `data update --source` may read from (SECURITY.md: a source is untrusted)."""
+
+    schemes: list[str] = Field(default_factory=lambda: ["file", "https"],
+                               description="Allowed URL schemes; a plain path is 'file'.")
+    hosts: list[str] = Field(default_factory=list,
+                             description="Allowed hosts: exact names, or '.example.com' for "
+                                         "its subdomains. Empty: no remote host.")
+    private_addresses: list[str] = Field(
+        default_factory=list, description="Private or loopback IPs/CIDRs a host may resolve "
+                                          "to (at every redirect); others are refused.")
+    local_roots: list[str] = Field(default_factory=lambda: ["."],
+                                   description="Folders (relative to the config) a local "
+                                               "source must resolve under.")
+    max_bytes: int = Field(default=2 * 2**30, gt=0,
+                           description="Largest source, counted after decompression.")
+
+
 class DataUpdateConfig(_Strict):
     mode: Literal["append", "replace"] = "append"
     on_drift: Literal["block", "warn"] = Field(
         default="warn", description="Drifted-but-valid new data: refuse it, or train and flag it."
     )
     max_duplicate_share: float = Field(default=0.05, ge=0, le=1)
-    timeout: float = Field(default=60, gt=0, description="Seconds to fetch a remote source.")
+    timeout: float = Field(default=60, gt=0,
+                           description="Deadline in seconds for the whole fetch of a source.")
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
     push: bool = Field(default=True, description="dvc push after a successful update.")
     drift: DriftSettings = Field(default_factory=DriftSettings)
 

@@ -47,12 +47,18 @@ def _load_model(uri: str):
 
 
 def registry_champion(client, name: str) -> Any | None:
+    """The champion version, or None when there is none; any other registry error stops
+    the evaluation (a denied read must not drop the regression check)."""
     from mlflow.exceptions import MlflowException
+
+    from mlci.registry.aliases import is_absent, registry_error
 
     try:
         return client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if is_absent(exc):
+            return None
+        raise registry_error(f"{name}@champion", exc) from None
 
 
 _REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?:[~^][0-9]{0,3})*")

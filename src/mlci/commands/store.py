@@ -36,13 +36,25 @@ def _exists(url: str) -> bool:
 
 
 def _download(url: str, dest: Path) -> None:
-    if _is_local(url):
-        shutil.copyfile(_local(url), dest)
-        return
-    import fsspec
+    """Copy the archive, at most MLCI_STORE_MAX_BYTES (a packed store is never larger
+    compressed than unpacked)."""
+    from mlci.registry.store import DEFAULT_MAX_BYTES, _limit
 
-    with fsspec.open(url, "rb") as src, open(dest, "wb") as out:
-        shutil.copyfileobj(src, out, 1 << 20)
+    limit = _limit("MLCI_STORE_MAX_BYTES", DEFAULT_MAX_BYTES)
+    if _is_local(url):
+        src_cm = open(_local(url), "rb")  # noqa: SIM115 - closed by the with below
+    else:
+        import fsspec
+
+        src_cm = fsspec.open(url, "rb")
+    size = 0
+    with src_cm as src, open(dest, "wb") as out:
+        while block := src.read(1 << 20):
+            size += len(block)
+            if size > limit:
+                raise MlciError(f"--url {url}: larger than {limit} bytes "
+                                "(MLCI_STORE_MAX_BYTES)")
+            out.write(block)
 
 
 def _upload(src: Path, url: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.data import dvc
-from mlci.data.fetch import fetch
+from mlci.data.fetch import FetchPolicy, fetch, redact
 from mlci.data.load import read_table
 from mlci.errors import MlciError, VerdictFailed
 from mlci.io import atomic_write_bytes, atomic_write_json
@@ -111,7 +111,9 @@ def _undo_registration(cfg: Config, out_dir: Path, reg: dict[str, Any]) -> None:
     c.delete_run(reg["run_id"])
     if reg["previous_candidate"]:
         c.set_registered_model_alias(name, "candidate", reg["previous_candidate"])
-    elif reg["model_was_new"]:
+    elif reg["model_was_new"] and not c.search_model_versions(f"name = '{name}'",
+                                                             max_results=1):
+        # only an empty model this update created; never one holding other versions
         c.delete_registered_model(name)
 
 
@@ -119,16 +121,16 @@ def _registry_state(cfg: Config, out_dir: Path) -> tuple[str | None, bool]:
     from mlflow.exceptions import MlflowException
 
     from mlci import tracking
+    from mlci.registry.aliases import current, is_absent, registry_error
 
     c = tracking.client(cfg, out_dir)
     try:
         c.get_registered_model(cfg.name)
-    except MlflowException:
-        return None, True
-    try:
-        return str(c.get_model_version_by_alias(cfg.name, "candidate").version), False
-    except MlflowException:
-        return None, False
+    except MlflowException as exc:
+        if is_absent(exc):
+            return None, True
+        raise registry_error(f"model {cfg.name}", exc) from None
+    return current(c, cfg.name, "candidate"), False
 
 
 def _write_table(df: pd.DataFrame, path: Path) -> None:
@@ -150,8 +152,8 @@ def schema_problems(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
     extra = [c for c in new.columns if c not in old.columns]
     if missing:
         out.append(f"missing column(s) {', '.join(map(repr, missing))}")
-    if extra:
-        out.append(f"unexpected column(s) {', '.join(map(repr, extra))}")
+    if extra:  # counted, not named: the names are the source's content (its first line)
+        out.append(f"{len(extra)} unexpected column(s)")
     for c in old.columns:
         if c in new.columns and pd.api.types.is_numeric_dtype(old[c]) != \
                 pd.api.types.is_numeric_dtype(new[c]):
@@ -202,6 +204,14 @@ def _r(v: Any) -> float | None:
     return None if f != f else round(f, 6)
 
 
+def fetch_policy(cfg: Config) -> FetchPolicy:
+    f = cfg.data_update.fetch
+    return FetchPolicy(schemes=tuple(s.lower() for s in f.schemes), hosts=tuple(f.hosts),
+                       private_addresses=tuple(f.private_addresses),
+                       local_roots=tuple(cfg.resolve(r) for r in f.local_roots),
+                       max_bytes=f.max_bytes, timeout=cfg.data_update.timeout)
+
+
 def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
            push: bool | None = None, train_model: bool = True,
            baseline: str = "auto") -> dict[str, Any]:
@@ -213,7 +223,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     mode = mode or cfg.data_update.mode
     push = cfg.data_update.push if push is None else push
     steps = Steps()
-    record: dict[str, Any] = {"schema": SCHEMA, "source": source, "mode": mode,
+    record: dict[str, Any] = {"schema": SCHEMA, "source": redact(source), "mode": mode,
                               "status": "running", "steps": steps.rows}
     train_path = cfg.resolve(cfg.data.train)
     dvc_root = dvc.repo_root(cfg.root)
@@ -231,9 +241,9 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
 
     try:
         with steps.step("fetch"):
-            incoming = fetch(source, out_dir / "incoming", cfg.data_update.timeout)
+            incoming = fetch(source, out_dir / "incoming", fetch_policy(cfg))
         with steps.step("read"):
-            batch = read_table(incoming, source)
+            batch = read_table(incoming, redact(source))
             old = read_table(train_path, cfg.data.train)
         problems = schema_problems(old, batch)
         if problems:

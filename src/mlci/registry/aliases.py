@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,25 @@ def check_alias(alias: str, allowed: tuple[str, ...] = ALIASES) -> str:
 
 def _code(exc: Exception) -> str:
     return str(getattr(exc, "error_code", "") or "")
+
+
+_ALIAS_NOT_FOUND = re.compile(r"alias \S+ not found", re.IGNORECASE)
+
+
+def is_absent(exc: Exception) -> bool:
+    """Only RESOURCE_DOES_NOT_EXIST means "not there" (and MLflow's SQLite store answers a
+    missing alias with INVALID_PARAMETER_VALUE "Registered model alias X not found").
+    PERMISSION_DENIED, timeouts and server errors are errors, never an absence."""
+    code = _code(exc)
+    if "RESOURCE_DOES_NOT_EXIST" in code:
+        return True
+    return "INVALID_PARAMETER_VALUE" in code and bool(_ALIAS_NOT_FOUND.search(str(exc)))
+
+
+def registry_error(what: str, exc: Exception) -> MlciError:
+    code = _code(exc) or type(exc).__name__
+    return MlciError(f"cannot read {what} from the registry ({code}: {_first_line(exc)}); "
+                     "nothing was changed")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -64,9 +84,9 @@ def current(client: MlflowClient, name: str, alias: str) -> str | None:
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
-        if "not found" in str(exc).lower() or "RESOURCE_DOES_NOT_EXIST" in _code(exc):
+        if is_absent(exc):
             return None
-        raise
+        raise registry_error(f"{name}@{alias}", exc) from None
 
 
 def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:

@@ -12,6 +12,8 @@ from mlci.errors import MlciError
 from mlci.registry.aliases import _first_line
 
 STORE_SCHEMA = "mlci.store/1"
+DEFAULT_MAX_BYTES = 8 * 2**30
+DEFAULT_MAX_MEMBERS = 200_000
 
 
 def pack_store(out_dir: Path, archive: Path) -> dict[str, Any]:
@@ -69,6 +71,7 @@ def unpack_store(archive: Path, out_dir: Path, *, replace: bool = False) -> dict
         t = Path(tmp)
         try:
             with tarfile.open(archive, "r:gz") as tar:
+                check_members(archive, tar)
                 tar.extractall(t, filter="data")
             manifest = json.loads((t / "manifest.json").read_text(encoding="utf-8"))
         except (tarfile.TarError, OSError, ValueError) as exc:
@@ -97,6 +100,38 @@ def unpack_store(archive: Path, out_dir: Path, *, replace: bool = False) -> dict
                 os.replace(t / name, dest)
         (out_dir / "mlflow.db.ready").write_text("1\n")
     return {**manifest, "restored_to": str(out_dir), "rewritten": rewritten}
+
+
+def _limit(var: str, default: int) -> int:
+    try:
+        return int(os.environ.get(var) or default)
+    except ValueError:
+        raise MlciError(f"{var}={os.environ[var]!r} is not a whole number") from None
+
+
+def check_members(archive: Path, tar) -> None:
+    """Before extracting: only manifest.json, mlflow.db and artifacts/..., regular files and
+    folders, at most MLCI_STORE_MAX_MEMBERS members and MLCI_STORE_MAX_BYTES bytes (sizes
+    from the headers, which are what extraction writes). Reading the headers decompresses the
+    stream once but writes nothing."""
+    max_bytes = _limit("MLCI_STORE_MAX_BYTES", DEFAULT_MAX_BYTES)
+    max_members = _limit("MLCI_STORE_MAX_MEMBERS", DEFAULT_MAX_MEMBERS)
+    total = 0
+    for count, m in enumerate(tar, start=1):
+        if count > max_members:
+            raise MlciError(f"{archive}: more than {max_members} members "
+                            "(MLCI_STORE_MAX_MEMBERS)")
+        parts = Path(m.name).parts
+        if (m.name.startswith("/") or ".." in parts or not parts
+                or (parts[0] not in ("artifacts", ".") and m.name not in ("manifest.json",
+                                                                          "mlflow.db"))):
+            raise MlciError(f"{archive}: unexpected member {m.name[:80]!r}; not a packed store")
+        if not (m.isfile() or m.isdir()):
+            raise MlciError(f"{archive}: member {m.name[:80]!r} is not a regular file")
+        total += m.size
+        if total > max_bytes:
+            raise MlciError(f"{archive}: more than {max_bytes} bytes unpacked "
+                            "(MLCI_STORE_MAX_BYTES)")
 
 
 def _rewrite_paths(con, old: str, new: str) -> int:
