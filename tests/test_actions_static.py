@@ -229,3 +229,8 @@ def test_json_schemas(schema: str, paths: list[Path]) -> None:
 
 def test_install_script_parses() -> None:
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "install.sh")], check=True)
+
+
+def test_two_models_do_not_share_a_concurrency_group() -> None:
+    group = load(ROOT / ".github" / "workflows" / "code.yml")["concurrency"]["group"]
+    assert "inputs.config" in group and "inputs.working-directory" in group
