@@ -2,8 +2,8 @@
 
 Runs examples/workflows/mlci-steps.yml on the Iris example with `act` (host mode, offline, the
 third-party actions replaced by tests/e2e/doubles) twice with the same cache folder: the first
-run installs mlci and its dependencies into a fresh venv and saves it; the second restores the
-venv and installs nothing. Prints one row per run with the time of each action.
+run (a push) installs mlci and its dependencies into a fresh venv and saves it; the second (a
+pull request, which may restore but never save) restores the venv and installs nothing. Prints one row per run with the time of each action.
 
     python bench/actions_install.py            # cold = full pip install from the package index
     python bench/actions_install.py --quick    # cold = dependencies linked from this venv
@@ -30,6 +30,8 @@ PINS = {
     "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065": "setup-python",
     "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684": "cache",
     "iterative/setup-cml@097a56dfd473ec71fc3653645fcb15e3e2f4b75d": "setup-cml",
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
+    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
 }
 STEPS = ["setup", "validate", "train", "evaluate", "report"]
 STEP_TIME = re.compile(r"Success - Main org/mlci-actions/(\w+)@v1 \[([^\]]+)\]")
@@ -60,12 +62,15 @@ def run_once(work: Path, checkout: Path, cache: Path, quick: bool, n: int) -> di
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run([*git, "add", "-A"], cwd=repo, check=True)
     subprocess.run([*git, "commit", "-qm", "bench"], cwd=repo, check=True)
-    event = work / "event.json"
-    event.write_text(json.dumps({"pull_request": {"number": 1, "head": {"ref": "b"},
-                                                  "base": {"ref": "main"}}}))
-    cmd = [act(), "pull_request", "-e", str(event), "-P", "ubuntu-latest=-self-hosted",
-           "--local-repository", f"org/mlci-actions@v1={checkout}",
+    # the cold run is a push (only runs that are not pull requests save the venv cache), the
+    # warm one the pull request that restores it
+    event, name = work / "event.json", "push" if n == 1 else "pull_request"
+    event.write_text(json.dumps({"ref": "refs/heads/main"} if n == 1 else {"pull_request": {
+        "number": 1, "head": {"ref": "b"}, "base": {"ref": "main"}}}))
+    cmd = [act(), name, "-e", str(event), "-P", "ubuntu-latest=-self-hosted",
+           "--concurrent-jobs", "1", "--local-repository", f"org/mlci-actions@v1={checkout}",
            "--env", f"MLCI_E2E_CACHE_DIR={cache}", "--env", f"MLCI_E2E_CML_LOG={work}/cml.jsonl",
+           "--env", f"MLCI_E2E_ARTIFACTS={work}/artifacts{n}",
            "--env", f"MLCI_ACTION_PYTHON={sys.executable}"]
     if quick:
         cmd += ["--env", f"MLCI_ACTION_SEED_VENV={sys.prefix}"]

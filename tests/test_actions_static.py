@@ -1,6 +1,7 @@
 """Static checks of every action.yml and workflow: the style and security rules, then the linters
-(actionlint, zizmor at its default persona, check-jsonschema). A linter test skips only when the
-tool is not installed; CI installs all of them."""
+(actionlint with shellcheck, zizmor at its pedantic persona, check-jsonschema). The test doubles
+under tests/e2e/doubles are never linted (they stand for third-party actions). A linter test
+skips only when the tool is not installed; the test extras and CI install all of them."""
 
 from __future__ import annotations
 
@@ -125,20 +126,96 @@ def test_no_token_is_echoed() -> None:
             assert not re.search(r"(echo|printf)[^\n]*TOKEN", run), f"{rel(path)}: {run}"
 
 
-def test_actionlint() -> None:
-    exe = tool("actionlint")
-    p = subprocess.run([exe, "-no-color", *map(str, WORKFLOWS)], cwd=ROOT,
-                       capture_output=True, text=True)
+def test_actionlint_with_shellcheck() -> None:
+    exe, shellcheck = tool("actionlint"), tool("shellcheck")
+    p = subprocess.run([exe, "-no-color", "-shellcheck", shellcheck, *map(str, WORKFLOWS)],
+                       cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0 and not p.stdout.strip(), p.stdout + p.stderr
 
 
-def test_zizmor_default_persona() -> None:
-    exe = tool("zizmor")
-    p = subprocess.run([exe, "--offline", "--no-progress", "--config", str(ZIZMOR_CONFIG),
-                        *map(str, ACTIONS + WORKFLOWS)], cwd=ROOT, capture_output=True,
-                       text=True)
+def zizmor(paths: list[Path], *config: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([tool("zizmor"), "--offline", "--no-progress", "--persona", "pedantic",
+                           *config, *map(str, paths)], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_zizmor_pedantic() -> None:
+    p = zizmor(ACTIONS + WORKFLOWS, "--config", str(ZIZMOR_CONFIG))
     assert p.returncode == 0, p.stdout + p.stderr
     assert "No findings to report" in p.stdout + p.stderr
+
+
+def test_the_zizmor_config_only_relaxes_pinning_of_our_own_actions() -> None:
+    """The one documented exception: this repository's actions at the release tag on the
+    default branch (a release pins them by SHA, see scripts/pin_refs.py)."""
+    cfg = load(ZIZMOR_CONFIG)
+    assert cfg == {"rules": {"unpinned-uses": {"config": {"policies": {
+        f"{OWN}/*": "ref-pin", "*": "hash-pin"}}}}}
+
+
+def test_released_workflows_pass_zizmor_with_no_config(tmp_path: Path) -> None:
+    """After the release rewrite every reference is a SHA: no exception is needed at all."""
+    root = tmp_path / "release"
+    for p in WORKFLOWS:
+        (root / p.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        (root / p.relative_to(ROOT)).write_text(p.read_text(encoding="utf-8"), encoding="utf-8")
+    pin = [sys.executable, str(ROOT / "scripts" / "pin_refs.py"), "--root", str(root)]
+    assert subprocess.run([*pin, "--check"], capture_output=True).returncode == 1
+    p = subprocess.run([*pin, "--repo", "acme/mlci-actions", "--sha", "a" * 40, "--version",
+                        "v1.2.3"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert subprocess.run([*pin, "--check"], capture_output=True).returncode == 0
+    code = (root / ".github" / "workflows" / "code.yml").read_text(encoding="utf-8")
+    assert f"uses: acme/mlci-actions/setup@{'a' * 40} # v1.2.3" in code and OWN not in code
+    released = sorted(root.rglob("*.yml"))
+    p = zizmor(released, "--no-config")
+    assert p.returncode == 0 and "No findings to report" in p.stdout + p.stderr, p.stdout
+
+
+def test_pin_refs_refuses_bad_arguments() -> None:
+    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "pin_refs.py"), "--repo", "x",
+                        "--sha", "main", "--version", "1"], capture_output=True, text=True)
+    assert p.returncode == 2 and "--repo, --sha, --version" in p.stderr
+
+
+def jobs(name: str) -> dict:
+    return load(ROOT / ".github" / "workflows" / name)["jobs"]
+
+
+def test_code_workflow_token_lives_in_a_job_that_runs_no_user_code() -> None:
+    j = jobs("code.yml")
+    writers = [n for n, job in j.items()
+               if "write" in (job.get("permissions") or {}).values()]
+    assert writers == ["comment"]
+    assert j["pipeline"]["permissions"] == {"contents": "read"}
+    steps = j["comment"]["steps"]
+    assert not any(s.get("uses", "").startswith("actions/checkout@") for s in steps)
+    assert not any("run" in s for s in steps)  # no shell of its own, only the report action
+    assert steps[0]["uses"].startswith("actions/download-artifact@")
+    report = next(s for s in steps if s.get("uses", "").startswith(f"{OWN}/report@"))
+    assert report["with"]["body"] == "report.md"  # posts the artifact, writes nothing new
+
+
+def test_pull_requests_never_get_registry_credentials() -> None:
+    """In the job that runs the pull request's code, every secret sits behind the
+    push-to-default-branch condition (the step's `if:` or the expression itself)."""
+    pipeline = jobs("code.yml")["pipeline"]
+    assert pipeline["env"]["DEFAULT_BRANCH_PUSH"].startswith("${{ github.event_name == 'push'")
+    harmless = {"secrets.AWS_ENDPOINT_URL"}  # an address, not a credential
+    for step in pipeline["steps"]:
+        guarded = "DEFAULT_BRANCH_PUSH == 'true'" in str(step.get("if", ""))
+        for value in [*step.get("env", {}).values(), *step.get("with", {}).values()]:
+            for ref in re.findall(r"secrets\.\w+", str(value)):
+                assert ref in harmless or guarded or \
+                    "env.DEFAULT_BRANCH_PUSH == 'true' && secrets." in str(value), (step, ref)
+
+
+def test_the_venv_cache_is_never_saved_by_a_pull_request() -> None:
+    steps = action_steps(ROOT / "setup" / "action.yml")
+    save = [s for s in steps if s.get("uses", "").startswith("actions/cache/save@")]
+    assert len(save) == 1 and "github.event_name != 'pull_request'" in save[0]["if"]
+    assert not any(s.get("uses", "").startswith("actions/cache@") for s in steps)
+    names = [s.get("id") or s.get("name") for s in steps]
+    assert names.index("install") < names.index(save[0]["name"])  # saved before user code
 
 
 @pytest.mark.parametrize(("schema", "paths"), [("vendor.github-actions", ACTIONS),
@@ -152,3 +229,8 @@ def test_json_schemas(schema: str, paths: list[Path]) -> None:
 
 def test_install_script_parses() -> None:
     subprocess.run(["bash", "-n", str(ROOT / "scripts" / "install.sh")], check=True)
+
+
+def test_two_models_do_not_share_a_concurrency_group() -> None:
+    group = load(ROOT / ".github" / "workflows" / "code.yml")["concurrency"]["group"]
+    assert "inputs.config" in group and "inputs.working-directory" in group

@@ -2,8 +2,8 @@
 
 A temporary user repository is built from examples/iris plus one workflow file. `act` runs it with
 `--local-repository org/mlci-actions@v1=<a copy of this checkout>`, so the exact `uses:` lines a
-user writes resolve to the code under test; the three third-party actions that need the internet
-are replaced by the doubles in tests/e2e/doubles (see their README).
+user writes resolve to the code under test; the third-party actions that need the internet are
+replaced by the doubles in tests/e2e/doubles (see their README).
 
 The install script is told to link the dependencies of the interpreter running the tests
 (`MLCI_ACTION_SEED_VENV`) so a job does not download MLflow and friends; `mlci` itself is still
@@ -31,6 +31,8 @@ DOUBLE_PINS = {
     "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065": "setup-python",
     "actions/cache@5a3ec84eff668545956fd18022155c47e93e2684": "cache",
     "iterative/setup-cml@097a56dfd473ec71fc3653645fcb15e3e2f4b75d": "setup-cml",
+    "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
+    "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
 }
 
 
@@ -45,8 +47,8 @@ class ActRun:
     log: str
     dir: Path
 
-    def outputs(self) -> dict[str, str]:
-        p = self.dir / "outputs.json"
+    def outputs(self, job: str = "") -> dict[str, str]:
+        p = self.dir / (f"outputs-{job}.json" if job else "outputs.json")
         return json.loads(p.read_text()) if p.is_file() else {}
 
     def file(self, name: str) -> str:
@@ -56,6 +58,9 @@ class ActRun:
     def cml_calls(self) -> list[dict]:
         p = self.dir / "cml.jsonl"
         return [json.loads(x) for x in p.read_text().splitlines()] if p.is_file() else []
+
+    def artifact(self, name: str) -> Path:
+        return self.dir / "artifacts" / name
 
     def events(self) -> list[str]:
         p = self.dir / "log.txt"
@@ -82,7 +87,8 @@ def act_env(tmp_path_factory: pytest.TempPathFactory, action_checkout: Path):
     cache = tmp_path_factory.mktemp("act-cache")
 
     def run(workflow: str, event: str, payload: dict, *, name: str, files: dict | None = None,
-            extra_env: dict[str, str] | None = None, timeout: int = 600) -> ActRun:
+            extra_env: dict[str, str] | None = None, secrets: dict[str, str] | None = None,
+            timeout: int = 600) -> ActRun:
         base = tmp_path_factory.mktemp(f"act-{name}")
         repo = base / "repo"
         shutil.copytree(IRIS, repo, ignore=shutil.ignore_patterns(".mlci"))
@@ -105,12 +111,15 @@ def act_env(tmp_path_factory: pytest.TempPathFactory, action_checkout: Path):
             "MLCI_E2E_CACHE_DIR": str(cache),
             "MLCI_E2E_CML_LOG": str(base / "cml.jsonl"),
             "MLCI_E2E_LOG": str(base / "log.txt"),
+            "MLCI_E2E_ARTIFACTS": str(base / "artifacts"),
             **(extra_env or {}),
         }
         cmd = [exe, event, "-e", str(ev), "-W", str(wf),
-               "-P", "ubuntu-latest=-self-hosted",
+               "-P", "ubuntu-latest=-self-hosted", "--concurrent-jobs", "1",
                "--local-repository", f"org/mlci-actions@v1={action_checkout}",
                "-s", "GITHUB_TOKEN=ghs_e2e_secret_token"]
+        for k, v in (secrets or {}).items():
+            cmd += ["-s", f"{k}={v}"]
         for pin, folder in DOUBLE_PINS.items():
             cmd += ["--local-repository", f"{pin}={DOUBLES / folder}"]
         for k, v in env_vars.items():

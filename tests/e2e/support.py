@@ -2,8 +2,9 @@
 
 INJECTION = '"; touch /tmp/pwned #'
 
-# Appended to a user workflow: copies the outputs of every step and the .mlci folder out of
-# act's throw-away workspace.
+# Appended to a job of a user workflow: copies the outputs of every step and the .mlci folder
+# out of act's throw-away workspace (`save_step("comment")` writes outputs-comment.json, for a
+# second job of the same run).
 SAVE_STEP = """
       - name: Save what the test checks
         if: ${{ always() }}
@@ -16,3 +17,8 @@ SAVE_STEP = """
           cp -r .mlci/. "$MLCI_E2E_DIR/saved/" 2>/dev/null || true
           printf '%s' "$OUTS" > "$MLCI_E2E_DIR/outputs.json"
 """
+
+
+def save_step(job: str) -> str:
+    return SAVE_STEP.replace("outputs.json", f"outputs-{job}.json").replace(
+        "Save what the test checks", f"Save what the test checks ({job})")

@@ -1,9 +1,11 @@
 """The workflows users copy from examples/workflows/, run end to end by `act` on the Iris example.
 
 A handful of runs on purpose (each is a real job: install, Great Expectations, MLflow, report):
-  1. step by step on a pull request, cold cache, CML poster;
-  2. the same workflow again with an impossible gate and the built-in GitHub poster: warm cache,
-     fails at evaluate, still posts the report;
+  1. step by step on a pull request, cold cache, CML poster: the `ml` job runs the code and
+     uploads the report as an artifact, the `comment` job (no checkout) posts it;
+  2. the same workflow again with an impossible gate and the built-in GitHub poster: warm cache
+     (saved by a push run, since a pull request never saves it), fails at evaluate, still posts
+     the report;
   3. the reusable workflow on a push to main, outputs read by a following job;
   4. the root action on a pull request (one step), built-in poster, comment updated in place.
 Hostile text (`"; touch /tmp/pwned #`) sits in the PR title, the branch name and a config value.
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from e2e.fake_github import FakeGitHub
-from e2e.support import INJECTION, SAVE_STEP
+from e2e.support import INJECTION, SAVE_STEP, save_step
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +32,13 @@ IMPOSSIBLE_GATE = CONFIG.replace("min: {accuracy: 0.90}", "min: {accuracy: 1.01}
 
 def example(name: str, save: bool = True) -> str:
     text = (EXAMPLES / name).read_text(encoding="utf-8")
-    return text.rstrip("\n") + "\n" + SAVE_STEP if save else text
+    if not save:
+        return text
+    if "\n  comment:\n" in text:  # two jobs: save what each of them did
+        first, second = text.split("\n  comment:\n", 1)
+        return (first.rstrip("\n") + "\n" + SAVE_STEP + "  comment:\n" + second.rstrip("\n")
+                + "\n" + save_step("comment"))
+    return text.rstrip("\n") + "\n" + SAVE_STEP
 
 
 def pr_event(number: int = 7) -> dict:
@@ -71,17 +79,34 @@ def test_step_by_step_pull_request(cold) -> None:
     assert steps["evaluate"]["outputs"]["verdict"] == "pass"
     assert json.loads(steps["evaluate"]["outputs"]["metrics"])["accuracy"] >= 0.9
     assert steps["report"]["outputs"]["report-path"].endswith("/.mlci/report.md")
-    assert steps["report"]["outputs"]["comment-url"].startswith("https://github.com/")
+    assert steps["report"]["outputs"]["comment-url"] == ""  # the ml job posts nothing
+    comment = cold.outputs("comment")
+    assert comment["report"]["outputs"]["comment-url"].startswith("https://github.com/")
     report = cold.file("report.md")
     assert report.splitlines()[0].startswith("## ✅")
     assert f"Summary - {report.splitlines()[0]}" in cold.log  # act echoes the job summary
     [call] = cold.cml_calls()
     assert call["argv"] == ["cml", "comment", "update", "--target=pr/7",
                             "--watermark-title=mlci report · ml", "--no-publish",
-                            ".mlci/report.md"]
-    assert call["body"] == report and call["token_set"]
+                            "report.comment.md"]
+    assert call["token_set"]
+    # no broken image: the plot CML was not allowed to publish links to the run's artifact,
+    # and the confusion matrix is there as a table
+    assert "![confusion matrix](plots/" in report and "](plots/" not in call["body"]
+    assert "`mlci-report` artifact" in call["body"] and "| true \\ predicted |" in call["body"]
+    assert call["body"].splitlines()[0] == report.splitlines()[0]
     assert INJECTION in report  # the config value arrives as text, nothing ran
     assert "ghs_e2e_secret_token" not in cold.log
+
+
+def test_the_report_plots_and_data_docs_are_the_runs_artifact(cold) -> None:
+    art = cold.artifact("mlci-report")
+    assert (art / "report.md").read_text(encoding="utf-8") == cold.file("report.md")
+    assert (art / "plots" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    assert any((art / "data-docs").rglob("*.html"))
+    events = cold.events()
+    assert any(e.startswith("upload-artifact name=mlci-report ") for e in events), events
+    assert "download-artifact name=mlci-report" in events
 
 
 def test_lineage_of_the_model_trained_by_the_workflow(cold) -> None:
@@ -108,16 +133,22 @@ def test_lineage_of_the_model_trained_by_the_workflow(cold) -> None:
     assert lin["evaluation"]["gate_passed"] == "true"
 
 
-def test_cold_cache_installs_and_saves(cold) -> None:
+def test_cold_cache_installs_and_a_pull_request_never_saves(cold) -> None:
     events = cold.events()
     assert any(e.startswith("cache restore key=mlci-venv-0.1.0-") and e.endswith("hit=false")
                for e in events), events
-    assert any(e.startswith("cache save key=mlci-venv-") for e in events), events
+    assert not any(e.startswith("cache save") for e in events), events
     assert "installed mlci 0.1.0-" in cold.log
     assert not any(e.startswith("setup-python") for e in events)  # a Python 3.10+ exists
 
 
 def test_failing_gate_fails_at_evaluate_and_still_reports(cold, act_env, github) -> None:
+    push = act_env(example("mlci-steps.yml"), "push", {
+        "ref": "refs/heads/main", "after": "3" * 40,
+        "repository": {"full_name": "u/r", "default_branch": "main"}}, name="warm")
+    assert push.code == 0, push.log[-4000:]
+    assert any(e.startswith("cache save key=mlci-venv-") and e.endswith("event=push")
+               for e in push.events()), push.events()
     wf = example("mlci-steps.yml").replace(
         "          github-token: ${{ secrets.GITHUB_TOKEN }}",
         "          github-token: ${{ secrets.GITHUB_TOKEN }}\n          poster: github")
@@ -132,9 +163,10 @@ def test_failing_gate_fails_at_evaluate_and_still_reports(cold, act_env, github)
     assert steps["report"]["outcome"] == "success"
     [comment] = github.state.issue_comments[8]
     assert comment["body"].startswith("## ❌") and "accuracy >= 1.01" in comment["body"]
-    assert steps["report"]["outputs"]["comment-url"] == comment["html_url"]
+    assert "](plots/" not in comment["body"]
+    assert run.outputs("comment")["report"]["outputs"]["comment-url"] == comment["html_url"]
     assert run.cml_calls() == []
-    # warm: the venv came from the cache the first run saved, no install ran
+    # warm: the venv came from the cache the push run saved, no install ran
     assert any(e.endswith("hit=true") for e in run.events()), run.events()
     assert "installed mlci" not in run.log
 
