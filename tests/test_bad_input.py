@@ -127,7 +127,7 @@ CASES = {
                                  "build.py defines no function 'build' (define `def build("),
     "params-yaml-key-missing": (_both(_write("params.yaml", b"train: {trees: 10}\n"),
                                       _config("n_estimators: 200",
-                                              "n_estimators: ${train.n_estimators}")),
+                                              "n_estimators: '${train.n_estimators}'")),
                                 ["run"], 2, "key 'train.n_estimators' not found"),
     "entrypoint-raises": (_entrypoint_that_raises, ["run"], 2,
                           "entrypoint build.py:build raised ValueError: learning rate must be "

@@ -70,7 +70,8 @@ def test_model_version_carries_lineage_and_evidence(trained_iris: Path) -> None:
     assert "golden_accuracy" in run.data.metrics and "train_accuracy" in run.data.metrics
     assert [i.dataset.name for i in run.inputs.dataset_inputs] == ["train"]
     names = {a.path for a in c.list_artifacts(mv.run_id, "mlci")}
-    assert names == {"mlci/validation.json", "mlci/evaluation.json", "mlci/reference.json"}
+    assert names == {"mlci/validation.json", "mlci/evaluation.json", "mlci/reference.json",
+                     "mlci/preprocessing.json"}
 
 
 def _set_champion(root: Path, version: int) -> None:

@@ -309,12 +309,10 @@ def _log_model(est: Any, x):
 
     from mlci.data import preprocess
 
-    # integers typed as doubles: one gap in a production row turns an integer column into
-    # floats, which an integer schema would refuse
+    # the schema from the training columns' own types (a column with gaps there is already
+    # float); MLflow refuses int64 rows for a double column, so integers stay integers
     sample = x.head(1000)
-    ints = {c: "float64" for c in sample.columns if str(sample[c].dtype).startswith(("int",
-                                                                                      "uint"))}
-    signature = infer_signature(sample.astype(ints), est.predict(sample.head(5)))
+    signature = infer_signature(sample, est.predict(sample.head(5)))
     cloudpickle.register_pickle_by_value(preprocess)
     try:
         return mlflow.sklearn.log_model(

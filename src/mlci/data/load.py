@@ -41,7 +41,8 @@ def read_table(path: Path, label: str | None = None,
         else:
             raise MlciError(f"{name}: unsupported format {suffix!r} (use CSV or Parquet)")
     except UnicodeDecodeError as exc:
-        raise MlciError(f"{name}: not valid {encoding} (byte offset {exc.start}); "
+        label = "UTF-8" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        raise MlciError(f"{name}: not valid {label} (byte offset {exc.start}); "
                         "set data.csv.encoding") from None
     except pd.errors.EmptyDataError:
         raise MlciError(f"{name}: file is empty") from None

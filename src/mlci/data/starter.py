@@ -26,7 +26,7 @@ model:
   estimator: sklearn.ensemble.RandomForestClassifier
   params: {{n_estimators: 200, random_state: 0}}
 gate:
-  # floor: the majority-class share on the golden set (a model must beat always guessing
+  # floor: the majority-class share of the training data (a model must beat always guessing
   # the most frequent class); raise it to the accuracy you need
   min: {{accuracy: {floor}}}
   max_regression: {{accuracy: 0.02}}
