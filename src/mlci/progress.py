@@ -1,9 +1,11 @@
 """Progress of long steps, always on stderr so stdout stays the command's result.
 
 On a terminal a step is one line redrawn in place (label, count or bar, detail, elapsed); in
-a CI log (not a terminal) it is one line when the step starts and one when it ends, plus a
-line every `heartbeat` seconds while it waits, so a log shows where time went without
-carriage-return noise. `MLCI_PROGRESS` overrides the choice: `tty`, `plain` or `off`.
+a CI log (not a terminal) it is one line when it ends (`train: done in 3.1s`), plus a line
+every `heartbeat` seconds while it lasts, so a log shows where time went without
+carriage-return noise. A step that stops on bad input or a failed verdict adds nothing: the
+command's own one-line error says it. `MLCI_PROGRESS` overrides the choice: `tty`, `plain` or
+`off`.
 
     with Progress("training") as p:      # or step("training", fn, ...), @stage("training")
         p.update(3, total=10, detail="fold 3")
@@ -23,6 +25,17 @@ from typing import IO, Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 TTY, PLAIN, OFF = "tty", "plain", "off"
+
+
+def _said_elsewhere() -> tuple[type[BaseException], ...]:
+    import click
+
+    from mlci.errors import VerdictFailed
+
+    return (click.ClickException, click.exceptions.Exit, VerdictFailed, SystemExit)
+
+
+_SAID_ELSEWHERE = _said_elsewhere()
 
 
 def mode(stream: IO[str]) -> str:
@@ -85,8 +98,6 @@ class Progress:
             self._put("\r\x1b[2K" + self._line(), end="")
             if self.tick:
                 threading.Thread(target=self._ticker, daemon=True).start()
-        else:
-            self._put(f"{self.label} ...")
         return self
 
     def update(self, done: int | None = None, *, total: int | None = None,
@@ -108,11 +119,15 @@ class Progress:
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self._stop.set()
         took = _secs(self.clock() - self._start)
+        clear = "\r\x1b[2K" if self.mode == TTY else ""
+        if self._failed is None and isinstance(exc, _SAID_ELSEWHERE):
+            if clear:
+                self._put(clear, end="")
+            return  # bad input or a failed verdict: its own one line says it all
         why = self._failed or (str(exc).splitlines()[0] if exc is not None and str(exc)
                                else kind.__name__ if kind else None)
-        end = f"{self.label}: failed after {took} ({why})" if why else \
-            f"{self.label}: done in {took}"
-        self._put(("\r\x1b[2K" if self.mode == TTY else "") + end)
+        self._put(clear + (f"{self.label}: failed after {took} ({why})" if why
+                           else f"{self.label}: done in {took}"))
 
 
 def step(label: str, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
