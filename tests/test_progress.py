@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import time
 
 import pytest
 from conftest import run_mlci
@@ -43,6 +44,15 @@ def test_ci_log_gets_a_line_per_stage_and_a_heartbeat() -> None:
         "validate  [##########..........] 2/4  golden.csv  35.0s",
         "validate: done in 36.5s"]
     assert "\r" not in out.getvalue()
+
+
+def test_a_long_step_beats_in_a_log_without_updates() -> None:
+    out = io.StringIO()
+    with Progress("canary", stream=out, heartbeat=0.05, tick=1.0):
+        time.sleep(0.3)  # a wait with nothing to report, like a canary's bake
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"canary  0\.\ds", x) for x in lines[:-1])
+    assert lines[-1].startswith("canary: done in 0.")
 
 
 def test_a_failed_stage_says_why() -> None:

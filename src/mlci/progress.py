@@ -77,8 +77,14 @@ class Progress:
             self.stream.flush()
 
     def _ticker(self) -> None:
-        while not self._stop.wait(self.tick):
-            self._put("\r\x1b[2K" + self._line(), end="")
+        """A live elapsed time on a terminal; a heartbeat line in a log (long waits show)."""
+        every = self.tick if self.mode == TTY else self.heartbeat
+        while not self._stop.wait(every):
+            if self.mode == TTY:
+                self._put("\r\x1b[2K" + self._line(), end="")
+            else:
+                self._said = self.clock()
+                self._put(self._line())
 
     def _line(self) -> str:
         parts = [self.label]
@@ -96,8 +102,8 @@ class Progress:
         self._start = self._said = self.clock()
         if self.mode == TTY:
             self._put("\r\x1b[2K" + self._line(), end="")
-            if self.tick:
-                threading.Thread(target=self._ticker, daemon=True).start()
+        if self.tick and self.mode != OFF:
+            threading.Thread(target=self._ticker, daemon=True).start()
         return self
 
     def update(self, done: int | None = None, *, total: int | None = None,
