@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import time
 
 import pytest
 from conftest import run_mlci
@@ -39,10 +41,18 @@ def test_ci_log_gets_a_line_per_stage_and_a_heartbeat() -> None:
         p.update(2, total=4, detail="golden.csv")
         clock.now += 1.5
     assert out.getvalue().splitlines() == [
-        "validate ...",
         "validate  [##########..........] 2/4  golden.csv  35.0s",
         "validate: done in 36.5s"]
     assert "\r" not in out.getvalue()
+
+
+def test_a_long_step_beats_in_a_log_without_updates() -> None:
+    out = io.StringIO()
+    with Progress("canary", stream=out, heartbeat=0.05, tick=1.0):
+        time.sleep(0.3)  # a wait with nothing to report, like a canary's bake
+    lines = out.getvalue().splitlines()
+    assert len(lines) >= 3 and all(re.fullmatch(r"canary  0\.\ds", x) for x in lines[:-1])
+    assert lines[-1].startswith("canary: done in 0.")
 
 
 def test_a_failed_stage_says_why() -> None:
@@ -52,6 +62,16 @@ def test_a_failed_stage_says_why() -> None:
         raise ValueError("no target column\nsecond line")
     assert out.getvalue().splitlines()[-1] == \
         "train: failed after 1m02s (no target column)"
+
+
+def test_bad_input_and_failed_verdicts_add_no_line() -> None:
+    from mlci.errors import MlciError, VerdictFailed
+
+    for exc in (MlciError("data/train.csv: no column 'species'"), VerdictFailed("gate failed")):
+        out = io.StringIO()
+        with pytest.raises(type(exc)), Progress("train", stream=out):
+            raise exc
+        assert out.getvalue() == ""
 
 
 def test_terminal_redraws_one_line() -> None:
@@ -89,7 +109,7 @@ def test_run_json_prints_only_json_on_stdout_and_names_the_run(iris) -> None:
     result = json.loads(r.out)  # all of stdout, not its last line
     assert result["verdict"] == "pass" and set(result["seconds"]) >= {"validate", "train"}
     for stage in ("validate", "train", "evaluate", "report"):
-        assert f"{stage} ...\n" in r.err and f"{stage}: done in" in r.err
+        assert re.search(rf"^{stage}: done in", r.err, re.M), r.err
     assert "registered models:/iris/1 as candidate" in r.err
     # the same run, as MLflow shows it: its standard source tags and a name that says what
     import subprocess

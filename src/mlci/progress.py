@@ -1,9 +1,11 @@
 """Progress of long steps, always on stderr so stdout stays the command's result.
 
 On a terminal a step is one line redrawn in place (label, count or bar, detail, elapsed); in
-a CI log (not a terminal) it is one line when the step starts and one when it ends, plus a
-line every `heartbeat` seconds while it waits, so a log shows where time went without
-carriage-return noise. `MLCI_PROGRESS` overrides the choice: `tty`, `plain` or `off`.
+a CI log (not a terminal) it is one line when it ends (`train: done in 3.1s`), plus a line
+every `heartbeat` seconds while it lasts, so a log shows where time went without
+carriage-return noise. A step that stops on bad input or a failed verdict adds nothing: the
+command's own one-line error says it. `MLCI_PROGRESS` overrides the choice: `tty`, `plain` or
+`off`.
 
     with Progress("training") as p:      # or step("training", fn, ...), @stage("training")
         p.update(3, total=10, detail="fold 3")
@@ -23,6 +25,17 @@ from typing import IO, Any, TypeVar
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R")
 TTY, PLAIN, OFF = "tty", "plain", "off"
+
+
+def _said_elsewhere() -> tuple[type[BaseException], ...]:
+    import click
+
+    from mlci.errors import VerdictFailed
+
+    return (click.ClickException, click.exceptions.Exit, VerdictFailed, SystemExit)
+
+
+_SAID_ELSEWHERE = _said_elsewhere()
 
 
 def mode(stream: IO[str]) -> str:
@@ -64,8 +77,14 @@ class Progress:
             self.stream.flush()
 
     def _ticker(self) -> None:
-        while not self._stop.wait(self.tick):
-            self._put("\r\x1b[2K" + self._line(), end="")
+        """A live elapsed time on a terminal; a heartbeat line in a log (long waits show)."""
+        every = self.tick if self.mode == TTY else self.heartbeat
+        while not self._stop.wait(every):
+            if self.mode == TTY:
+                self._put("\r\x1b[2K" + self._line(), end="")
+            else:
+                self._said = self.clock()
+                self._put(self._line())
 
     def _line(self) -> str:
         parts = [self.label]
@@ -83,10 +102,8 @@ class Progress:
         self._start = self._said = self.clock()
         if self.mode == TTY:
             self._put("\r\x1b[2K" + self._line(), end="")
-            if self.tick:
-                threading.Thread(target=self._ticker, daemon=True).start()
-        else:
-            self._put(f"{self.label} ...")
+        if self.tick and self.mode != OFF:
+            threading.Thread(target=self._ticker, daemon=True).start()
         return self
 
     def update(self, done: int | None = None, *, total: int | None = None,
@@ -108,11 +125,15 @@ class Progress:
     def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
         self._stop.set()
         took = _secs(self.clock() - self._start)
+        clear = "\r\x1b[2K" if self.mode == TTY else ""
+        if self._failed is None and isinstance(exc, _SAID_ELSEWHERE):
+            if clear:
+                self._put(clear, end="")
+            return  # bad input or a failed verdict: its own one line says it all
         why = self._failed or (str(exc).splitlines()[0] if exc is not None and str(exc)
                                else kind.__name__ if kind else None)
-        end = f"{self.label}: failed after {took} ({why})" if why else \
-            f"{self.label}: done in {took}"
-        self._put(("\r\x1b[2K" if self.mode == TTY else "") + end)
+        self._put(clear + (f"{self.label}: failed after {took} ({why})" if why
+                           else f"{self.label}: done in {took}"))
 
 
 def step(label: str, fn: Callable[..., R], *args: Any, **kw: Any) -> R:
