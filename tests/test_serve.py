@@ -12,12 +12,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serve_support import GOOD, WORSE, Gateway, project
+from test_serve_support import FEEDBACK_TOKEN, GOOD, WORSE, Gateway, project
 
 from mlci.serve.loadgen import read_csv
 from mlci.serve.state import CanaryState, read_state, state_path, write_state
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(600)  # the first test trains the four versions
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,13 @@ def digits() -> tuple[list[list[float]], list[int]]:
     return read_csv(str(Path(__file__).parents[1] / "examples/digits/data/golden.csv"), "digit")
 
 
+AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
+
+
 def post(gw: Gateway, path: str, body, **headers) -> httpx.Response:
     kw = {"content": body} if isinstance(body, (str, bytes)) else {"json": body}
+    if path == "/feedback":
+        headers = {**AUTH, **headers}
     return httpx.post(gw.url + path, headers=headers, timeout=10, **kw)
 
 
@@ -92,7 +97,7 @@ def test_png_images(gw: Gateway, digits) -> None:
     ([1, 2], "JSON object"),
     ({"instances": []}, "non-empty"),
     ({"instances": [[1, 2, 3]]}, "has 3 values; the model takes 64"),
-    ({"instances": [["a"] * 64]}, "not a number"),
+    ({"instances": [["a"] * 64]}, "must be a number"),
     ({"instances": [[1] * 64], "images": []}, "exactly one"),
     ({"images": ["@@@"]}, "not a base64-encoded PNG"),
     ({"instances": [{"pixel_0_0": 1}]}, "lacks feature"),
@@ -105,12 +110,12 @@ def test_bad_input_is_a_clear_400(gw: Gateway, body, msg) -> None:
 def test_feedback_and_metrics(gw: Gateway, digits) -> None:
     rows, labels = digits
     r = post(gw, "/predict", {"instances": [rows[7]]}).json()
+    assert post(gw, "/feedback", {"request_id": r["request_id"],
+                                  "label": [1, 2]}).status_code == 400
     f = post(gw, "/feedback", {"request_id": r["request_id"], "label": labels[7]})
     assert f.status_code == 200 and f.json()["n"] == 1
     assert post(gw, "/feedback", {"request_id": "nope", "label": 1}).status_code == 404
     assert post(gw, "/feedback", {"label": 1}).status_code == 400
-    assert post(gw, "/feedback", {"request_id": r["request_id"],
-                                  "label": [1, 2]}).status_code == 400
     text = httpx.get(gw.url + "/metrics").text
     for name in ("mlci_requests_total{", "mlci_request_latency_seconds_bucket{",
                  "mlci_feedback_correct_total{", "mlci_feedback_accuracy{",

@@ -61,6 +61,7 @@ MLCI = str(BIN / "mlci")
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 TOKEN = "ghs_e2e_secret_token"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+FEEDBACK_TOKEN = "e2e-feedback-token-0123456789"  # the gateway's /feedback bearer token
 
 # keeps the called workflow's outputs (act's workspace is thrown away)
 AFTER = """
@@ -130,7 +131,8 @@ def traffic(url: str, rows: pd.DataFrame, n: int, seed: int) -> list[dict]:
             assert r.status_code == 200, r.text
             out = r.json()
             c.post(url + "/feedback", json={"request_id": out["request_id"],
-                                            "label": row["species"]}).raise_for_status()
+                                            "label": row["species"]},
+                   headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"}).raise_for_status()
             sent.append({"version": out["model_version"],
                          "correct": out["predictions"][0] == row["species"]})
     return sent
@@ -214,6 +216,7 @@ def test_drift_retrain_canary_promote_then_rollback(act_env, dispatches, tmp_pat
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_"))}
     env["MLFLOW_TRACKING_URI"] = tracking
+    env["MLCI_FEEDBACK_TOKEN"] = FEEDBACK_TOKEN
 
     # ---- the user's repository after `mlci data init`; v1 trained on it is the champion
     repo, remote = tmp_path / "repo", tmp_path / "dvc-remote"

@@ -9,6 +9,8 @@ import click
 from mlci.commands._options import Duration, common
 from mlci.errors import MlciError
 
+MIN_TOKEN = 16
+
 
 def _model_name(config_path: Path, model: str | None) -> tuple[object | None, str]:
     from mlci.config import load_config
@@ -40,13 +42,62 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
 @click.option("--image-max", default=16.0, show_default=True, type=click.FloatRange(min=0),
               envvar="MLCI_IMAGE_MAX",
               help="Pixel value a white PNG pixel maps to (digits: 16) (env MLCI_IMAGE_MAX).")
+@click.option("--feedback-token", default=None, envvar="MLCI_FEEDBACK_TOKEN",
+              help="Bearer token /feedback requires; without one /feedback is refused "
+                   "(env MLCI_FEEDBACK_TOKEN).")
+@click.option("--predict-token", default=None, envvar="MLCI_PREDICT_TOKEN",
+              help="Bearer token /predict and /v2 inference require (default: open) "
+                   "(env MLCI_PREDICT_TOKEN).")
+@click.option("--max-body", default=1 << 20, show_default=True, type=click.IntRange(1024),
+              envvar="MLCI_MAX_BODY", help="Largest request body in bytes (env MLCI_MAX_BODY).")
+@click.option("--max-image-pixels", default=1 << 20, show_default=True,
+              type=click.IntRange(64), envvar="MLCI_MAX_IMAGE_PIXELS",
+              help="Pixels (width x height, read from the PNG headers before decoding) "
+                   "allowed per request (env MLCI_MAX_IMAGE_PIXELS).")
+@click.option("--max-concurrent", default=32, show_default=True, type=click.IntRange(1),
+              envvar="MLCI_MAX_CONCURRENT",
+              help="Model requests in flight; more are answered 503 (env MLCI_MAX_CONCURRENT).")
+@click.option("--max-connections", default=512, show_default=True, type=click.IntRange(16),
+              envvar="MLCI_MAX_CONNECTIONS",
+              help="Open connections, lowered to fit the file-descriptor limit; "
+                   "beyond it the "
+                   "connection waiting longest for its headers is closed "
+                   "(env MLCI_MAX_CONNECTIONS).")
+@click.option("--header-timeout", default=5.0, show_default=True,
+              type=click.FloatRange(0.1, 600), envvar="MLCI_HEADER_TIMEOUT",
+              help="Seconds a request may take to send its headers (env MLCI_HEADER_TIMEOUT).")
+@click.option("--body-timeout", default=10.0, show_default=True,
+              type=click.FloatRange(0.1, 600), envvar="MLCI_BODY_TIMEOUT",
+              help="Seconds a request may take to send its body (env MLCI_BODY_TIMEOUT).")
+@click.option("--log-lock-timeout", default=2.0, show_default=True,
+              type=click.FloatRange(0.01, 60), envvar="MLCI_LOG_LOCK_TIMEOUT",
+              help="Seconds to wait for the prediction log's lock before answering 503 "
+                   "(env MLCI_LOG_LOCK_TIMEOUT).")
+@click.option("--prediction-log-max-mb", "log_max_mb", default=None,
+              type=click.FloatRange(min=0.01), envvar="MLCI_PREDICTION_LOG_MAX_MB",
+              help="Cap of the prediction log's size; when reached, requests get 503 as on a "
+                   "full disk (env MLCI_PREDICTION_LOG_MAX_MB).")
+@click.option("--route-secret-file", default=None, envvar="MLCI_ROUTE_SECRET_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="Secret keying the routing-key hashes, created if absent (default "
+                   "<out>/serve/route-secret; share it between replicas) "
+                   "(env MLCI_ROUTE_SECRET_FILE).")
 def command(config_path: Path, out_dir: Path, model: str | None, host: str, port: int,
-            log_path: Path | None, key_header: str, poll: float, image_max: float) -> int:
+            log_path: Path | None, key_header: str, poll: float, image_max: float,
+            feedback_token: str | None, predict_token: str | None, max_body: int,
+            max_image_pixels: int, max_concurrent: int, max_connections: int,
+            header_timeout: float, body_timeout: float, log_lock_timeout: float,
+            log_max_mb: float | None, route_secret_file: Path | None) -> int:
     """Serve `models:/NAME@champion` and, during a canary, `@challenger`.
 
     Routing follows `<out>/canary/state.json` (written by `mlci canary`) at runtime.
-    Endpoints: POST /predict, POST /feedback, GET /metrics, /healthz, /readyz.
+    Endpoints: POST /predict, POST /feedback, GET /metrics, /healthz, /readyz, and the
+    Open Inference Protocol under /v2. See docs/serving.md.
     """
+    for flag, token in (("--feedback-token", feedback_token),
+                        ("--predict-token", predict_token)):
+        if token is not None and len(token) < MIN_TOKEN:
+            raise click.BadParameter(f"at least {MIN_TOKEN} characters", param_hint=flag)
     try:
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
@@ -57,14 +108,26 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
     from mlci import tracking
     from mlci.registry.aliases import require_model
     from mlci.serve.app import Gateway
+    from mlci.serve.guard import Limits
+    from mlci.serve.routing import deployment_secret
     from mlci.serve.state import state_path
 
     cfg, name = _model_name(config_path, model)
     client = tracking.client(cfg, out_dir)  # type: ignore[arg-type]
     require_model(client, name)
+    secret_file = route_secret_file or out_dir / "serve" / "route-secret"
+    try:
+        secret = deployment_secret(secret_file)
+    except (OSError, ValueError) as exc:
+        raise MlciError(f"{secret_file}: not a usable route secret ({exc})") from None
+    limits = Limits(max_body=max_body, body_timeout=body_timeout, header_timeout=header_timeout,
+                    max_connections=max_connections, max_concurrent=max_concurrent,
+                    max_image_pixels=max_image_pixels).fitted()
     gw = Gateway(name, log_path=log_path or out_dir / "predictions.db",
                  state_file=state_path(out_dir), key_header=key_header, poll=poll,
-                 image_max=image_max)
+                 image_max=image_max, limits=limits, feedback_token=feedback_token,
+                 predict_token=predict_token, secret=secret, log_lock_timeout=log_lock_timeout,
+                 log_max_bytes=int(log_max_mb * 1e6) if log_max_mb else None)
     try:
         r = gw.desired()
     except ValueError as exc:
@@ -96,7 +159,12 @@ def _serve(gw, host: str, port: int, r) -> None:
         raise MlciError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     extra = f", challenger {r.challenger} at {r.weight:g}%" if r.challenger else ""
+    fb = "" if gw.feedback_token else " (/feedback disabled: no --feedback-token)"
     click.echo(f"serving {gw.name}: champion {r.champion}{extra} on "
-               f"http://{host}:{sock.getsockname()[1]}", err=True)
-    config = uvicorn.Config(gw.app(), log_level="warning", access_log=False, lifespan="on")
+               f"http://{host}:{sock.getsockname()[1]}{fb}", err=True)
+    from mlci.serve.guard import guarded_h11
+
+    protocol = guarded_h11(gw.limits, lambda reason: gw.metrics.dropped.labels(reason).inc())
+    config = uvicorn.Config(gw.app(), log_level="warning", access_log=False, lifespan="on",
+                            http=protocol, timeout_keep_alive=5, backlog=gw.limits.backlog)
     uvicorn.Server(config).run(sockets=[sock])

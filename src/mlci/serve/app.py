@@ -4,15 +4,22 @@
                     or {"images": ["<base64 PNG>", ...]}
                     -> {"request_id", "variant", "model_version", "predictions",
                         "probabilities", "classes"}
-    POST /feedback  {"request_id": "...", "label": 3}  (a list for a batch)
+    POST /feedback  {"request_id": "...", "label": 3}  (a list for a batch; bearer token)
+    /v2/...         the Open Inference Protocol (KServe v2), see `v2`
     GET  /metrics   Prometheus text format
     GET  /healthz   the process is up
-    GET  /readyz    a champion is loaded; shows the routing applied
+    GET  /readyz    a champion is loaded and the prediction log takes writes
 
 Routing follows the rollout state file (`<out>/canary/state.json`), polled a few times a
 second: new versions are loaded on a worker thread first and the routing table is then swapped
 as one object, so a weight or version change needs no restart and drops no request. Without a
 running rollout the gateway serves `@champion` and re-reads that alias every few seconds.
+
+The event loop only accepts, routes and answers: parsing, validation, image decoding,
+prediction and every prediction-log access run on a small thread pool, so a heavy request or
+a locked log never delays `/healthz`. When the log cannot take a write the request is refused
+with 503 (fail closed: an answer that is not logged would be missing from the canary's and the
+monitor's evidence), `/readyz` turns 503, and `mlci_prediction_log_failures_total` counts it.
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 import io
+import json
 import logging
 import math
+import os
+import tempfile
 import time
 import uuid
 import warnings
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +47,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mlci.serve.guard import Guard, Limits, token_ok
+from mlci.serve.inputs import (
+    BadInput,
+    InputSpec,
+    TooManyPixels,
+    labels_of,
+    matrix,
+    rows_of,
+    spec_of,
+)
 from mlci.serve.metrics import Metrics
-from mlci.serve.predlog import PredictionLog, same
-from mlci.serve.routing import CHALLENGER, CHAMPION, Routing
+from mlci.serve.predlog import DuplicateLabel, LogUnavailable, PredictionLog, same
+from mlci.serve.routing import CHALLENGER, CHAMPION, Routing, route_key
 from mlci.serve.state import read_state
 
 log = logging.getLogger("mlci.serve")
-MAX_INSTANCES = 1024
-
-
-class BadInput(ValueError):
-    """The request body is not something the model can score (HTTP 400)."""
+MAX_REQUEST_ID = 64
 
 
 @dataclass
@@ -55,20 +71,30 @@ class Loaded:
     version: str
     model: Any
     classes: list[Any] | None
-    features: list[str] | None
-    n_features: int | None
+    spec: InputSpec
+    frame_only: bool = False  # takes a DataFrame only (a pipeline, or a pyfunc model)
+    pyfunc: bool = False
+
+    @property
+    def features(self) -> list[str] | None:
+        return self.spec.names
 
     def predict(self, x: Any, columns: list[str] | None) -> tuple[list[Any],
                                                                   list[list[float]] | None]:
-        """Score a float matrix whose columns are `columns` (the champion's features).
+        """Score `x` (a float matrix whose columns are `columns`, or a DataFrame).
 
-        When this model was fitted on exactly those columns in that order, the matrix goes in
+        When this model was fitted on exactly those columns in that order, a matrix goes in
         as is (building a DataFrame costs ten times the prediction); otherwise as a DataFrame,
         so the estimator itself matches or rejects the columns by name."""
-        if self.features is not None and self.features != columns:
+        if not hasattr(x, "columns") and columns is not None and (
+                self.frame_only or self.features != columns):
             import pandas as pd
 
             x = pd.DataFrame(x, columns=columns)
+        if self.pyfunc:
+            out = self.model.predict(x)
+            out = out.iloc[:, 0] if hasattr(out, "iloc") and out.ndim == 2 else out
+            return [_py(v) for v in list(out)], None
         if self.classes is not None and hasattr(self.model, "predict_proba"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "no feature names": checked
@@ -79,9 +105,20 @@ class Loaded:
             warnings.simplefilter("ignore", UserWarning)
             return [_py(v) for v in self.model.predict(x)], None
 
+    def scores_missing(self) -> bool:
+        """Whether the model scores a row whose every value is missing (it imputes)."""
+        if not self.spec.width:
+            return False
+        try:
+            self.predict(matrix([[None] * self.spec.width], self.spec), self.features)
+        except Exception:  # noqa: BLE001 - any refusal means: no missing values
+            return False
+        return True
+
 
 def _py(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
+    v = v.item() if hasattr(v, "item") else v
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def _first_line(exc: BaseException) -> str:
@@ -89,17 +126,57 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {s.splitlines()[0] if s else ''}".strip(": ")
 
 
+def _frame_only(model: Any) -> bool:
+    from sklearn.pipeline import Pipeline
+
+    return isinstance(model, Pipeline)
+
+
+@dataclass
+class Scored:
+    """One scored request, as both protocols answer it."""
+
+    request_id: str
+    variant: str
+    version: str
+    predictions: list[Any] | None
+    probabilities: list[list[float]] | None
+    classes: list[Any] | None
+    error: str | None = None
+    shadow: tuple | None = field(default=None, repr=False)
+
+
+class Refused(Exception):
+    """A request refused before or instead of scoring: status, reason, message."""
+
+    def __init__(self, status: int, reason: str, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.reason = status, reason
+
+
 class Gateway:
     def __init__(self, model_name: str, *, log_path: Path, state_file: Path,
                  key_header: str = "x-mlci-key", poll: float = 0.25, refresh: float = 5.0,
-                 image_max: float = 16.0) -> None:
+                 image_max: float = 16.0, limits: Limits | None = None,
+                 feedback_token: str | None = None, predict_token: str | None = None,
+                 secret: bytes = b"", log_lock_timeout: float = 2.0,
+                 log_max_bytes: int | None = None, workers: int | None = None) -> None:
         self.name = model_name
         self.state_file = Path(state_file)
         self.key_header = key_header.lower()
         self.poll, self.refresh, self.image_max = poll, refresh, image_max
-        self.log = PredictionLog(log_path)
+        self.limits = limits or Limits()
+        self.feedback_token, self.predict_token = feedback_token, predict_token
+        self.secret = secret
+        self.log = PredictionLog(log_path, lock_timeout=log_lock_timeout,
+                                 max_bytes=log_max_bytes)
+        self.log_error: str | None = None  # the last failed write, until one succeeds
+        self._last_probe = 0.0
         self.metrics = Metrics()
+        self.pool = ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 1) + 2),
+                                       thread_name_prefix="mlci-score")
         self._cache: dict[str, Loaded] = {}
+        self._classes: dict[str, list[Any] | None] = {}  # every version loaded, for labels
         # (routing, the models it routes to): swapped as one object, read once per request
         self.active: tuple[Routing, dict[str, Loaded]] | None = None
         self._seen: tuple[int, int] | None = None
@@ -112,15 +189,28 @@ class Gateway:
     def load(self, version: str) -> Loaded:
         if version in self._cache:
             return self._cache[version]
-        import mlflow.sklearn
+        import mlflow
+        from mlflow.models import Model
 
-        model = mlflow.sklearn.load_model(f"models:/{self.name}/{version}")
-        classes = getattr(model, "classes_", None)
-        feats = getattr(model, "feature_names_in_", None)
-        loaded = Loaded(version, model, list(classes) if classes is not None else None,
-                        [str(f) for f in feats] if feats is not None else None,
-                        getattr(model, "n_features_in_", None))
+        with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
+            local = mlflow.artifacts.download_artifacts(f"models:/{self.name}/{version}",
+                                                        dst_path=tmp)
+            meta = Model.load(local)
+            if "sklearn" in meta.flavors:
+                import mlflow.sklearn
+
+                model, pyfunc = mlflow.sklearn.load_model(local), False
+            else:  # any other MLflow model, through its generic interface
+                import mlflow.pyfunc
+
+                model, pyfunc = mlflow.pyfunc.load_model(local), True
+            schema = meta.get_input_schema()
+        classes = None if pyfunc else getattr(model, "classes_", None)
+        loaded = Loaded(version, model, [_py(c) for c in classes] if classes is not None
+                        else None, spec_of(model, schema), pyfunc or _frame_only(model), pyfunc)
+        loaded.spec.missing_ok = loaded.scores_missing()
         self._cache[version] = loaded
+        self._classes[version] = loaded.classes
         return loaded
 
     @property
@@ -193,58 +283,25 @@ class Gateway:
             await asyncio.sleep(self.poll)
             await loop.run_in_executor(None, self.sync)
 
-    # ------------------------------------------------------------ input
+    # ------------------------------------------------------------ input (worker threads)
 
-    def frame(self, body: Any, m: Loaded) -> tuple[Any, list[list[float]]]:
-        import numpy as np
-
+    def instances(self, body: Any, m: Loaded) -> list[list[Any]]:
+        """Checked rows of a /predict body for model `m` (the champion: one input schema)."""
         if not isinstance(body, dict):
             raise BadInput("body must be a JSON object with 'instances' or 'images'")
         keys = [k for k in ("instances", "images") if k in body]
         if len(keys) != 1:
             raise BadInput("body must have exactly one of 'instances' or 'images'")
-        items = body[keys[0]]
+        if keys[0] == "instances":
+            return rows_of(body["instances"], m.spec)
+        items = body["images"]
         if not isinstance(items, list) or not items:
-            raise BadInput(f"'{keys[0]}' must be a non-empty list")
-        if len(items) > MAX_INSTANCES:
-            raise BadInput(f"at most {MAX_INSTANCES} instances per request, got {len(items)}")
-        cols = m.features
-        width = len(cols) if cols else m.n_features
-        if keys[0] == "images":
-            rows = [self._image(s, width, i) for i, s in enumerate(items)]
-        elif all(isinstance(x, dict) for x in items):
-            if not cols:
-                raise BadInput("this model has no feature names; send lists of numbers")
-            missing = [c for c in cols if c not in items[0]]
-            if missing:
-                raise BadInput(f"instance 0 lacks feature {missing[0]!r}")
-            try:
-                rows = [[float(x[c]) for c in cols] for x in items]
-            except KeyError as exc:
-                raise BadInput(f"an instance lacks feature {exc.args[0]!r}") from None
-            except (TypeError, ValueError):
-                raise BadInput("feature values must be numbers") from None
-        else:
-            rows = [self._flat(x, width, i) for i, x in enumerate(items)]
-        return np.asarray(rows, dtype=float), rows
+            raise BadInput("'images' must be a non-empty list")
+        budget = [self.limits.max_image_pixels]
+        return rows_of([self._image(s, m.spec.width, i, budget) for i, s in enumerate(items)],
+                       m.spec)
 
-    @staticmethod
-    def _flat(x: Any, width: int | None, i: int) -> list[float]:
-        if not isinstance(x, list):
-            raise BadInput(f"instance {i} must be a list of numbers or an object")
-        if x and isinstance(x[0], list):  # an image as rows of pixels
-            x = [v for row in x for v in (row if isinstance(row, list) else [row])]
-        try:
-            vals = [float(v) for v in x]
-        except (TypeError, ValueError):
-            raise BadInput(f"instance {i} holds a value that is not a number") from None
-        if width is not None and len(vals) != width:
-            raise BadInput(f"instance {i} has {len(vals)} values; the model takes {width}")
-        if not all(math.isfinite(v) for v in vals):
-            raise BadInput(f"instance {i} holds NaN or infinity")
-        return vals
-
-    def _image(self, s: Any, width: int | None, i: int) -> list[float]:
+    def _image(self, s: Any, width: int | None, i: int, budget: list[int]) -> list[float]:
         from PIL import Image, UnidentifiedImageError
 
         if not isinstance(s, str):
@@ -254,104 +311,200 @@ class Gateway:
             raise BadInput("this model does not take square images")
         try:
             raw = base64.b64decode(s, validate=True)
-            img = Image.open(io.BytesIO(raw)).convert("L")
+            img = Image.open(io.BytesIO(raw), formats=["PNG"])  # reads the header only
         except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
             raise BadInput(f"image {i} is not a base64-encoded PNG") from None
+        pixels = img.size[0] * img.size[1]
+        budget[0] -= pixels
+        if budget[0] < 0:
+            raise TooManyPixels(f"image {i} ({img.size[0]}x{img.size[1]}) is over the "
+                                f"{self.limits.max_image_pixels} pixels allowed per request")
+        try:
+            img = img.convert("L")
+        except (ValueError, OSError, Image.DecompressionBombError):
+            raise BadInput(f"image {i} is not a valid PNG") from None
         if img.size != (side, side):
             img = img.resize((side, side), Image.Resampling.BILINEAR)
         return [round(p * self.image_max / 255, 4) for p in img.getdata()]
 
-    # ------------------------------------------------------------ endpoints
+    # ------------------------------------------------------------ scoring (worker threads)
 
-    def _bad(self, msg: str, status: int = 400) -> JSONResponse:
-        self.metrics.bad.inc()
-        return JSONResponse({"error": msg}, status_code=status)
-
-    async def predict(self, request: Request) -> Response:
-        if self.active is None:
-            return JSONResponse({"error": "no model loaded yet"}, status_code=503)
-        r, models = self.active
-        try:
-            body = await request.json()
-        except ValueError:
-            return self._bad("body is not valid JSON")
-        key = request.headers.get(self.key_header)
-        variant = r.choose(key)
-        version = r.version(variant)
-        m = models[version]
+    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
+              key: str | None, version: str | None = None) -> Scored:
+        """Route, predict, log. `version` pins a routed version (the client asked for it):
+        such requests are logged outside the rollout, as they are not a random sample.
+        Raises Refused when the log cannot take the row (fail closed)."""
+        r, models = active
         champ = models[r.champion]
-        try:
-            frame, rows = self.frame(body, champ)  # one input schema: the champion's
-        except BadInput as exc:
-            return self._bad(str(exc))
+        if version is None:
+            variant = r.choose(key, secret=self.secret)
+            version, canary_id = r.version(variant), r.canary_id
+        else:
+            variant = CHAMPION if version == r.champion else CHALLENGER
+            canary_id = None
+        m = models[version]
+        x = matrix(rows, champ.spec)
         rid = uuid.uuid4().hex
         t0 = time.perf_counter()
         err = None
         preds: list[Any] | None = None
         probs = None
         try:
-            preds, probs = m.predict(frame, champ.features)
+            preds, probs = m.predict(x, champ.features)
         except Exception as exc:  # noqa: BLE001 - a model error is a 500 and is counted
             err = _first_line(exc)
         dt = time.perf_counter() - t0
-        self.log.log(request_id=rid, model=self.name, variant=variant, version=version,
-                     canary_id=r.canary_id, route_key=_hash_key(key), inputs=rows,
-                     outputs=preds, probabilities=probs, latency_ms=dt * 1000, error=err,
-                     n=len(rows))
+        try:
+            self.log.log(request_id=rid, model=self.name, variant=variant, version=version,
+                         canary_id=canary_id, route_key=route_key(key, self.secret),
+                         inputs=rows, outputs=preds, probabilities=probs, latency_ms=dt * 1000,
+                         error=err, n=len(rows))
+        except LogUnavailable as exc:
+            self._log_failed("predict", exc)
+            raise Refused(503, "", "prediction log unavailable; the request was not "
+                                   "answered") from None
+        self.log_error = None
         self.metrics.requests.labels(variant, version).inc()
         if err is not None:
             self.metrics.errors.labels(variant, version).inc()
-            return JSONResponse({"error": f"model {self.name}/{version} failed: {err}",
-                                 "request_id": rid, "variant": variant,
-                                 "model_version": version}, status_code=500)
-        self.metrics.latency.labels(variant).observe(dt)
-        payload = {"request_id": rid, "variant": variant, "model_version": version,
-                   "predictions": preds, "probabilities": probs,
-                   "classes": [_py(c) for c in m.classes] if m.classes is not None else None}
-        task = None
-        if r.shadow and r.challenger and variant == CHAMPION:
-            task = BackgroundTask(self._shadow, rid, models[r.challenger], frame,
-                                  champ.features, preds)
-        return JSONResponse(payload, background=task)
+        else:
+            self.metrics.latency.labels(variant).observe(dt)
+        shadow = None
+        if err is None and r.shadow and r.challenger and variant == CHAMPION \
+                and canary_id is not None:
+            shadow = (rid, models[r.challenger], x, champ.features, preds)
+        return Scored(rid, variant, version, preds, probs, m.classes, err, shadow)
 
-    async def _shadow(self, rid: str, m: Loaded, frame: Any, columns: list[str] | None,
-                      served: list[Any]) -> None:
-        version = m.version
+    def _log_failed(self, op: str, exc: BaseException) -> None:
+        self.metrics.log_failures.labels(op).inc()
+        self.log_error = str(exc)
+        log.error("prediction log: %s", exc)
+
+    def _shadow(self, rid: str, m: Loaded, frame: Any, columns: list[str] | None,
+                served: list[Any]) -> None:
         try:
             out, _ = m.predict(frame, columns)
             err = None
         except Exception as exc:  # noqa: BLE001
             out, err = None, _first_line(exc)
-        self.log.log_shadow(rid, version, out, err)
+        try:
+            self.log.log_shadow(rid, m.version, out, err)
+        except LogUnavailable as exc:
+            self._log_failed("shadow", exc)
+            return
         if out is not None:
             self.metrics.shadow.inc(len(out))
             self.metrics.disagree.inc(sum(not same(a, b)
                                           for a, b in zip(out, served, strict=False)))
 
-    async def feedback(self, request: Request) -> Response:
+    def _predict(self, raw: bytes, key: str | None,
+                 active: tuple[Routing, dict[str, Loaded]]) -> Response:
         try:
-            body = await request.json()
-        except ValueError:
-            return self._bad("body is not valid JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("request_id"), str) \
-                or "label" not in body:
-            return self._bad("body must be {\"request_id\": \"...\", \"label\": ...}")
-        label = body["label"]
-        found = self.log.lookup(body["request_id"])
+            rows = self.instances(_json(raw), active[1][active[0].champion])
+            s = self.score(active, rows, key)
+        except BadInput as exc:
+            return self.refuse("predict", Refused(400, exc.reason, str(exc)))
+        except Refused as exc:
+            return self.refuse("predict", exc)
+        if s.error is not None:
+            return JSONResponse({"error": f"model {self.name}/{s.version} failed: {s.error}",
+                                 "request_id": s.request_id, "variant": s.variant,
+                                 "model_version": s.version}, status_code=500)
+        return JSONResponse({
+            "request_id": s.request_id, "variant": s.variant, "model_version": s.version,
+            "predictions": s.predictions, "probabilities": s.probabilities,
+            "classes": s.classes}, background=self.shadow_task(s))
+
+    def _feedback(self, raw: bytes) -> Response:
+        try:
+            return self._record_label(_json(raw))
+        except BadInput as exc:
+            return self.refuse("feedback", Refused(400, exc.reason, str(exc)))
+        except Refused as exc:
+            return self.refuse("feedback", exc)
+
+    def _record_label(self, body: Any) -> Response:
+        rid = body.get("request_id") if isinstance(body, dict) else None
+        if not isinstance(rid, str) or "label" not in body:
+            raise BadInput('body must be {"request_id": "...", "label": ...}')
+        if len(rid) > MAX_REQUEST_ID:
+            raise Refused(404, "unknown_request", "unknown request_id")
+        try:
+            found = self.log.lookup(rid)
+        except LogUnavailable as exc:
+            self._log_failed("feedback", exc)
+            raise Refused(503, "", "prediction log unavailable; label not recorded") from None
         if found is None:
-            return self._bad(f"unknown request_id {body['request_id']!r}", 404)
-        variant, outputs, labelled = found
+            raise Refused(404, "unknown_request", f"unknown request_id {rid!r}")
+        variant, version, outputs, labelled = found
+        if labelled:
+            raise Refused(409, "duplicate_label", f"request {rid} already has a label")
+        classes = self._classes.get(version or "")
+        if classes is None and self.active is not None and version not in self._classes:
+            classes = self.active[1][self.active[0].champion].classes
+        n = len(outputs) if outputs is not None else (
+            len(body["label"]) if isinstance(body["label"], list) else 1)
+        numeric = outputs is None or all(isinstance(p, (int, float)) for p in outputs)
+        try:
+            labels = labels_of(body["label"], n, classes, numeric)
+        except BadInput as exc:
+            raise Refused(400, "bad_label", str(exc)) from None
+        stored = labels if isinstance(body["label"], list) else labels[0]
+        try:
+            self.log.feedback(rid, stored)
+        except DuplicateLabel:
+            raise Refused(409, "duplicate_label", f"request {rid} already has a label") \
+                from None
+        except LogUnavailable as exc:
+            self._log_failed("feedback", exc)
+            raise Refused(503, "", "prediction log unavailable; label not recorded") from None
         if outputs is None:
-            self.log.feedback(body["request_id"], label)
             return JSONResponse({"recorded": True, "note": "the request had failed"})
-        labels = label if isinstance(label, list) else [label]
-        if len(labels) != len(outputs):
-            return self._bad(f"{len(labels)} labels for {len(outputs)} predictions")
-        self.log.feedback(body["request_id"], label)
         correct = sum(same(p, y) for p, y in zip(outputs, labels, strict=True))
-        if not labelled:  # a corrected label is stored but counted once in the metrics
-            self.metrics.feedback(variant, len(labels), correct)
-        return JSONResponse({"recorded": True, "correct": correct, "n": len(labels)})
+        self.metrics.feedback(variant, n, correct)
+        return JSONResponse({"recorded": True, "correct": correct, "n": n})
+
+    # ------------------------------------------------------------ endpoints (event loop)
+
+    def refuse(self, endpoint: str, exc: Refused) -> JSONResponse:
+        if exc.reason:  # log failures are counted as such, not as refusals
+            self.metrics.refuse(endpoint, exc.reason)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"error": str(exc)}, status_code=exc.status, headers=headers)
+
+    def unauthorized(self, request: Request, endpoint: str, token: str | None,
+                     required: bool) -> Response | None:
+        """A 401 (or 403 when no token is configured but one is required), else None."""
+        if token is None:
+            if not required:
+                return None
+            return self.refuse(endpoint, Refused(
+                403, "unauthorized", f"/{endpoint} is disabled: start the gateway with "
+                                     "--feedback-token (or MLCI_FEEDBACK_TOKEN)"))
+        if token_ok(request.headers.get("authorization"), token):
+            return None
+        return self.refuse(endpoint, Refused(401, "unauthorized",
+                                             "missing or wrong bearer token"))
+
+    async def run(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def shadow_task(self, s: Scored) -> BackgroundTask | None:
+        return BackgroundTask(self.run, self._shadow, *s.shadow) if s.shadow else None
+
+    async def predict(self, request: Request) -> Response:
+        if (denied := self.unauthorized(request, "predict", self.predict_token, False)):
+            return denied
+        active = self.active
+        if active is None:
+            return JSONResponse({"error": "no model loaded yet"}, status_code=503)
+        raw = await request.body()
+        return await self.run(self._predict, raw, request.headers.get(self.key_header), active)
+
+    async def feedback(self, request: Request) -> Response:
+        if (denied := self.unauthorized(request, "feedback", self.feedback_token, True)):
+            return denied
+        return await self.run(self._feedback, await request.body())
 
     async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -362,20 +515,39 @@ class Gateway:
     async def healthz(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    def _probe_log(self) -> None:
+        """While the log is failing, try one small write (at most once a second)."""
+        now = time.monotonic()
+        if self.log_error is None or now - self._last_probe < 1.0:
+            return
+        self._last_probe = now
+        try:
+            self.log.probe()
+            self.log_error = None
+        except LogUnavailable as exc:
+            self.log_error = str(exc)
+
+    def ready(self) -> bool:
+        return self.routing is not None and self.log_error is None
+
     async def readyz(self, request: Request) -> Response:
+        if self.log_error is not None:
+            await self.run(self._probe_log)
         r = self.routing
-        info: dict[str, Any] = {"model": self.name, "ready": r is not None,
-                                "pending_error": self.pending}
+        info: dict[str, Any] = {"model": self.name, "ready": self.ready(),
+                                "pending_error": self.pending, "log_error": self.log_error}
         if r is not None:
             info.update(champion=r.champion, challenger=r.challenger,
                         weight=r.weight if r.challenger else 0.0, shadow=r.shadow,
                         canary_id=r.canary_id, generation=r.generation)
-        return JSONResponse(info, status_code=200 if r is not None else 503)
+        return JSONResponse(info, status_code=200 if self.ready() else 503)
 
     # ------------------------------------------------------------ app
 
-    def app(self) -> Starlette:
+    def app(self) -> Any:
         from contextlib import asynccontextmanager
+
+        from mlci.serve import v2
 
         @asynccontextmanager
         async def lifespan(app: Starlette):
@@ -384,19 +556,25 @@ class Gateway:
                 yield
             finally:
                 self._task.cancel()
+                self.pool.shutdown(wait=True, cancel_futures=True)
                 self.log.close()
 
-        return Starlette(routes=[
+        app = Starlette(routes=[
             Route("/predict", self.predict, methods=["POST"]),
             Route("/feedback", self.feedback, methods=["POST"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
             Route("/readyz", self.readyz, methods=["GET"]),
+            *v2.routes(self),
         ], lifespan=lifespan)
+        return Guard(app, self.limits, self.metrics.refuse)
 
 
-def _hash_key(key: str | None) -> str | None:
-    return hashlib.blake2b(key.encode(), digest_size=8).hexdigest() if key else None
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError
+        raise Refused(400, "bad_json", "body is not valid JSON") from None
 
 
 __all__ = ["Gateway", "BadInput", "CHAMPION", "CHALLENGER"]

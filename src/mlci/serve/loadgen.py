@@ -42,10 +42,17 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
              requests: int = 1000, seconds: float = 30.0, concurrency: int = 4,
              keys: int | None = 200, feedback: bool = True, key_header: str = "X-Mlci-Key",
              stop: threading.Event | None = None, path: str = "/predict",
-             body: Any = None, seed: int = 0) -> LoadResult:
+             body: Any = None, seed: int = 0,
+             feedback_token: str | None = None) -> LoadResult:
     """Send a (seeded) random instance as request i, with key `user-{i % keys}` when
-    `keys`, then its label to /feedback when `feedback` and labels are given."""
+    `keys`, then its label to /feedback when `feedback` and labels are given, with the
+    bearer token `feedback_token` (default: MLCI_FEEDBACK_TOKEN)."""
+    import os
+
     import httpx
+
+    token = feedback_token or os.environ.get("MLCI_FEEDBACK_TOKEN")
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
 
     url = url.rstrip("/")
     res = LoadResult()
@@ -80,7 +87,8 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
                     y = labels[j]
                     s.correct = str(data["predictions"][0]) == str(y)
                     with contextlib.suppress(httpx.HTTPError):
-                        c.post(url + "/feedback", json={"request_id": s.request_id, "label": y})
+                        c.post(url + "/feedback", json={"request_id": s.request_id, "label": y},
+                               headers=auth)
                 with lock:
                     res.sent.append(s)
 

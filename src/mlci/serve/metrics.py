@@ -2,7 +2,14 @@
 
     mlci_requests_total{variant,version}          answered /predict requests
     mlci_errors_total{variant,version}            requests whose model raised
-    mlci_bad_requests_total                       rejected input (HTTP 4xx)
+    mlci_bad_requests_total                       refused requests, all reasons (HTTP 4xx/503)
+    mlci_refused_total{endpoint,reason}           refused requests by reason (bad_json,
+                                                  bad_input, too_many_pixels, unauthorized,
+                                                  bad_label, duplicate_label, unknown_request,
+                                                  unknown_model, body_too_large, body_timeout,
+                                                  overloaded)
+    mlci_connections_dropped_total{reason}        header_timeout, evicted, over_capacity
+    mlci_prediction_log_failures_total{op}        log writes that failed (answered 503)
     mlci_request_latency_seconds{variant}         model time per request (histogram)
     mlci_feedback_total{variant}                  labelled instances
     mlci_feedback_correct_total{variant}          labelled instances predicted right
@@ -13,6 +20,8 @@
 """
 
 from __future__ import annotations
+
+import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -31,6 +40,13 @@ class Metrics:
         self.errors = Counter("mlci_errors", "Requests whose model raised.",
                               ["variant", "version"], registry=r)
         self.bad = Counter("mlci_bad_requests", "Rejected input.", registry=r)
+        self.refused = Counter("mlci_refused", "Refused requests by reason.",
+                               ["endpoint", "reason"], registry=r)
+        self.dropped = Counter("mlci_connections_dropped", "Connections closed by the guard.",
+                               ["reason"], registry=r)
+        self.log_failures = Counter("mlci_prediction_log_failures",
+                                    "Prediction-log operations that failed.", ["op"],
+                                    registry=r)
         self.latency = Histogram("mlci_request_latency_seconds", "Model time per request.",
                                  ["variant"], buckets=BUCKETS, registry=r)
         self.labelled = Counter("mlci_feedback", "Labelled instances.", ["variant"],
@@ -49,19 +65,27 @@ class Metrics:
         self.generation = Gauge("mlci_routing_generation", "Rollout state generation applied.",
                                 registry=r)
         self._acc: dict[str, list[int]] = {}
+        self._lock = threading.Lock()  # feedback arrives on worker threads
         # the lazy label children are created up front so the series exist from the start
+        for op in ("predict", "feedback", "shadow"):
+            self.log_failures.labels(op)
         for v in ("champion", "challenger"):
             self.labelled.labels(v)
             self.correct.labels(v)
             self.latency.labels(v)
 
+    def refuse(self, endpoint: str, reason: str) -> None:
+        self.bad.inc()
+        self.refused.labels(endpoint, reason).inc()
+
     def feedback(self, variant: str, n: int, correct: int) -> None:
         self.labelled.labels(variant).inc(n)
         self.correct.labels(variant).inc(correct)
-        acc = self._acc.setdefault(variant, [0, 0])
-        acc[0] += n
-        acc[1] += correct
-        self.accuracy.labels(variant).set(acc[1] / acc[0] if acc[0] else 0.0)
+        with self._lock:
+            acc = self._acc.setdefault(variant, [0, 0])
+            acc[0] += n
+            acc[1] += correct
+            self.accuracy.labels(variant).set(acc[1] / acc[0] if acc[0] else 0.0)
 
     def routing(self, weight: float, generation: int) -> None:
         self.weight.labels("challenger").set(weight)

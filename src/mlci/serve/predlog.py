@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA = "mlci.predlog/1"
+PROBE_BYTES = 16_384  # the readiness probe's write: larger than a typical request's row
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -41,64 +42,117 @@ CREATE TABLE IF NOT EXISTS feedback(request_id TEXT PRIMARY KEY, ts REAL NOT NUL
 """
 
 
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False, timeout: float = 30.0,
+            max_bytes: int | None = None) -> sqlite3.Connection:
+    """A connection that waits at most `timeout` seconds for another process's lock;
+    `max_bytes` caps the database (beyond it a write fails as on a full disk)."""
     path = Path(path)
     if readonly:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30,
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout,
                               check_same_thread=False)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        con = sqlite3.connect(path, timeout=30, check_same_thread=False,
+        con = sqlite3.connect(path, timeout=timeout, check_same_thread=False,
                               isolation_level=None)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a killed process
         con.executescript(_DDL)
         con.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)", (SCHEMA,))
+        if max_bytes is not None:
+            page = con.execute("PRAGMA page_size").fetchone()[0]
+            con.execute(f"PRAGMA max_page_count={max(1, int(max_bytes) // page)}")
     return con
 
 
-class PredictionLog:
-    """The gateway's writer. One connection, serialised by a lock (the event loop writes
-    predictions; shadow scoring may finish on another thread)."""
+class LogUnavailable(RuntimeError):
+    """The log cannot take a write now (disk full, locked by another process, I/O error)."""
 
-    def __init__(self, path: Path) -> None:
+
+class DuplicateLabel(ValueError):
+    """The request already has a label; labels are written once."""
+
+
+class PredictionLog:
+    """The gateway's writer. One connection, serialised by a lock; every call runs on a
+    worker thread and waits at most `lock_timeout` seconds, for this lock and for SQLite's
+    (another process holding the database), then raises `LogUnavailable`."""
+
+    def __init__(self, path: Path, *, lock_timeout: float = 2.0,
+                 max_bytes: int | None = None) -> None:
         self.path = Path(path)
-        self.con = connect(self.path)
+        self.lock_timeout = lock_timeout
+        self.con = connect(self.path, timeout=lock_timeout, max_bytes=max_bytes)
         self.lock = threading.Lock()
+
+    def _write(self, sql: str, args: tuple) -> None:
+        if not self.lock.acquire(timeout=self.lock_timeout):
+            raise LogUnavailable(f"log busy for over {self.lock_timeout:g} s")
+        try:
+            self.con.execute(sql, args)
+        except sqlite3.IntegrityError:
+            raise
+        except (sqlite3.Error, OSError) as exc:
+            raise LogUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.lock.release()
 
     def log(self, *, request_id: str, model: str, variant: str, version: str | None,
             canary_id: str | None, route_key: str | None, inputs: Any, outputs: Any,
             probabilities: Any, latency_ms: float, error: str | None, n: int) -> None:
         row = (request_id, time.time(), model, variant, version, canary_id, route_key, n,
                _j(inputs), _j(outputs), _j(probabilities), latency_ms, error)
-        with self.lock:
-            self.con.execute(
-                "INSERT INTO predictions(request_id, ts, model, variant, version, canary_id, "
-                "route_key, n, inputs, outputs, probabilities, latency_ms, error) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+        self._write(
+            "INSERT INTO predictions(request_id, ts, model, variant, version, canary_id, "
+            "route_key, n, inputs, outputs, probabilities, latency_ms, error) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
 
     def log_shadow(self, request_id: str, version: str, outputs: Any, error: str | None) -> None:
-        with self.lock:
-            self.con.execute(
-                "UPDATE predictions SET shadow_version=?, shadow_outputs=?, shadow_error=? "
-                "WHERE request_id=?", (version, _j(outputs), error, request_id))
+        self._write("UPDATE predictions SET shadow_version=?, shadow_outputs=?, shadow_error=? "
+                    "WHERE request_id=?", (version, _j(outputs), error, request_id))
 
-    def lookup(self, request_id: str) -> tuple[str, Any, bool] | None:
-        """(variant, outputs, labelled already?) of a logged request, or None if unknown."""
-        with self.lock:
+    def lookup(self, request_id: str) -> tuple[str, str | None, Any, bool] | None:
+        """(variant, version, outputs, labelled already?) of a logged request, or None."""
+        if not self.lock.acquire(timeout=self.lock_timeout):
+            raise LogUnavailable(f"log busy for over {self.lock_timeout:g} s")
+        try:
             row = self.con.execute(
-                "SELECT p.variant, p.outputs, f.request_id IS NOT NULL FROM predictions p "
-                "LEFT JOIN feedback f ON f.request_id = p.request_id WHERE p.request_id=?",
-                (request_id,)).fetchone()
+                "SELECT p.variant, p.version, p.outputs, f.request_id IS NOT NULL "
+                "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id "
+                "WHERE p.request_id=?", (request_id,)).fetchone()
+        except (sqlite3.Error, OSError) as exc:
+            raise LogUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.lock.release()
         if row is None:
             return None
-        return row[0], (json.loads(row[1]) if row[1] else None), bool(row[2])
+        return row[0], row[1], (json.loads(row[2]) if row[2] else None), bool(row[3])
 
     def feedback(self, request_id: str, label: Any) -> None:
-        """Record a label; a second label for the same request replaces the first."""
-        with self.lock:
-            self.con.execute("INSERT OR REPLACE INTO feedback VALUES (?,?,?)",
-                             (request_id, time.time(), _j(label)))
+        """Record a label, once: a second label for the same request raises DuplicateLabel
+        (the primary key decides, so two racing labels cannot both land)."""
+        try:
+            self._write("INSERT INTO feedback VALUES (?,?,?)",
+                        (request_id, time.time(), _j(label)))
+        except sqlite3.IntegrityError:
+            raise DuplicateLabel(request_id) from None
+
+    def probe(self) -> None:
+        """A write of a typical request's size, rolled back: whether a failed log takes
+        writes again."""
+        if not self.lock.acquire(timeout=self.lock_timeout):
+            raise LogUnavailable(f"log busy for over {self.lock_timeout:g} s")
+        try:
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                self.con.execute("INSERT INTO meta VALUES('probe', randomblob(?))",
+                                 (PROBE_BYTES,))
+            finally:
+                if self.con.in_transaction:  # SQLITE_FULL may have rolled it back already
+                    self.con.execute("ROLLBACK")
+        except (sqlite3.Error, OSError) as exc:
+            raise LogUnavailable(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            self.lock.release()
 
     def close(self) -> None:
         with self.lock:

@@ -4,21 +4,58 @@ A request carrying a key (a header such as a user id) is hashed with the rollout
 of 10,000 buckets; the challenger owns the buckets below `weight * 100`. So a key always gets
 the same variant at a given weight, and as the weight only grows during a rollout, a key that
 reached the challenger stays there until the end. Requests without a key are split at random.
+
+Both the bucket and the key stored in the prediction log are keyed hashes (BLAKE2b keyed with
+the deployment's secret, `<out>/serve/route-secret`, created once and kept with the rollout
+state): without the secret, a log reader cannot test guesses, so a 6-digit user id is no
+longer found by hashing all million candidates.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import random
+import secrets
 from dataclasses import dataclass
+from pathlib import Path
 
 BUCKETS = 10_000
 CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
 
 
-def bucket(salt: str, key: str) -> int:
-    h = hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8).digest()
+def bucket(salt: str, key: str, secret: bytes = b"") -> int:
+    h = hashlib.blake2b(f"{salt}\0{key}".encode(), digest_size=8, key=secret).digest()
     return int.from_bytes(h, "big") % BUCKETS
+
+
+def route_key(key: str | None, secret: bytes) -> str | None:
+    """The routing key as the log stores it: a keyed hash, never the key."""
+    if not key:
+        return None
+    return hashlib.blake2b(key.encode(), digest_size=8, key=secret,
+                           person=b"mlci-route").hexdigest()
+
+
+def deployment_secret(path: Path) -> bytes:
+    """The deployment's hashing secret: read from `path`, or created there (mode 0600,
+    exclusively, so two gateways starting at once agree on one)."""
+    path = Path(path)
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())[:64]
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return deployment_secret(path)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value.hex() + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    return value
 
 
 @dataclass(frozen=True)
@@ -32,13 +69,14 @@ class Routing:
     canary_id: str | None = None
     generation: int = 0
 
-    def choose(self, key: str | None, rng: random.Random | None = None) -> str:
+    def choose(self, key: str | None, rng: random.Random | None = None, *,
+               secret: bytes = b"") -> str:
         if self.challenger is None or self.weight <= 0:
             return CHAMPION
         if self.weight >= 100:
             return CHALLENGER
         if key:
-            return CHALLENGER if bucket(self.canary_id or "", key) < self.weight * 100 \
+            return CHALLENGER if bucket(self.canary_id or "", key, secret) < self.weight * 100 \
                 else CHAMPION
         return CHALLENGER if (rng or random).random() * 100 < self.weight else CHAMPION
 
