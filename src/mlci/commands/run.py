@@ -46,8 +46,11 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
     else:
         try:
             t = time.perf_counter()
+            from mlci.registry.trust import refuse_untrusted_write
             from mlci.train import train
 
+            if not no_register:
+                refuse_untrusted_write("register a model version")
             rec = train(cfg, out_dir, register=not no_register)
             timings["train"] = time.perf_counter() - t
             click.echo(f"registered {rec['model_uri']} as candidate" if rec["model_version"]
