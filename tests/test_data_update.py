@@ -273,3 +273,38 @@ def test_a_secrets_file_is_neither_read_nor_quoted(repo: Path, tmp_path: Path) -
         upd = repo / ".mlci/data_update.json"
         assert not upd.exists() or "wJalrXUtnFEMI" not in upd.read_text()
     assert state(repo) == before
+
+
+def test_kill_9_mid_update_is_rolled_back_and_a_resent_batch_is_refused(
+        repo: Path, tmp_path: Path) -> None:
+    """A real SIGKILL once the training file has changed (the forced point: between the write
+    and the end); the next run rolls back, then applies the batch once; a resend is refused."""
+    import os
+    import signal
+
+    src = write_batch(repo, "good", tmp_path / "new.csv")
+    train = repo / "data/train.csv"
+    original = train.read_bytes()
+    exe = Path(sys.executable).with_name("mlci")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLCI_"))}
+    p = subprocess.Popen([str(exe), "data", "update", "--source", str(src), "--no-push"],
+                         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while train.read_bytes() == original:
+        assert p.poll() is None and time.monotonic() < deadline, "never wrote the data"
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert train.read_bytes() != original  # the kill left the file changed
+    assert (repo / ".mlci/data_update.journal/journal.json").is_file()
+
+    r = run_mlci("data", "update", "--source", str(src), "--no-push", "--json", cwd=repo)
+    assert r.code == 0, r.err
+    assert len(_train(repo)) == 160  # rolled back, then appended once (not 200)
+    assert not (repo / ".mlci/data_update.journal").exists()
+
+    before = state(repo)
+    r = run_mlci("data", "update", "--source", str(src), "--no-push", cwd=repo)
+    assert r.code == 1, r.err
+    assert "refused as a duplicate" in r.err
+    assert state(repo) == before and len(_train(repo)) == 160

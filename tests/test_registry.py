@@ -385,3 +385,90 @@ def test_lock_left_by_a_killed_job_expires_and_a_live_one_waits(proj: Path) -> N
         live.release()
     assert mlci("promote", "--to", "champion", "--version", v2, cwd=proj).code == 0
     assert [e["to_version"] for e in history(proj)] == ["1", v2]
+
+
+def test_hand_edited_tags_do_not_promote_a_refused_model(proj: Path) -> None:
+    """A uniform-random DummyClassifier fails its gate; setting the evidence tags by hand
+    (the three a reviewer would edit) must not get it promoted: the gate reads the run's
+    evaluation record and checks its digest against the run's immutable params."""
+    cfg = (proj / "mlci.yaml").read_text()
+    cfg = cfg.replace("sklearn.ensemble.RandomForestClassifier", "sklearn.dummy.DummyClassifier")
+    cfg = cfg.replace("{n_estimators: 200, random_state: 0}",
+                      "{strategy: uniform, random_state: 0}")
+    (proj / "mlci.yaml").write_text(cfg)
+    for step in ("validate", "train", "evaluate"):
+        r = mlci(step, cwd=proj)
+        assert r.code == (1 if step == "evaluate" else 0), (step, r.out, r.err)
+    run = json.loads((proj / ".mlci/run.json").read_text())
+    v = run["model_version"]
+    c = client_for(proj)
+    for k, val in (("mlci.gate.passed", "true"), ("mlci.evaluation.champion_version", ""),
+                   ("mlci.evaluation.baseline", "registry champion iris/1")):
+        c.set_model_version_tag(NAME, v, k, val)
+    r = mlci("promote", "--to", "staging", "--version", v, "--json", cwd=proj)
+    assert r.code == 1, (r.out, r.err)
+    assert aliases.current(c, NAME, "staging") is None
+    # and a forged record (the artifact rewritten to say "pass") fails its digest check
+    import tempfile
+
+    ev = json.loads((proj / ".mlci/evaluation.json").read_text())
+    ev["verdict"], ev["failed"] = "pass", []
+    with tempfile.TemporaryDirectory() as tmp:
+        p = Path(tmp) / "evaluation.json"
+        p.write_text(json.dumps(ev))
+        c.log_artifact(run["run_id"], str(p), artifact_path="mlci")
+    r = mlci("promote", "--to", "staging", "--version", v, "--json", cwd=proj)
+    assert r.code == 1, (r.out, r.err)
+    assert "digest" in r.out + r.err
+    assert aliases.current(c, NAME, "staging") is None
+
+
+@pytest.mark.parametrize("argv", [("train",), ("promote", "--to", "staging"),
+                                  ("rollback", "--reason", "x")])
+def test_pull_request_runs_never_write_to_the_registry(proj: Path, argv) -> None:
+    before = sorted(str(v.version) for v in client_for(proj).search_model_versions(
+        f"name = '{NAME}'"))
+    r = mlci(*argv, cwd=proj, env={"GITHUB_EVENT_NAME": "pull_request"})
+    one_line_error(r, 2)
+    assert "pull-request runs never write to the registry" in r.err
+    assert sorted(str(v.version) for v in client_for(proj).search_model_versions(
+        f"name = '{NAME}'")) == before
+    assert aliases.current(client_for(proj), NAME, "staging") is None
+
+
+def test_a_champion_not_from_the_default_branch_is_never_loaded(proj: Path,
+                                                                monkeypatch) -> None:
+    """A version registered elsewhere (here: no recorded origin, like a pull request's
+    model in a restored store) is refused as the baseline before its pickle is opened."""
+    from mlci import evaluate
+
+    v = add_dummy_version(proj)
+    client_for(proj).set_registered_model_alias(NAME, "champion", v)
+    loaded: list[str] = []
+    real = evaluate._load_model
+
+    def spy(uri: str):  # records every model URI evaluate opens, then opens it
+        loaded.append(uri)
+        return real(uri)
+
+    monkeypatch.setattr(evaluate, "_load_model", spy)
+    before = (proj / ".mlci/evaluation.json").read_bytes()
+    r = mlci("evaluate", cwd=proj)
+    one_line_error(r, 2)
+    assert "not from the default branch" in r.err
+    assert f"models:/{NAME}/{v}" not in loaded and len(loaded) == 1  # the candidate only
+    assert (proj / ".mlci/evaluation.json").read_bytes() == before
+
+
+def test_the_default_branch_records_a_trusted_origin(proj: Path, monkeypatch) -> None:
+    from mlci.registry import trust
+
+    run_id = client_for(proj).get_model_version(NAME, "1").run_id
+    params = client_for(proj).get_run(run_id).data.params
+    assert params["mlci.trust.trusted"] == "true"  # a local run (the fixture's `mlci run`)
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "push")
+    monkeypatch.setenv("GITHUB_REF", "refs/heads/feature")
+    monkeypatch.setenv("MLCI_DEFAULT_BRANCH", "main")
+    assert trust.origin()["trusted"] == "false"
+    monkeypatch.setenv("GITHUB_REF", "refs/heads/main")
+    assert trust.origin()["trusted"] == "true"

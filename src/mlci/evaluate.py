@@ -103,6 +103,9 @@ def resolve_baseline(
     if kind in ("auto", "registry"):
         mv = registry_champion(client, cfg.name)
         if mv is not None and str(mv.version) != str(candidate_version):
+            from mlci.registry.trust import check_champion
+
+            check_champion(client, mv)  # loading a model runs its code
             return {"kind": "registry", "label": f"registry champion {cfg.name}/{mv.version}",
                     "version": str(mv.version), "model_uri": f"models:/{cfg.name}/{mv.version}"}
         if kind == "registry":
@@ -368,6 +371,12 @@ def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str
         p = Path(tmp) / "evaluation.json"
         p.write_text(text, encoding="utf-8")
         client.log_artifact(run_id, str(p), artifact_path="mlci")
+    if version:  # where this version came from, for whoever loads it as a champion later
+        from mlci.registry.trust import record
+
+        record(client, run_id)
+    # params are immutable: the gate checks the artifact against this, not against tags
+    client.log_param(run_id, "mlci.evaluation.digest." + digest.split(":", 1)[1][:16], digest)
     tags = {
         TAG + "gate.passed": "true" if result["verdict"] == "pass" else "false",
         TAG + "evaluation.digest": digest,

@@ -32,6 +32,10 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
     from mlci.flows.code import load
     from mlci.train import train
 
+    if not no_register:
+        from mlci.registry.trust import refuse_untrusted_write
+
+        refuse_untrusted_write("register a model version")
     cfg = load(config_path)
     rec = step("train", train, cfg, out_dir, skip_validation=skip_validation,
                register=not no_register)

@@ -53,6 +53,10 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
     from mlci.evaluate import evaluate
     from mlci.train import train
 
+    from mlci.registry.trust import refuse_untrusted_write
+
+    if register:  # before any work: a pull request's run must not write to the registry
+        refuse_untrusted_write("register a model version")
     notify = on_stage or (lambda name, record: None)
     timings: dict[str, float] = {}
     result = RunResult(0, "", "")

@@ -19,7 +19,7 @@ from mlci.data import dvc
 from mlci.data.fetch import FetchPolicy, fetch, redact
 from mlci.data.load import read_table
 from mlci.errors import MlciError, VerdictFailed
-from mlci.io import atomic_write_bytes, atomic_write_json
+from mlci.io import atomic_write_bytes, atomic_write_json, read_json, sha256_file
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mlci.config import Config
 
 SCHEMA = "mlci.data-update/1"
+JOURNAL = "data_update.journal"
 
 
 class _PeakRss:
@@ -74,16 +75,57 @@ class Steps:
 
 
 class Undo:
-    """What to put back if a later step fails."""
+    """What to put back if a later step fails, kept on disk as a journal
+    (`<out>/data_update.journal/`) so that the next run rolls back an update that was killed
+    half-way (kill -9, a cancelled job): copies of the files before they changed, the DVC cache
+    objects added, the registration made. A completed update deletes the journal."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: Path) -> None:
+        self.journal = journal
         self.files: dict[Path, bytes | None] = {}
         self.cache_objects: list[Path] = []
         self.registry: dict[str, Any] | None = None
 
+    def _save(self) -> None:
+        index = {"files": {}, "cache_objects": [str(o) for o in self.cache_objects],
+                 "registry": self.registry}
+        for i, (path, data) in enumerate(self.files.items()):
+            backup = self.journal / f"file-{i}"
+            if data is not None and not backup.exists():
+                atomic_write_bytes(backup, data)
+            index["files"][str(path)] = backup.name if data is not None else None
+        atomic_write_json(self.journal / "journal.json", index)
+
     def keep(self, path: Path) -> None:
         if path not in self.files:
             self.files[path] = path.read_bytes() if path.is_file() else None
+            self._save()
+
+    def add_cache_object(self, obj: Path) -> None:
+        self.cache_objects.append(obj)
+        self._save()
+
+    def set_registry(self, reg: dict[str, Any]) -> None:
+        self.registry = reg
+        self._save()
+
+    @classmethod
+    def load(cls, journal: Path) -> Undo | None:
+        try:
+            index = read_json(journal / "journal.json")
+        except (OSError, ValueError):
+            return None
+        u = cls(journal)
+        for path, backup in index["files"].items():
+            u.files[Path(path)] = (journal / backup).read_bytes() if backup else None
+        u.cache_objects = [Path(o) for o in index["cache_objects"]]
+        u.registry = index["registry"]
+        return u
+
+    def clear(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.journal, ignore_errors=True)
 
     def restore(self, cfg: Config, out_dir: Path) -> None:
         for path, data in self.files.items():
@@ -95,6 +137,31 @@ class Undo:
             obj.unlink(missing_ok=True)
         if self.registry:
             _undo_registration(cfg, out_dir, self.registry)
+        self.clear()
+
+
+def recover(cfg: Config, out_dir: Path) -> bool:
+    """Roll back an update that stopped without finishing (its journal is still there)."""
+    journal = out_dir / JOURNAL
+    undo = Undo.load(journal)
+    if undo is None:
+        Undo(journal).clear()  # killed before its first entry: nothing had changed
+        return False
+    undo.restore(cfg, out_dir)
+    return True
+
+
+def batches_file(train_path: Path) -> Path:
+    """Digests of the batches applied to a training file, kept beside it (commit it too)."""
+    return train_path.with_name(train_path.name + ".batches.json")
+
+
+def applied_batches(train_path: Path) -> dict[str, Any]:
+    p = batches_file(train_path)
+    try:
+        return read_json(p) if p.is_file() else {}
+    except ValueError:
+        raise MlciError(f"{p}: not valid JSON; fix or delete it") from None
 
 
 def _undo_registration(cfg: Config, out_dir: Path, reg: dict[str, Any]) -> None:
@@ -220,6 +287,10 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
 
     from mlci.stats.drift import DriftConfig, compare
 
+    if train_model:
+        from mlci.registry.trust import refuse_untrusted_write
+
+        refuse_untrusted_write("register a model version")
     mode = mode or cfg.data_update.mode
     push = cfg.data_update.push if push is None else push
     steps = Steps()
@@ -228,7 +299,10 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     train_path = cfg.resolve(cfg.data.train)
     dvc_root = dvc.repo_root(cfg.root)
     tracked = dvc_root is not None and dvc.is_tracked(train_path)
-    undo = Undo()
+    recovered = recover(cfg, out_dir)
+    undo = Undo(out_dir / JOURNAL)
+    if recovered:
+        record["recovered"] = "rolled back an earlier update that did not finish"
 
     def fail(exc: Exception, status: str) -> None:
         undo.restore(cfg, out_dir)
@@ -242,6 +316,12 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     try:
         with steps.step("fetch"):
             incoming = fetch(source, out_dir / "incoming", fetch_policy(cfg))
+        digest = "sha256:" + sha256_file(incoming)
+        record["batch_digest"] = digest
+        seen = applied_batches(train_path).get(digest)
+        if seen:
+            raise VerdictFailed(f"this batch ({digest[:19]}…) was already applied on "
+                                f"{seen.get('time', '?')}: refused as a duplicate")
         with steps.step("read"):
             batch = read_table(incoming, redact(source))
             old = read_table(train_path, cfg.data.train)
@@ -288,7 +368,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
                 undo.keep(train_path.with_name(train_path.name + ".dvc"))
                 obj = dvc.cache_object(dvc_root, md5_file(train_path))
                 if not obj.exists():
-                    undo.cache_objects.append(obj)
+                    undo.add_cache_object(obj)
                 dvc.add([train_path], cwd=cfg.root)
         if train_model:
             from mlci.evaluate import evaluate
@@ -297,9 +377,9 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
             prev, new_model = _registry_state(cfg, out_dir)
             with steps.step("train"):
                 run = train(cfg, out_dir)
-            undo.registry = {"name": cfg.name, "version": run["model_version"],
-                             "run_id": run["run_id"], "previous_candidate": prev,
-                             "model_was_new": new_model}
+            undo.set_registry({"name": cfg.name, "version": run["model_version"],
+                               "run_id": run["run_id"], "previous_candidate": prev,
+                               "model_was_new": new_model})
             record["run_id"], record["model_version"] = run["run_id"], run["model_version"]
             with steps.step("evaluate"):
                 e = evaluate(cfg, out_dir, baseline=baseline)
@@ -319,6 +399,14 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     except BaseException as exc:
         fail(exc, "error")
         raise
+    from datetime import datetime, timezone
+
+    applied = applied_batches(train_path)
+    applied[digest] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                       "source": redact(source), "rows": int(len(batch)), "mode": mode}
+    undo.keep(batches_file(train_path))  # a kill before the journal is cleared undoes it too
+    atomic_write_json(batches_file(train_path), applied)
+    undo.clear()  # done: the journal goes last
     record["status"] = "updated"
     record["tracked_by_dvc"] = tracked
     atomic_write_json(out_dir / "data_update.json", record)

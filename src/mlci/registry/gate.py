@@ -39,6 +39,7 @@ from mlci.registry.aliases import (
     set_alias,
 )
 from mlci.registry.lock import locked
+from mlci.registry.trust import refuse_untrusted_write
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -51,6 +52,7 @@ EVIDENCE_TAGS = (
     "data.golden.hash", "git.commit", "config.digest",
 )
 MAX_ATTEMPTS = 5
+DIGEST_PARAM = "mlci.evaluation.digest."
 
 
 class Refused(VerdictFailed):
@@ -106,9 +108,39 @@ def _c(check: str, passed: bool | None, **kw: Any) -> dict[str, Any]:
     return {"check": check, "passed": passed, **kw}
 
 
+def verified_evaluation(client: MlflowClient, mv) -> tuple[dict[str, Any] | None, str]:
+    """The evaluation record of the version's run, if its digest is one the run's params
+    (immutable in MLflow) recorded when `mlci evaluate` wrote it; else (None, why)."""
+    import tempfile
+
+    from mlci.io import sha256_text
+
+    try:
+        params = client.get_run(mv.run_id).data.params
+        with tempfile.TemporaryDirectory() as tmp:
+            local = client.download_artifacts(mv.run_id, "mlci/evaluation.json", tmp)
+            text = Path(local).read_text(encoding="utf-8")
+    except Exception as exc:  # noqa: BLE001 - missing run or artifact: not verifiable
+        return None, f"no evaluation record on run {mv.run_id} ({_first_line(exc)[:120]})"
+    digest = "sha256:" + sha256_text(text)
+    recorded = {v for k, v in params.items() if k.startswith(DIGEST_PARAM)}
+    if digest not in recorded:
+        return None, ("the evaluation record's digest matches none recorded on its run: "
+                      "edited after evaluation")
+    try:
+        rec = json.loads(text)
+    except ValueError:
+        return None, "the evaluation record is not JSON"
+    if (rec.get("model") or {}).get("run_id") != mv.run_id:
+        return None, "the evaluation record is about another run"
+    return rec, ""
+
+
 def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
            champion: str | None) -> Decision:
-    """What the recorded evidence says about moving `alias` to `mv`."""
+    """What the evidence says about moving `alias` to `mv`. The verdict, and which baseline
+    it was measured against, come from the run's digest-checked evaluation record; the
+    version's tags (editable by anyone with registry access) can only make it stricter."""
     ev = evidence(mv)
     v = str(mv.version)
     checks: list[dict[str, Any]] = []
@@ -117,6 +149,15 @@ def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
                          reason=f"{name}/{v} has no mlci evidence: not trained and evaluated "
                                 "by mlci"))
         return Decision(checks)
+    rec, why = verified_evaluation(client, mv)
+    if rec is None:
+        checks.append(_c("evaluation record verified", False, reason=why))
+        return Decision(checks)
+    if rec.get("verdict") != "pass":
+        ev["gate.passed"] = "false"
+    base = rec.get("baseline") or {}
+    ev["evaluation.champion_version"] = str(base.get("version") or "")
+    ev["evaluation.baseline"] = str(base.get("label") or "")
     vs = ev.get("validation.success")
     checks.append(_c("data validation passed", vs == "true", value=vs or "missing"))
     gp = ev.get("gate.passed")
@@ -213,6 +254,7 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
     from mlci import tracking
 
     check_alias(alias)
+    refuse_untrusted_write(f"move {cfg.name}@{alias}")
     if force and not (reason and reason.strip()):
         raise MlciError("--force needs --reason \"…\" (it is recorded in the audit trail)")
     name = cfg.name
@@ -296,6 +338,7 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
 
     if not (reason and reason.strip()):
         raise MlciError("--reason \"…\" is required (it is recorded in the audit trail)")
+    refuse_untrusted_write(f"roll {name}@champion back")
     client = tracking.client(cfg, out_dir)
     require_model(client, name)
     if to is not None:

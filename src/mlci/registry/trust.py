@@ -1,0 +1,109 @@
+"""Where a registry write comes from, and which versions may be loaded as the champion.
+
+A model is a pickle: loading it runs code, so a version is as trusted as the run that made it
+(SECURITY.md). Pull-request runs never write to the registry: registering, promoting and
+rolling back refuse in a `pull_request*` event unless MLCI_ALLOW_PR_REGISTRY=true (for a
+throw-away registry). Every evaluated version records its origin as run *params*, which
+MLflow never lets anyone change: the event, the ref, the default branch and whether that ref
+is the default branch. `evaluate` loads a registry champion only when its origin says
+trusted. With MLCI_TRUST_KEY set (a secret only default-branch jobs receive), the origin is
+also signed (HMAC-SHA256) and the signature is required: code that runs in a pull request,
+which has no key, cannot forge it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from mlci.errors import MlciError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+PARAM = "mlci.trust."
+PR_EVENTS = frozenset({"pull_request", "pull_request_target", "pull_request_review",
+                       "pull_request_review_comment"})
+FIELDS = ("event", "ref", "default_branch", "trusted")
+
+
+def _event_json() -> dict[str, Any]:
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def origin() -> dict[str, str]:
+    """This process's origin. Outside GitHub Actions (no GITHUB_EVENT_NAME) it is a local
+    run by whoever owns the store: trusted."""
+    event = os.environ.get("GITHUB_EVENT_NAME") or "local"
+    ref = os.environ.get("GITHUB_REF") or ""
+    default = (os.environ.get("MLCI_DEFAULT_BRANCH")
+               or str((_event_json().get("repository") or {}).get("default_branch") or ""))
+    if event == "local":
+        trusted = True
+    elif event in PR_EVENTS:
+        trusted = False
+    else:
+        trusted = bool(default) and ref == f"refs/heads/{default}"
+    return {"event": event, "ref": ref, "default_branch": default,
+            "trusted": "true" if trusted else "false"}
+
+
+def refuse_untrusted_write(action: str) -> None:
+    """Raise (exit 2) for a registry write from a pull-request event."""
+    event = os.environ.get("GITHUB_EVENT_NAME") or ""
+    allowed = (os.environ.get("MLCI_ALLOW_PR_REGISTRY") or "").lower() in ("1", "true", "yes")
+    if event in PR_EVENTS and not allowed:
+        raise MlciError(f"refusing to {action} from a {event} event: pull-request runs never "
+                        "write to the registry (use --no-register; MLCI_ALLOW_PR_REGISTRY=true "
+                        "only for a throw-away registry)")
+
+
+def _signature(key: str, run_id: str, values: dict[str, str]) -> str:
+    msg = json.dumps({"run_id": run_id, **values}, sort_keys=True).encode()
+    return hmac.new(key.encode(), msg, hashlib.sha256).hexdigest()
+
+
+def record(client: MlflowClient, run_id: str) -> dict[str, str]:
+    """Log this process's origin on the run (params: written once, never changed)."""
+    from mlflow.entities import Param
+
+    values = origin()
+    params = {PARAM + k: v for k, v in values.items()}
+    key = os.environ.get("MLCI_TRUST_KEY")
+    if key:
+        params[PARAM + "signature"] = _signature(key, run_id, values)
+    existing = client.get_run(run_id).data.params
+    new = [Param(k, v) for k, v in params.items() if k not in existing]
+    if new:
+        client.log_batch(run_id, params=new)
+    return values
+
+
+def check_champion(client: MlflowClient, mv) -> None:
+    """Raise (exit 2) unless the champion `mv` was registered from the default branch."""
+    params = client.get_run(mv.run_id).data.params
+    values = {k: params.get(PARAM + k, "") for k in FIELDS}
+    where = f"{mv.name}/{mv.version}"
+    if values["trusted"] != "true":
+        how = (f"from a {values['event']} event on {values['ref'] or 'an unknown ref'}"
+               if values["event"] else "with no origin recorded")
+        raise MlciError(f"champion {where} was registered {how}, not from the default branch: "
+                        "refusing to load it (promote a default-branch version, or "
+                        "--baseline none)")
+    key = os.environ.get("MLCI_TRUST_KEY")
+    if key:
+        good = _signature(key, mv.run_id, values)
+        if not hmac.compare_digest(good, params.get(PARAM + "signature", "")):
+            raise MlciError(f"champion {where}: its origin is not signed with MLCI_TRUST_KEY: "
+                            "refusing to load it")
