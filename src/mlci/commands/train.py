@@ -32,11 +32,13 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
     from mlci.flows.code import load
     from mlci.train import train
 
+    cfg = load(config_path)
     if not no_register:
         from mlci.registry.trust import refuse_untrusted_write
+        from mlci.tracking import tracking_uri
 
-        refuse_untrusted_write("register a model version")
-    cfg = load(config_path)
+        refuse_untrusted_write("register a model version", store=tracking_uri(cfg, out_dir),
+                               out_dir=out_dir)
     rec = step("train", train, cfg, out_dir, skip_validation=skip_validation,
                register=not no_register)
     if as_json:

@@ -55,8 +55,11 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
 
     from mlci.registry.trust import refuse_untrusted_write
 
-    if register:  # before any work: a pull request's run must not write to the registry
-        refuse_untrusted_write("register a model version")
+    from mlci.tracking import tracking_uri
+
+    if register:  # before any work: a pull request's run must not write to a shared registry
+        refuse_untrusted_write("register a model version", store=tracking_uri(cfg, out_dir),
+                               out_dir=out_dir)
     notify = on_stage or (lambda name, record: None)
     timings: dict[str, float] = {}
     result = RunResult(0, "", "")

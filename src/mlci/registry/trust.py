@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import json
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.errors import MlciError
@@ -59,10 +60,20 @@ def origin() -> dict[str, str]:
             "trusted": "true" if trusted else "false"}
 
 
-def refuse_untrusted_write(action: str) -> None:
-    """Raise (exit 2) for a registry write from a pull-request event."""
+def refuse_untrusted_write(action: str, *, store: str | None = None,
+                           out_dir: Path | None = None) -> None:
+    """Raise (exit 2) for a registry write from a pull-request event.
+
+    Registering into the job's own embedded store (`<out>/mlflow.db`, what the code trigger
+    uses on a pull request) is allowed: that store lives and dies with the job and is saved
+    only from default-branch pushes, and its champion is loaded only when trusted (see
+    `check_champion`). Every other store is shared, and a pull request never writes to it.
+    """
     event = os.environ.get("GITHUB_EVENT_NAME") or ""
     allowed = (os.environ.get("MLCI_ALLOW_PR_REGISTRY") or "").lower() in ("1", "true", "yes")
+    if store is not None and out_dir is not None and \
+            store == f"sqlite:///{(out_dir / 'mlflow.db').resolve()}":
+        allowed = True
     if event in PR_EVENTS and not allowed:
         raise MlciError(f"refusing to {action} from a {event} event: pull-request runs never "
                         "write to the registry (use --no-register; MLCI_ALLOW_PR_REGISTRY=true "
