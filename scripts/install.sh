@@ -64,7 +64,7 @@ manifest() {
   (
     cd "$venv"
     find . -path ./.mlci-manifest -prune -o -path ./.mlci-build -prune -o \
-      \( -type f -o -type l \) -printf '%p %s %Ts %l\n' | LC_ALL=C sort
+      -type f -printf '%p %s %Ts\n' -o -type l -printf '%p -> %l\n' | LC_ALL=C sort
     find . \( -name '*.pth' -o -name 'sitecustomize.py' -o -name 'usercustomize.py' \
       -o -path './bin/*' \) -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
   ) | sha256sum | cut -c1-64

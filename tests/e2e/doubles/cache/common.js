@@ -18,4 +18,13 @@ function log(line) {
   if (process.env.MLCI_E2E_LOG) fs.appendFileSync(process.env.MLCI_E2E_LOG, line + "\n");
 }
 
-module.exports = { input, entry, log, fs, path };
+// Copy a folder as actions/cache does, through a tar archive (GNU tar keeps whole-second file
+// times, symlinks as links), so what a restore yields is what the real cache yields.
+function copyTree(src, dest) {
+  const { execFileSync } = require("child_process");
+  fs.rmSync(dest, { recursive: true, force: true });
+  fs.mkdirSync(dest, { recursive: true });
+  execFileSync("bash", ["-c", 'tar -C "$1" -cf - . | tar -C "$2" -xf -', "copy", src, dest]);
+}
+
+module.exports = { input, entry, log, copyTree, fs, path };
