@@ -397,3 +397,47 @@ def test_dvc_tracked_inputs_are_pulled_when_missing(tmp_path: Path, mlci: Mlci) 
     dvc("remote", "modify", "storage", "endpointurl", "http://127.0.0.1:9")
     code, _, err = mlci("validate", "--no-docs", cwd=root)
     assert code == 2 and "it needs AWS_ACCESS_KEY_ID" in err, err
+
+
+PYFUNC_ENTRYPOINT = '''\
+import mlflow.pyfunc
+import numpy as np
+
+
+class Centroids(mlflow.pyfunc.PythonModel):
+    """Nearest class mean on standardised columns: no scikit-learn anywhere."""
+
+    def __init__(self, x, y):
+        self.columns = list(x.columns)
+        v = x.to_numpy(dtype=float)
+        self.mean, self.std = v.mean(axis=0), v.std(axis=0) + 1e-12
+        z = (v - self.mean) / self.std
+        self.labels = np.unique(np.asarray(y))
+        self.centers = np.stack([z[np.asarray(y) == c].mean(axis=0) for c in self.labels])
+
+    def predict(self, context, model_input, params=None):
+        z = (model_input[self.columns].to_numpy(dtype=float) - self.mean) / self.std
+        d = ((z[:, None, :] - self.centers[None, :, :]) ** 2).sum(axis=2)
+        return self.labels[d.argmin(axis=1)]
+
+
+def build(x, y):
+    return Centroids(x, y)
+'''
+
+
+def test_entrypoint_may_return_any_pyfunc_model(tmp_path: Path, mlci: Mlci) -> None:
+    root = _project(tmp_path / "wine", _bundled(datasets.load_wine)())
+    assert mlci("init", "--profile", "data/table.csv", "--target", "y", cwd=root)[0] == 0
+    _use_entrypoint(root, "classification")
+    (root / "train.py").write_text(PYFUNC_ENTRYPOINT)
+    code, _, err = mlci("run", "--no-docs", cwd=root)
+    assert code == 0, err
+    ev = json.loads((root / ".mlci/evaluation.json").read_text())
+    assert ev["metrics"]["accuracy"] > 0.85
+    assert ev["metrics"].get("log_loss") is None  # no probabilities from this model
+    run = json.loads((root / ".mlci/run.json").read_text())
+    import mlflow.models
+
+    mlflow.set_tracking_uri(f"sqlite:///{root / '.mlci/mlflow.db'}")
+    assert set(mlflow.models.get_model_info(run["artifact_uri"]).flavors) == {"python_function"}

@@ -41,9 +41,15 @@ def load_run(out_dir: Path) -> dict[str, Any]:
 
 
 def _load_model(uri: str):
+    """The scikit-learn object when the model has that flavour, else its pyfunc form."""
+    import mlflow.models
+    import mlflow.pyfunc
     import mlflow.sklearn
 
-    return mlflow.sklearn.load_model(uri)
+    flavors = mlflow.models.get_model_info(uri).flavors
+    if "sklearn" in flavors:
+        return mlflow.sklearn.load_model(uri)
+    return mlflow.pyfunc.load_model(uri)
 
 
 def registry_champion(client, name: str) -> Any | None:

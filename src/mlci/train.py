@@ -226,12 +226,13 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
                         f"{cfg.data.train} has")
     t_fit = time.perf_counter()
     est, x, plan = build_and_fit(cfg, x, y)
+    scorer = PyfuncScorer(est) if _is_python_model(est) else est
     fit_seconds = time.perf_counter() - t_fit
 
     from mlci.stats.metrics import point_metrics
 
     try:
-        train_metrics = point_metrics(cfg.task, y, est, x)
+        train_metrics = point_metrics(cfg.task, y, scorer, x)
     except Exception as exc:  # noqa: BLE001 - e.g. a regressor scored as a classifier
         raise MlciError(f"the fitted model cannot be scored as a {cfg.task} model: "
                         f"{_first_line(exc)} (set task: in mlci.yaml)") from None
@@ -260,7 +261,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         # reference statistics for monitoring, so it never needs the raw training data
         from mlci.stats import reference
 
-        ref = reference.build(x, est.predict(x))
+        ref = reference.build(x, scorer.predict(x))
         atomic_write_json(out_dir / "reference.json", ref)
         mlflow.log_artifact(str(out_dir / "reference.json"), artifact_path="mlci")
         preprocessing = {"mode": cfg.preprocess if cfg.model.estimator else "entrypoint",
@@ -300,14 +301,43 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     return record
 
 
+def _is_python_model(est: Any) -> bool:
+    import mlflow.pyfunc
+
+    return isinstance(est, mlflow.pyfunc.PythonModel)
+
+
+class PyfuncScorer:
+    """A custom `mlflow.pyfunc.PythonModel` seen as an estimator (predict(x)) for metrics."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def predict(self, x):  # noqa: ANN001
+        import numpy as np
+
+        return np.asarray(self.model.predict(None, x))
+
+
 def _log_model(est: Any, x):
     """Log the whole fitted pipeline; the preprocessing module travels inside the pickle so
-    the model loads wherever scikit-learn does, mlci installed or not."""
+    the model loads wherever scikit-learn does, mlci installed or not. An entrypoint may
+    return any `mlflow.pyfunc.PythonModel` instead: it is logged (and later evaluated)
+    through the pyfunc flavour."""
     import cloudpickle
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
     from mlci.data import preprocess
+
+    if _is_python_model(est):
+        import mlflow.pyfunc
+
+        sample = x.head(1000)
+        signature = infer_signature(sample, PyfuncScorer(est).predict(sample.head(5)))
+        return mlflow.pyfunc.log_model(name="model", python_model=est, signature=signature,
+                                       input_example=x.head(5),
+                                       pip_requirements=_pip_requirements())
 
     # the schema from the training columns' own types (a column with gaps there is already
     # float); MLflow refuses int64 rows for a double column, so integers stay integers
