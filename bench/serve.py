@@ -9,7 +9,7 @@ project whose `.mlci/` has a champion), then prints a markdown table of requests
 p99 client-side latency. Every cell sends one 64-pixel image per request; the HTTP cells use
 the same minimal asyncio client (one keep-alive connection per concurrent caller).
 The in-process cells call `predict_proba` on a one-row ndarray or DataFrame from 1 or 16
-threads.
+threads. A gateway that speaks the Open Inference Protocol gets a `/v2/.../infer` cell too.
 """
 
 from __future__ import annotations
@@ -205,9 +205,17 @@ def main(argv: list[str] | None = None) -> int:
         gurl, murl = f"http://127.0.0.1:{gport}", f"http://127.0.0.1:{mport}"
         wait_http(gurl + "/readyz", procs[0])
         wait_http(murl + "/ping", procs[1])
+        import httpx
+
+        v2 = httpx.get(gurl + "/v2/health/live", timeout=5).status_code == 200
+        v2_body = {"inputs": [{"name": "input-0", "shape": [1, 64], "datatype": "FP64",
+                               "data": row}]}
         for c in levels:
             results.append(("mlci serve gateway (/predict)", c, http_cell(
                 gurl, "/predict", {"instances": [row]}, n, c)))
+            if v2:  # the Open Inference Protocol, same routing and log
+                results.append(("mlci serve gateway (/v2/models/digits/infer)", c, http_cell(
+                    gurl, "/v2/models/digits/infer", v2_body, n, c)))
             results.append(("mlflow models serve (/invocations)", c, http_cell(
                 murl, "/invocations", {"dataframe_split": {"columns": cols, "data": [row]}},
                 n, c)))
@@ -227,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, c, (rps, p50, p99) in results:
         print(f"| {name} | {c} | {rps:,.0f} | {p50:.2f} | {p99:.2f} |")
     by = {(nm.split()[0] + ("-df" if "DataFrame" in nm else ""), c): v
-          for nm, c, v in results}
+          for nm, c, v in results if "/v2/" not in nm}
     for c in levels:
         g, m, i = by[("mlci", c)], by[("mlflow", c)], by[("in-process", c)]
         print(f"\nconcurrency {c}: gateway p50 - in-process (ndarray) p50 = {g[1] - i[1]:+.2f} ms; "

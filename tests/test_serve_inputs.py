@@ -78,3 +78,13 @@ def test_labels() -> None:
     for bad in ("2.5", math.nan, True):
         with pytest.raises(BadInput, match="finite number"):
             labels_of(bad, 1, None, True)
+
+
+def test_a_short_token_is_a_usage_error() -> None:
+    from click.testing import CliRunner
+
+    from mlci.cli import cli
+
+    r = CliRunner().invoke(cli, ["serve", "--feedback-token", "short"])
+    assert r.exit_code == 2 and "at least 16 characters" in r.output
+    assert "Traceback" not in r.output
