@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 EXIT_OK = 0
@@ -28,3 +30,34 @@ class VerdictFailed(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type when it has none)."""
+    s = str(exc).strip()
+    return s.splitlines()[0] if s else type(exc).__name__
+
+
+# -- what an MLflow error means (no MLflow import: these read the exception's fields) --------
+
+_ALIAS_NOT_FOUND = re.compile(r"alias \S+ not found", re.IGNORECASE)
+
+
+def mlflow_code(exc: BaseException) -> str:
+    return str(getattr(exc, "error_code", "") or "")
+
+
+def is_absent(exc: BaseException) -> bool:
+    """Only RESOURCE_DOES_NOT_EXIST means "not there" (and MLflow's SQLite store answers a
+    missing alias with INVALID_PARAMETER_VALUE "Registered model alias X not found").
+    PERMISSION_DENIED, timeouts and server errors are errors, never an absence."""
+    code = mlflow_code(exc)
+    if "RESOURCE_DOES_NOT_EXIST" in code:
+        return True
+    return "INVALID_PARAMETER_VALUE" in code and bool(_ALIAS_NOT_FOUND.search(str(exc)))
+
+
+def registry_error(what: str, exc: BaseException) -> MlciError:
+    code = mlflow_code(exc) or type(exc).__name__
+    return MlciError(f"cannot read {what} from the registry ({code}: {first_line(exc)}); "
+                     "nothing was changed")

@@ -17,6 +17,7 @@ from mlci.config import LOWER_IS_BETTER
 from mlci.data.hashing import data_hash
 from mlci.data.load import load_xy
 from mlci.errors import MlciError
+from mlci.errors import first_line as _first_line
 from mlci.io import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_text
 
 if TYPE_CHECKING:
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 SCHEMA = "mlci.evaluation/1"
 BASELINE_SCHEMA = "mlci.baseline/1"
 TAG = "mlci."
-
-
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0] if s else type(exc).__name__
 
 
 def load_run(out_dir: Path) -> dict[str, Any]:
@@ -57,7 +53,7 @@ def registry_champion(client, name: str) -> Any | None:
     the evaluation (a denied read must not drop the regression check)."""
     from mlflow.exceptions import MlflowException
 
-    from mlci.registry.aliases import is_absent, registry_error
+    from mlci.errors import is_absent, registry_error
 
     try:
         return client.get_model_version_by_alias(name, "champion")

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci.errors import MlciError
+from mlci.errors import MlciError, first_line
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,11 +35,6 @@ ENTRYPOINT_CONTRACT = (
 )
 # A numeric target is a regression target when it has fractions or this many distinct values
 CONTINUOUS_MIN_DISTINCT = 20
-
-
-def first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0] if s else type(exc).__name__
 
 
 # -- params.yaml ---------------------------------------------------------------------------

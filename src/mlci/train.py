@@ -18,8 +18,8 @@ from mlci import context, modelspec
 from mlci.data.hashing import data_hash
 from mlci.data.load import load_xy, read_input, split_xy
 from mlci.errors import MlciError, VerdictFailed
+from mlci.errors import first_line as _first_line
 from mlci.io import atomic_write_json, read_json, sha256_file
-from mlci.modelspec import first_line as _first_line
 
 if TYPE_CHECKING:
     from mlci.config import Config

@@ -188,7 +188,8 @@ def _registry_state(cfg: Config, out_dir: Path) -> tuple[str | None, bool]:
     from mlflow.exceptions import MlflowException
 
     from mlci import tracking
-    from mlci.registry.aliases import current, is_absent, registry_error
+    from mlci.errors import is_absent, registry_error
+    from mlci.registry.aliases import current
 
     c = tracking.client(cfg, out_dir)
     try:

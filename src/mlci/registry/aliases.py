@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import TYPE_CHECKING
 
-from mlci.errors import MlciError
+from mlci.errors import MlciError, is_absent, registry_error
+from mlci.errors import mlflow_code as _code
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -22,34 +22,6 @@ def check_alias(alias: str, allowed: tuple[str, ...] = ALIASES) -> str:
     close = [a for a in allowed if a.lower() == alias.strip().lower()]
     hint = f"; aliases are case-sensitive, did you mean {close[0]!r}?" if close else ""
     raise MlciError(f"alias {alias!r} is not one of {', '.join(allowed)}{hint}")
-
-
-def _code(exc: Exception) -> str:
-    return str(getattr(exc, "error_code", "") or "")
-
-
-_ALIAS_NOT_FOUND = re.compile(r"alias \S+ not found", re.IGNORECASE)
-
-
-def is_absent(exc: Exception) -> bool:
-    """Only RESOURCE_DOES_NOT_EXIST means "not there" (and MLflow's SQLite store answers a
-    missing alias with INVALID_PARAMETER_VALUE "Registered model alias X not found").
-    PERMISSION_DENIED, timeouts and server errors are errors, never an absence."""
-    code = _code(exc)
-    if "RESOURCE_DOES_NOT_EXIST" in code:
-        return True
-    return "INVALID_PARAMETER_VALUE" in code and bool(_ALIAS_NOT_FOUND.search(str(exc)))
-
-
-def registry_error(what: str, exc: Exception) -> MlciError:
-    code = _code(exc) or type(exc).__name__
-    return MlciError(f"cannot read {what} from the registry ({code}: {_first_line(exc)}); "
-                     "nothing was changed")
-
-
-def _first_line(exc: BaseException) -> str:
-    s = str(exc).strip()
-    return s.splitlines()[0] if s else type(exc).__name__
 
 
 def require_model(client: MlflowClient, name: str) -> None:

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 from mlci import context
 from mlci.errors import MlciError, VerdictFailed
+from mlci.errors import first_line as _first_line
 from mlci.registry import audit
 from mlci.registry.aliases import (
     ROLLBACK_ALIAS,
     TAG,
-    _first_line,
     check_alias,
     current,
     get_version,

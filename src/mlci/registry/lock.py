@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci import context
 from mlci.errors import MlciError
-from mlci.registry.aliases import _code
+from mlci.errors import mlflow_code as _code
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

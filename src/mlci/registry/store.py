@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mlci.errors import MlciError
-from mlci.registry.aliases import _first_line
+from mlci.errors import first_line as _first_line
 
 STORE_SCHEMA = "mlci.store/1"
 DEFAULT_MAX_BYTES = 8 * 2**30
