@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("data", ("mlci.data",)),
     ("stats", ("mlci.stats",)),
     ("base", ("mlci.config", "mlci.io", "mlci.errors", "mlci.context", "mlci.tracking",
-              "mlci.durations", "mlci.progress", "mlci")),
+              "mlci.durations", "mlci.progress", "mlci.trust", "mlci.modelspec", "mlci")),
 ]
 
 

@@ -461,7 +461,7 @@ def test_a_champion_not_from_the_default_branch_is_never_loaded(proj: Path,
 
 
 def test_the_default_branch_records_a_trusted_origin(proj: Path, monkeypatch) -> None:
-    from mlci.registry import trust
+    from mlci import trust
 
     run_id = client_for(proj).get_model_version(NAME, "1").run_id
     params = client_for(proj).get_run(run_id).data.params

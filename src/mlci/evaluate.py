@@ -105,7 +105,7 @@ def resolve_baseline(
     if kind in ("auto", "registry"):
         mv = registry_champion(client, cfg.name)
         if mv is not None and str(mv.version) != str(candidate_version):
-            from mlci.registry.trust import check_champion
+            from mlci.trust import check_champion
 
             check_champion(client, mv)  # loading a model runs its code
             return {"kind": "registry", "label": f"registry champion {cfg.name}/{mv.version}",
@@ -374,7 +374,7 @@ def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str
         p.write_text(text, encoding="utf-8")
         client.log_artifact(run_id, str(p), artifact_path="mlci")
     if version:  # where this version came from, for whoever loads it as a champion later
-        from mlci.registry.trust import record
+        from mlci.trust import record
 
         record(client, run_id)
     # params are immutable: the gate checks the artifact against this, not against tags

@@ -289,7 +289,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     from mlci.stats.drift import DriftConfig, compare
 
     if train_model:
-        from mlci.registry.trust import refuse_untrusted_write
+        from mlci.trust import refuse_untrusted_write
 
         refuse_untrusted_write("register a model version")
     mode = mode or cfg.data_update.mode

@@ -39,7 +39,7 @@ from mlci.registry.aliases import (
     set_alias,
 )
 from mlci.registry.lock import locked
-from mlci.registry.trust import refuse_untrusted_write
+from mlci.trust import refuse_untrusted_write
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
