@@ -13,7 +13,7 @@ import sys
 import pytest
 from test_serve_support import GOOD, Gateway, Load, alias, canary, project
 
-pytestmark = pytest.mark.timeout(400)
+pytestmark = pytest.mark.timeout(1200)  # includes training the digits versions once
 
 PARAMS = ("--steps", "10,50,100", "--bake", "2", "--min-samples", "60", "--min-requests", "30",
           "--margin", "0.1", "--poll", "0.5", "--deadline", "45")

@@ -275,9 +275,11 @@ def canary(root: Path, *args: str, timeout: int = 180):
     return run_mlci("canary", *args, cwd=root, timeout=timeout)
 
 
+# allowances wide enough for a test's traffic: the sequential bounds need about
+# 7 / allowance labels (or requests) on the challenger to pass
 FAST = ("--steps", "10,50,100", "--bake", "1", "--min-samples", "60", "--min-requests", "20",
         "--margin", "0.1", "--poll", "0.3", "--deadline", "40", "--max-latency-ratio", "3",
-        "--latency-slack-ms", "10")
+        "--latency-slack-ms", "10", "--max-error-increase", "0.05")
 
 
 def state(root: Path) -> dict:
