@@ -6,7 +6,7 @@ strings, categories, a date and an ID), from `mlci init --profile` to the report
     python bench/mixed.py --trees 200     # the estimator size `mlci init` writes
 
 Each stage runs as its own `mlci` process, as the actions run them, so every row of the
-table has its own wall time and peak resident memory (from wait4's rusage). A last row
+table has its own wall time, CPU time and peak resident memory (from wait4's rusage). A last row
 runs `mlci run` (all stages in one process). Prints a markdown table.
 """
 
@@ -52,8 +52,9 @@ def make_table(rows: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def stage(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, int]:
-    """(wall seconds, peak RSS MiB, exit code) of one `mlci` process."""
+def stage(args: list[str], cwd: Path,
+          env: dict[str, str]) -> tuple[float, float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS MiB, exit code) of one `mlci` process."""
     t = time.perf_counter()
     p = subprocess.Popen([str(BIN / "mlci"), *args], cwd=cwd, env=env,
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -64,7 +65,7 @@ def stage(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
         err = p.stderr.read().decode() if p.stderr else ""
         raise SystemExit(f"mlci {' '.join(args)} exited {code}: {err.strip()}")
     rss_mib = usage.ru_maxrss / 1024  # KiB on Linux
-    return wall, rss_mib, code
+    return wall, usage.ru_utime + usage.ru_stime, rss_mib, code
 
 
 def main() -> None:
@@ -93,20 +94,20 @@ def main() -> None:
             ("report", ["report"]),
         ]
         for name, args in steps:
-            wall, rss, code = stage(args, root, env)
-            rows.append((name, wall, rss, code))
+            rows.append((name, *stage(args, root, env)))
             if name.startswith("init"):
                 cfg = root / "mlci.yaml"
                 cfg.write_text(cfg.read_text().replace("n_estimators: 200",
                                                        f"n_estimators: {a.trees}"))
-        wall, rss, code = stage(["run"], root, env)
-        rows.append(("run (all stages, one process)", wall, rss, code))
+        rows.append(("run (all stages, one process)", *stage(["run"], root, env)))
     print(f"\n### `mlci` on a mixed table: {a.rows:,} training + {a.golden:,} golden rows × "
           f"{df.shape[1]} columns ({mib:.1f} MiB CSV), RandomForest {a.trees} trees\n")
-    print("| stage | wall s | peak RSS MiB | exit |")
-    print("|---|---:|---:|---:|")
-    for name, wall, rss, code in rows:
-        print(f"| {name} | {wall:.1f} | {rss:.0f} | {code} |")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(wall time grows with it; CPU time does not)\n")
+    print("| stage | wall s | CPU s | peak RSS MiB | exit |")
+    print("|---|---:|---:|---:|---:|")
+    for name, wall, cpu, rss, code in rows:
+        print(f"| {name} | {wall:.1f} | {cpu:.1f} | {rss:.0f} | {code} |")
 
 
 if __name__ == "__main__":
