@@ -2,9 +2,9 @@
 
 One row per `/predict` request: time, model, variant, version, rollout id, hashed routing key,
 inputs, outputs, latency and error; shadow answers are added to the same row; labels arriving
-later through `/feedback` go to a second table joined on `request_id`, once per request. The gateway writes a
-row and commits it *before* it answers, in WAL mode, so a killed gateway loses no prediction
-it has answered. The canary controller and the monitoring job read the same file.
+later through `/feedback` go to a second table joined on `request_id`, once per request. The
+gateway writes a row and commits it *before* it answers, in WAL mode, so a killed gateway loses
+no prediction it has answered. The canary controller and the monitoring job read the same file.
 
 Schema (`mlci.predlog/1`):
 
