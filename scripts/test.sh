@@ -3,7 +3,7 @@
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/venv.sh '.[test,serve]'
+. scripts/venv.sh '.[test,serve,server]'
 export PATH="$PWD/$VENV/bin:$PATH"
 # One BLAS/OpenMP thread per process: on 2 cores a model fit next to a gateway went from
 # 65 s to 0.3 s once threads stopped fighting over the cores.
