@@ -15,13 +15,16 @@ from test_serve_support import GOOD, Gateway, Load, alias, canary, project
 
 pytestmark = pytest.mark.timeout(1200)  # includes training the digits versions once
 
+# the latency allowance is left at its defaults; quality and error rate get allowances that
+# this test's traffic can show
 PARAMS = ("--steps", "10,50,100", "--bake", "2", "--min-samples", "60", "--min-requests", "30",
-          "--margin", "0.1", "--poll", "0.5", "--deadline", "45")
+          "--margin", "0.1", "--max-error-increase", "0.05", "--poll", "0.5",
+          "--deadline", "45")
 LATENCY = "p95 latency (non-inferiority)"
 
 
 def _burners(n: int = 2) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 120\n"
+    return [subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 400\n"
                               "while time.time() < end: pass"]) for _ in range(n)]
 
 
@@ -33,21 +36,22 @@ def test_identical_challenger_is_never_rolled_back_on_latency_under_load(tmp_pat
             version = GOOD if alias(root, "champion") == "1" else "1"
             burners = _burners()
             try:
-                with Load(gw.url, seed=seed):
+                with Load(gw.url, seed=seed, seconds=500):
                     r = canary(root, "run", "--version", version, "--gateway", gw.url,
-                               "--json", *PARAMS)
+                               "--json", *PARAMS, timeout=500)
             finally:
                 for b in burners:
                     b.kill()
                     b.wait()
             res = json.loads(r.out.strip().splitlines()[-1])
             st = json.loads((root / ".mlci" / "canary" / "state.json").read_text())
-            verdicts = [c["verdict"] for h in st["history"]
-                        for c in (h.get("analysis") or {}).get("checks", [])
-                        if c["check"] == LATENCY]
-            verdicts += [c["verdict"] for c in res["checks"] if c["check"] == LATENCY]
-            assert verdicts and "fail" not in verdicts, (version, res["reason"])
-            assert LATENCY not in (res["reason"] or ""), res["reason"]
+            looks = [c for h in st["history"]
+                     for c in (h.get("analysis") or {}).get("checks", []) if c["check"] == LATENCY]
+            looks += [c for c in res["checks"] if c["check"] == LATENCY]
+            assert any("test" in c for c in looks), looks  # latency was judged, not skipped
+            assert all(c["verdict"] != "fail" for c in looks), (version, res["reason"])
+            assert "failed: " not in (res["reason"] or "") or \
+                LATENCY not in res["reason"].split("failed: ", 1)[1], res["reason"]
             if res["decision"] == "promoted":
                 assert alias(root, "champion") == version
     finally:
