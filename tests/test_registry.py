@@ -474,3 +474,9 @@ def test_the_default_branch_records_a_trusted_origin(proj: Path, monkeypatch) ->
     assert trust.origin()["trusted"] == "false"
     monkeypatch.setenv("GITHUB_REF", "refs/heads/main")
     assert trust.origin()["trusted"] == "true"
+    monkeypatch.delenv("MLCI_DEFAULT_BRANCH")
+    assert trust.origin()["trusted"] == "false"  # a push whose default branch is unknown
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "schedule")  # its payload names no repository
+    assert trust.origin()["trusted"] == "true"
+    monkeypatch.setenv("GITHUB_EVENT_NAME", "pull_request")
+    assert trust.origin()["trusted"] == "false"
