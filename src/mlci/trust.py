@@ -50,6 +50,8 @@ def origin() -> dict[str, str]:
     ref = os.environ.get("GITHUB_REF") or ""
     default = (os.environ.get("MLCI_DEFAULT_BRANCH")
                or str((_event_json().get("repository") or {}).get("default_branch") or ""))
+    if not default and event == "schedule" and ref.startswith("refs/heads/"):
+        default = ref[len("refs/heads/"):]  # GitHub runs schedules on the default branch only
     if event == "local":
         trusted = True
     elif event in PR_EVENTS:

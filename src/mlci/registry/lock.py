@@ -117,12 +117,15 @@ class RegistryLock:
         tags = self._tags()
         if tags is None:
             return  # released in between
+        token, expires_s = tags.get("mlci.lock.token"), tags.get("mlci.lock.expires")
+        if not token or not expires_s:
+            return  # being created or deleted (the store showed the row without its tags)
         try:
-            expires = float(tags.get("mlci.lock.expires", "0"))
+            expires = float(expires_s)
         except ValueError:
             expires = 0.0
         if expires < time.time() or _dead_on_this_host(tags.get("mlci.lock.holder", "")):
-            self._end(tags.get("mlci.lock.token", ""))
+            self._end(token)
 
     def _end(self, token: str) -> bool:
         """Delete the lock generation `token`, as its one claimant; False if another client
@@ -140,7 +143,11 @@ class RegistryLock:
         try:
             tags = self._tags()
             if tags is not None and tags.get("mlci.lock.token", "") == token:
-                self.client.delete_registered_model(self.lock_name)
+                try:
+                    self.client.delete_registered_model(self.lock_name)
+                except MlflowException as exc:
+                    if "RESOURCE_DOES_NOT_EXIST" not in _code(exc):
+                        raise
                 return True
             return False
         finally:
