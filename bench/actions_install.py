@@ -3,8 +3,8 @@
 Runs examples/workflows/mlci-steps.yml on the Iris example with `act` (host mode, offline, the
 third-party actions replaced by tests/e2e/doubles) twice with the same cache folder: the first
 run (a push) installs mlci and its dependencies into a fresh venv and saves it; the second (a
-pull request, which may restore but never save) restores the venv and installs nothing.
-Prints one row per run with the time of each action.
+pull request, which may restore but never save) restores the venv and installs nothing. Prints
+one row per run with the time of each action.
 
     python bench/actions_install.py            # cold = full pip install from the package index
     python bench/actions_install.py --quick    # cold = dependencies linked from this venv

@@ -142,17 +142,19 @@ def test_cold_cache_installs_and_a_pull_request_never_saves(cold) -> None:
     assert not any(e.startswith("setup-python") for e in events)  # a Python 3.10+ exists
 
 
-def test_failing_gate_fails_at_evaluate_and_still_reports(cold, act_env, github) -> None:
+@pytest.mark.timeout(2400)  # two act runs: the push that saves the cache, the pull request
+def test_failing_gate_fails_at_evaluate_and_still_reports(act_env, github) -> None:
     push = act_env(example("mlci-steps.yml"), "push", {
         "ref": "refs/heads/main", "after": "3" * 40,
-        "repository": {"full_name": "u/r", "default_branch": "main"}}, name="warm")
+        "repository": {"full_name": "u/r", "default_branch": "main"}}, name="warm",
+        timeout=1200)
     assert push.code == 0, push.log[-4000:]
     assert any(e.startswith("cache save key=mlci-venv-") and e.endswith("event=push")
                for e in push.events()), push.events()
     wf = example("mlci-steps.yml").replace(
         "          github-token: ${{ secrets.GITHUB_TOKEN }}",
         "          github-token: ${{ secrets.GITHUB_TOKEN }}\n          poster: github")
-    run = act_env(wf, "pull_request", pr_event(8), name="gate",
+    run = act_env(wf, "pull_request", pr_event(8), name="gate", timeout=1200,
                   files={"mlci.yaml": IMPOSSIBLE_GATE}, extra_env={"MLCI_API_URL": github.url})
     assert run.code != 0
     steps = run.outputs()
