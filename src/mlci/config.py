@@ -33,6 +33,9 @@ REGRESSION_METRICS = ("mae", "rmse", "r2")
 KNOWN_METRICS = frozenset(CLASSIFICATION_METRICS + REGRESSION_METRICS)
 
 
+Task = Literal["classification", "regression"]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +97,14 @@ class ModelConfig(_Strict):
     seed: int = 0
     # filled at load: {param: "params.yaml:key"} for each value read from params_file
     _params_refs: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def resolved_params(self) -> dict[str, Any]:
+        """`params` after load, with the params_file references read."""
+        if not isinstance(self.params, dict):
+            raise MlciError(f"model.params {self.params!r} was not resolved: the config was "
+                            "loaded with resolve=False")
+        return self.params
 
     @property
     def params_refs(self) -> dict[str, str]:
@@ -201,13 +212,15 @@ class MonitorConfig(_Strict):
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     min_labels: int = Field(default=100, ge=1)
     retrain_on: list[Literal["drift", "dataset_drift", "decay"]] = Field(
-        default_factory=lambda: ["dataset_drift", "decay"])
+        default_factory=lambda: ["dataset_drift", "decay"])  # type: ignore[arg-type]
 
 
 class Config(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    # None: inferred at load from the estimator (is_regressor/is_classifier), else the target
-    task: Literal["classification", "regression"] | None = None
+    # what the file says; None: inferred at load from the estimator (is_regressor/
+    # is_classifier), else the target. Code reads `task`, which is always set after load.
+    declared_task: Task | None = Field(default=None, alias="task")
+    _task: Task = PrivateAttr(default="classification")
     preprocess: Literal["auto", "none"] = Field(
         default="auto", description="auto: impute, one-hot, expand dates, drop IDs; none: raw."
     )
@@ -223,6 +236,18 @@ class Config(_Strict):
 
     # not part of the file: where it was read from
     path: Path = Field(default=Path("mlci.yaml"), exclude=True)
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._task = self.declared_task or "classification"
+
+    @property
+    def task(self) -> Task:
+        """The task the model is scored as: declared, inferred at load, else classification."""
+        return self._task
+
+    @task.setter
+    def task(self, value: Task) -> None:
+        self._task = value
 
     @property
     def root(self) -> Path:
@@ -282,6 +307,4 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True,
         from mlci import modelspec
 
         modelspec.resolve(cfg, with_data=check_files)
-    elif cfg.task is None:
-        cfg.task = "classification"
     return cfg

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -148,7 +149,7 @@ def _check(name: str, passed: bool | None, **evidence: Any) -> dict[str, Any]:
     return {"check": name, "passed": passed, **evidence}
 
 
-def gate_checks(cfg: Config, metrics: dict[str, float | None],
+def gate_checks(cfg: Config, metrics: Mapping[str, float | None],
                 comparison: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
     checks = []
     for metric, floor in cfg.gate.min.items():
@@ -194,9 +195,9 @@ def shown_worse_by(metric: str, c: dict[str, Any], rule: str) -> tuple[float, st
     return (ci[0] if metric in LOWER_IS_BETTER else -ci[1]), "bound"
 
 
-def _compare(cand: dict[str, float | None], champ: dict[str, float | None],
+def _compare(cand: Mapping[str, float | None], champ: Mapping[str, float | None],
              cis: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for k, v in cand.items():
         b = champ.get(k)
         if v is None or b is None:

@@ -26,7 +26,7 @@ from mlci.errors import MlciError, first_line
 if TYPE_CHECKING:
     import pandas as pd
 
-    from mlci.config import Config
+    from mlci.config import Config, Task
 
 REF = re.compile(r"\$\{\s*([A-Za-z0-9_.-]+)\s*\}")
 ENTRYPOINT_CONTRACT = (
@@ -183,7 +183,7 @@ def _defines(node: ast.stmt, name: str) -> bool:
     return False
 
 
-def estimator_task(cfg: Config, params: dict[str, Any]) -> str | None:
+def estimator_task(cfg: Config, params: dict[str, Any]) -> Task | None:
     """Instantiate the estimator (checks class and params) and say what it predicts."""
     from sklearn.base import is_classifier, is_regressor
 
@@ -207,7 +207,7 @@ def estimator_task(cfg: Config, params: dict[str, Any]) -> str | None:
 
 # -- task ---------------------------------------------------------------------------------
 
-def target_task(y: pd.Series) -> str:
+def target_task(y: pd.Series) -> Task:
     """classification for labels; regression for fractions or many distinct numbers."""
     import numpy as np
     import pandas as pd
@@ -249,7 +249,7 @@ def resolve(cfg: Config, with_data: bool = True) -> None:
     params, refs = resolve_params(cfg)
     cfg.model.params = params
     cfg.model._params_refs = refs
-    declared = cfg.task
+    declared = cfg.declared_task
     if cfg.model.estimator:
         kind = estimator_task(cfg, params)
         if declared and kind and declared != kind:

@@ -58,7 +58,7 @@ def _call_entrypoint(cfg: Config, x, y) -> Any:
     from mlci.data.preprocess import build_transformer, plan_for
 
     fn = modelspec.import_object(cfg.model.entrypoint or "", cfg.root, "model.entrypoint")
-    offered: dict[str, Any] = {"params": dict(cfg.model.params), "seed": cfg.model.seed}
+    offered: dict[str, Any] = {"params": dict(cfg.model.resolved_params), "seed": cfg.model.seed}
     kwargs: dict[str, Any] = {}
     try:
         sig = inspect.signature(fn)
@@ -87,7 +87,7 @@ def build_and_fit(cfg: Config, x, y) -> tuple[Any, Any, Plan | None]:
     if cfg.model.entrypoint:
         return _call_entrypoint(cfg, x, y), x, None
     cls = modelspec.import_object(cfg.model.estimator or "", cfg.root, "model.estimator")
-    params = dict(cfg.model.params)
+    params = dict(cfg.model.resolved_params)
     try:
         if "random_state" in inspect.signature(cls).parameters and "random_state" not in params:
             params["random_state"] = cfg.model.seed
@@ -152,13 +152,13 @@ def _dataset(df, cfg: Config, tags: dict[str, str]):
     """The MLflow dataset input, digest = the full-content data hash (MLflow's own digest
     samples rows). Its schema comes from a sample: MLflow infers it row by row in Python
     (30 s on a million rows)."""
-    import mlflow.data
+    from mlflow.data.pandas_dataset import from_pandas
 
     digest = tags[f"{TAG}data.train.hash"].split(":", 1)[1][:32]
-    ds = mlflow.data.from_pandas(df, source=str(cfg.data.train), name="train",
+    ds = from_pandas(df, source=str(cfg.data.train), name="train",
                                  targets=cfg.data.target, digest=digest)
     if len(df) > 10_000:
-        sample = mlflow.data.from_pandas(df.head(1000), source=str(cfg.data.train),
+        sample = from_pandas(df.head(1000), source=str(cfg.data.train),
                                          name="train", targets=cfg.data.target, digest=digest)
         ds.__dict__["schema"] = sample.schema  # fills the cached_property
     return ds
@@ -251,7 +251,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     with contextlib.redirect_stdout(sys.stderr), \
             mlflow.start_run(experiment_id=exp_id, tags={**tags, **mlflow_tags(cfg, tags)}) as run:
         run_id = run.info.run_id
-        params = _flat_params(est, cfg.model.params)
+        params = _flat_params(est, cfg.model.resolved_params)
         mlflow.log_params(params)
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
         dataset = _dataset(df, cfg, tags)

@@ -133,7 +133,7 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
     body_path = body_path or out_dir / "report.md"
     if not body_path.is_file():
         raise MlciError(f"no report at {body_path}: run `mlci data update` first")
-    if not (repo or "").strip() or "/" not in (repo or ""):
+    if repo is None or not repo.strip() or "/" not in repo:
         raise MlciError("no repository: set GITHUB_REPOSITORY or --repo owner/name")
     token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN") or ""
     if not token:

@@ -123,7 +123,7 @@ def _check_addresses(source: str, host: str, port: int) -> list[str]:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
         raise MlciError(f"--source {redact(source)}: cannot resolve {host!r}") from None
-    return sorted({i[4][0] for i in infos})
+    return sorted({str(i[4][0]) for i in infos})
 
 
 def _check_url(url: str, policy: FetchPolicy) -> None:

@@ -54,7 +54,7 @@ def _context(docs_dir: Path | None):
     # GE logs a traceback for a malformed expectation; mlci reports it in one line instead.
     logging.getLogger("great_expectations").setLevel(logging.CRITICAL)
     ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = {"globally": False}
+    ctx.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
     if docs_dir is not None:
         ctx.add_data_docs_site(
             site_name="mlci",

@@ -87,13 +87,14 @@ class Undo:
         self.registry: dict[str, Any] | None = None
 
     def _save(self) -> None:
-        index = {"files": {}, "cache_objects": [str(o) for o in self.cache_objects],
+        files: dict[str, str | None] = {}
+        index = {"files": files, "cache_objects": [str(o) for o in self.cache_objects],
                  "registry": self.registry}
         for i, (path, data) in enumerate(self.files.items()):
             backup = self.journal / f"file-{i}"
             if data is not None and not backup.exists():
                 atomic_write_bytes(backup, data)
-            index["files"][str(path)] = backup.name if data is not None else None
+            files[str(path)] = backup.name if data is not None else None
         atomic_write_json(self.journal / "journal.json", index)
 
     def keep(self, path: Path) -> None:
@@ -243,6 +244,7 @@ def data_diff(old: pd.DataFrame, new_train: pd.DataFrame, drift: dict[str, Any])
         if c not in old.columns:
             continue
         a, b = old[c], new_train[c]
+        summary: dict[str, Any]
         if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
             summary = {"mean": [_r(a.mean()), _r(b.mean())], "std": [_r(a.std()), _r(b.std())]}
         else:
@@ -305,7 +307,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     if recovered:
         record["recovered"] = "rolled back an earlier update that did not finish"
 
-    def fail(exc: Exception, status: str) -> None:
+    def fail(exc: BaseException, status: str) -> None:
         undo.restore(cfg, out_dir)
         record["status"] = status
         if isinstance(exc, MlciError):
@@ -367,6 +369,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
                 from mlci.data.hashing import md5_file
 
                 undo.keep(train_path.with_name(train_path.name + ".dvc"))
+                assert dvc_root is not None  # `tracked` says so
                 obj = dvc.cache_object(dvc_root, md5_file(train_path))
                 if not obj.exists():
                     undo.add_cache_object(obj)

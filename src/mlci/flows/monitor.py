@@ -204,8 +204,8 @@ def _plot_png(name: str, ref: dict[str, Any], cur: pd.Series) -> str:
         q = np.asarray(ref["quantiles"])
         v = cur.dropna().to_numpy(dtype=float)
         bins = np.linspace(min(q[0], v.min()), max(q[-1], v.max()), 30)
-        ax.hist(q, bins=bins, density=True, alpha=0.5, label="reference")
-        ax.hist(v, bins=bins, density=True, alpha=0.5, label="current")
+        ax.hist(q, bins=list(bins), density=True, alpha=0.5, label="reference")
+        ax.hist(v, bins=list(bins), density=True, alpha=0.5, label="current")
     else:
         import pandas as pd
 
@@ -392,7 +392,7 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
     features = profile.get("features") or []
     window = read_window(window_path, cfg, features, since)
     dec = decay(window, base, cfg, version=str(mv.version), design="sequential")
-    result = {
+    result: dict[str, Any] = {
         "schema": SCHEMA, "mode": "watch", "model": cfg.name, "version": str(mv.version),
         "previous_champion": prev, "decay": dec, "alert": bool(dec.get("decayed")),
         "actions": [],

@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from mlci.io import dumps_json, sha256_text
 
@@ -59,6 +59,16 @@ class AuditEvent:
 
 def experiment_name(model: str) -> str:
     return EXPERIMENT_PREFIX + model
+
+
+@overload
+def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,
+                  create: Literal[True] = True) -> str: ...
+
+
+@overload
+def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,
+                  create: bool) -> str | None: ...
 
 
 def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,

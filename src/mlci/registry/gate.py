@@ -380,6 +380,7 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
                 raise MlciError(f"no previous good champion of {name} in the audit trail"
                                 + (f" (skipped {', '.join(skipped)})" if skipped else "")
                                 + "; give --version VERSION")
+        assert target is not None  # set above, or a "no previous good champion" error
         if target == now:
             return {"version": target, "from_version": now, "changed": False,
                     "notes": [f"{name}@champion is already {target}"]}

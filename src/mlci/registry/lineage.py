@@ -96,12 +96,13 @@ def lineage(client: MlflowClient, ref: str, audit_exp: str | None = None,
                       f"/runs/{run.info.run_id}")
         except Exception:  # noqa: BLE001 - run deleted: lineage from the version's tags
             run = None
-    evaluation = artifact_json(client, mv.run_id, "mlci/evaluation.json") if run else None
+    evaluation = (artifact_json(client, mv.run_id, "mlci/evaluation.json")
+                  if run and mv.run_id else None)
 
     evs = [e for e in audit.events(client, audit_exp) if e.to_version == v]
     moves = [e for e in evs if e.action in ("promote", "force", "rollback", "canary")]
     champ_moves = [e for e in moves if e.alias == "champion"]
-    last = (champ_moves or moves or [None])[-1]
+    last = (champ_moves or moves)[-1] if moves else None
     approval = None
     if last is not None:
         approval = {"action": last.action, "alias": last.alias, "approver": last.approver,

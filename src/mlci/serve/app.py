@@ -311,7 +311,7 @@ class Gateway:
             raise BadInput("this model does not take square images")
         try:
             raw = base64.b64decode(s, validate=True)
-            img = Image.open(io.BytesIO(raw), formats=["PNG"])  # reads the header only
+            img: Image.Image = Image.open(io.BytesIO(raw), formats=["PNG"])  # header only
         except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
             raise BadInput(f"image {i} is not a base64-encoded PNG") from None
         pixels = img.size[0] * img.size[1]
@@ -325,7 +325,7 @@ class Gateway:
             raise BadInput(f"image {i} is not a valid PNG") from None
         if img.size != (side, side):
             img = img.resize((side, side), Image.Resampling.BILINEAR)
-        return [round(p * self.image_max / 255, 4) for p in img.getdata()]
+        return [round(p * self.image_max / 255, 4) for p in img.getdata()]  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------ scoring (worker threads)
 

@@ -156,7 +156,7 @@ def guarded_h11(limits: Limits, dropped: Callable[[str], None]) -> type:
         _timer: asyncio.TimerHandle | None = None
         _partial = False
 
-        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if len(self.connections) > limits.max_connections:
                 v = victim(self.loop.time())

@@ -129,7 +129,7 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
         cur = con.execute(q, args)
         while chunk := cur.fetchmany(CHUNK_ROWS):
             versions, inputs, outputs, labels = zip(*chunk, strict=True)
-            block = _float_block(inputs, len(features))
+            block: Any = _float_block(inputs, len(features))
             if block is None:
                 block, counts = _rows_by_json(inputs, features)
             else:
@@ -141,6 +141,5 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
     else:
         rows = [r for b in blocks for r in (b.tolist() if isinstance(b, np.ndarray) else b)]
         df = pd.DataFrame(rows, columns=features) if rows else pd.DataFrame(columns=features)
-    preds, labels, versions = out
-    return LoggedColumns(df, pd.Series(labels, dtype=object), pd.Series(preds, dtype=object),
-                         pd.Series(versions, dtype=object))
+    return LoggedColumns(df, pd.Series(out[1], dtype=object), pd.Series(out[0], dtype=object),
+                         pd.Series(out[2], dtype=object))

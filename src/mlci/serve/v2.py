@@ -137,12 +137,12 @@ def instances(body: Any, m: Loaded) -> list[list[Any]]:
     names = spec.names
     if len(tensors) == 1 and len(tensors[0][1]) == 2 and (names is None or tensors[0][0]
                                                           not in names or len(names) == 1):
-        _, (n, width), data = tensors[0]
-        return rows_of([data[i * width:(i + 1) * width] for i in range(n)], spec)
+        _, (rows, width), data = tensors[0]
+        return rows_of([data[i * width:(i + 1) * width] for i in range(rows)], spec)
     if names is None:
         raise BadInput("this model takes one tensor of shape [n, features]")
     by_name: dict[str, list[Any]] = {}
-    n = None
+    n: int | None = None
     for name, shape, data in tensors:
         if name not in names:
             raise BadInput(f"input {name!r} is not a feature of the model")

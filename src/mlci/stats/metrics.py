@@ -123,7 +123,7 @@ def weighted_metrics(task: str, pr: Predictions, w: np.ndarray) -> dict[str, np.
     return out
 
 
-def metrics_of(task: str, pr: Predictions) -> dict[str, float]:
+def metrics_of(task: str, pr: Predictions) -> dict[str, float | None]:
     m = weighted_metrics(task, pr, np.ones((1, len(pr.y_true))))
     return {k: _f(v[0]) for k, v in m.items()}
 
@@ -133,7 +133,8 @@ def point_metrics(task: str, y, model, x) -> dict[str, float | None]:
 
 
 def per_class(pr: Predictions) -> list[dict[str, Any]]:
-    k = len(pr.classes or [])
+    classes = pr.classes or []
+    k = len(classes)
     cm = confusion(pr)
     rows = []
     for c in range(k):
@@ -142,7 +143,7 @@ def per_class(pr: Predictions) -> list[dict[str, Any]]:
         p = tp / predicted if predicted else 0.0
         r = tp / support if support else 0.0
         f = 2 * p * r / (p + r) if p + r else 0.0
-        rows.append({"class": _jsonable(pr.classes[c]), "precision": round(p, 4),
+        rows.append({"class": _jsonable(classes[c]), "precision": round(p, 4),
                      "recall": round(r, 4), "f1": round(f, 4), "support": int(support)})
     return rows
 

@@ -74,7 +74,7 @@ def mixture_u(info: np.ndarray, alpha: float, rho: float) -> np.ndarray:
     return u
 
 
-def halfwidth(var: np.ndarray, alpha: float, *, design: str = SEQUENTIAL,
+def halfwidth(var: np.ndarray | float, alpha: float, *, design: str = SEQUENTIAL,
               rho: float = 0.05) -> np.ndarray:
     """One-sided half-width at level alpha for an estimate of variance `var`."""
     var = np.maximum(np.asarray(var, dtype=float), 1e-300)
@@ -82,7 +82,7 @@ def halfwidth(var: np.ndarray, alpha: float, *, design: str = SEQUENTIAL,
         from scipy.special import ndtri
 
         return ndtri(1 - alpha) * np.sqrt(var)
-    u = mixture_u(1.0 / var, alpha, rho)
+    u = mixture_u(np.asarray(1.0 / var), alpha, rho)
     return u * np.sqrt(var * (1.0 + var / (rho * rho)))
 
 
