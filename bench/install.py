@@ -63,6 +63,9 @@ def main() -> None:
     for _ in range(reps):
         for name in names:  # side by side, alternating, so drift in load hits all alike
             runs[name].append(install(INSTALLS[name]))
+            wall, cpu, size = runs[name][-1]
+            print(f"{name}: {wall:.0f} s wall, {cpu:.0f} s cpu, {size:.0f} MiB", file=sys.stderr,
+                  flush=True)
     base = statistics.median(r[2] for r in runs[names[1]])
     print("\n### Cold install into a fresh venv (pip --no-cache-dir)\n")
     print("| install | min wall s | median wall s | median cpu s | venv MiB | size vs by hand |")
