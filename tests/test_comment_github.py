@@ -123,9 +123,9 @@ def test_no_pull_request_writes_the_summary_only(gh: FakeGitHub, work: Path) -> 
 
 def test_target_commit_comments_on_the_commit(gh: FakeGitHub, work: Path) -> None:
     env = env_for(gh, work, pr=None)
-    r, data = comment(work, env, "--target", "commit")
+    r, data = comment(work, env, "--post-to", "commit")
     assert r.code == 0, r.err
-    r, data = comment(work, env, "--target", "commit")
+    r, data = comment(work, env, "--post-to", "commit")
     assert data["action"] == "updated" and data["target"] == "commit"
     assert len(gh.state.commit_comments["0123abcd"]) == 1
 
@@ -147,8 +147,8 @@ def test_bad_token_is_one_line_exit_3(gh: FakeGitHub, work: Path) -> None:
     ({}, ("--body", "missing.md"), "no report at missing.md"),
     ({"GITHUB_TOKEN": ""}, (), "no token"),
     ({"GITHUB_REPOSITORY": ""}, (), "no repository"),
-    ({}, ("--target", "nowhere"), "Invalid value for '--target'"),
-    ({"GITHUB_SHA": ""}, ("--target", "commit"), "needs a commit"),
+    ({}, ("--post-to", "nowhere"), "Invalid value for '--post-to'"),
+    ({"GITHUB_SHA": ""}, ("--post-to", "commit"), "needs a commit"),
 ])
 def test_bad_input_is_one_clear_error(gh: FakeGitHub, work: Path, env_change: dict[str, str],
                                       args: tuple[str, ...], message: str) -> None:
@@ -160,7 +160,7 @@ def test_bad_input_is_one_clear_error(gh: FakeGitHub, work: Path, env_change: di
 
 
 def test_pr_target_without_a_pull_request_is_a_usage_error(gh: FakeGitHub, work: Path) -> None:
-    r, _ = comment(work, env_for(gh, work, pr=None), "--target", "pr")
+    r, _ = comment(work, env_for(gh, work, pr=None), "--post-to", "pr")
     assert r.code == 2 and "needs a pull request" in r.err
 
 

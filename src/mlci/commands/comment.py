@@ -3,7 +3,7 @@
 Posters: `github` (built in, REST API), `cml` (`cml comment update`, needs `cml` on PATH),
 `summary` (job summary only). The pull request comes from the event file GitHub writes
 (`GITHUB_EVENT_PATH`); with no pull request the report goes to the job summary only, unless
-`--target commit`. A token that may not write (a fork's pull request) is not an error, with
+`--post-to commit`. A token that may not write (a fork's pull request) is not an error, with
 either poster: the report goes to the job summary and a warning is printed.
 """
 
@@ -39,13 +39,13 @@ def default_title() -> str:
 @click.option("--poster", type=click.Choice(["github", "cml", "summary"]), default="github",
               show_default=True, envvar="MLCI_POSTER",
               help="github: REST API; cml: `cml comment update`; summary: job summary only.")
-@click.option("--target", type=click.Choice(["auto", "pr", "commit", "summary"]), default="auto",
-              show_default=True, envvar="MLCI_TARGET",
-              help="auto: the event's pull request, else the job summary (env MLCI_TARGET).")
+@click.option("--post-to", "target", type=click.Choice(["auto", "pr", "commit", "summary"]),
+              default="auto", show_default=True, envvar="MLCI_POST_TO",
+              help="auto: the event's pull request, else the job summary (env MLCI_POST_TO).")
 @click.option("--pr", "pr_number", type=click.IntRange(min=1), envvar="MLCI_PR",
               help="Pull request number (default: from GITHUB_EVENT_PATH; env MLCI_PR).")
 @click.option("--sha", envvar=["MLCI_SHA", "GITHUB_SHA"],
-              help="Commit for --target commit (default GITHUB_SHA).")
+              help="Commit for --post-to commit (default GITHUB_SHA).")
 @click.option("--repo", envvar=["MLCI_REPO", "GITHUB_REPOSITORY"],
               help="owner/name (env MLCI_REPO, default GITHUB_REPOSITORY).")
 @click.option("--api-url", envvar=["MLCI_API_URL", "GITHUB_API_URL"],
@@ -112,10 +112,10 @@ def _where(target: str, poster: str, pr: int | None, sha: str | None) -> str:
         return "summary"
     if target == "commit":
         if not sha:
-            raise MlciError("--target commit needs a commit: set GITHUB_SHA or --sha")
+            raise MlciError("--post-to commit needs a commit: set GITHUB_SHA or --sha")
         return "commit"
     if target == "pr" and pr is None:
-        raise MlciError("--target pr needs a pull request: none in the event, pass --pr N")
+        raise MlciError("--post-to pr needs a pull request: none in the event, pass --pr N")
     return "pr" if pr is not None else "summary"
 
 

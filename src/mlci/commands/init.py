@@ -15,7 +15,8 @@ from mlci.errors import MlciError
 @click.option("--profile", "profile_path", default=None, envvar="MLCI_PROFILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Reference data (CSV/Parquet) to profile into an expectation suite.")
-@click.option("--target", default=None, help="Label column.")
+@click.option("--target", default=None, envvar="MLCI_TARGET",
+              help="Label column, written as data.target (env MLCI_TARGET).")
 @click.option("--suite", "suite_path", default="expectations/train.json", show_default=True,
               envvar="MLCI_SUITE", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the suite.")
