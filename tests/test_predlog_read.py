@@ -108,3 +108,17 @@ def test_filters_and_an_empty_window(tmp_path: Path) -> None:
     assert_same(tmp_path / "p.db", since=0.0)
     empty = assert_same(tmp_path / "p.db", since=4e9)
     assert empty.features.empty and list(empty.features.columns) == FEATURES
+
+
+def test_each_instance_carries_its_randomised_unit(tmp_path: Path) -> None:
+    """Cluster-robust variance needs the routing key of every instance: the hashed key when the
+    request had one, else the request itself (its own cluster)."""
+    log = PredictionLog(tmp_path / "p.db")
+    for rid, key, n in (("r0", "k-alice", 2), ("r1", None, 1), ("r2", "k-alice", 1)):
+        log.log(request_id=rid, model="m", variant="champion", version="1", canary_id=None,
+                route_key=key, inputs=[[1.0, 2.0, 3.0]] * n, outputs=["x"] * n,
+                probabilities=None, latency_ms=1.0, error=None, n=n)
+    log.close()
+    got = predlog_read.read_columns(tmp_path / "p.db", FEATURES)
+    assert list(got.keys) == ["k-alice", "k-alice", "request:r1", "k-alice"]
+    assert len(got.keys) == len(got.features)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -56,37 +55,11 @@ def _is_predlog(path: Path) -> bool:
 
 def read_predlog(path: Path, features: list[str], since: float | None = None,
                  variant: str | None = None) -> Window:
-    import pandas as pd
+    """The gateway's answered predictions, one row per instance (read in vectorised chunks)."""
+    from mlci.serve.predlog_read import read_columns
 
-    q = ("select p.request_id, p.ts, p.variant, p.version, p.inputs, p.outputs, f.label, "
-         "p.route_key "
-         "from predictions p left join feedback f on f.request_id = p.request_id "
-         "where p.error is null")
-    args: list[Any] = []
-    if since is not None:
-        q += " and p.ts >= ?"
-        args.append(since)
-    if variant:
-        q += " and p.variant = ?"
-        args.append(variant)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
-        rows = con.execute(q + " order by p.ts", args).fetchall()
-    feats, preds, labels, versions, keys = [], [], [], [], []
-    for rid, _ts, _var, version, inputs, outputs, label, route_key in rows:
-        xs, ys = json.loads(inputs or "[]"), json.loads(outputs or "[]")
-        ls = json.loads(label) if label else [None] * len(xs)
-        if not isinstance(ls, list):  # one instance labelled with a scalar, as /feedback allows
-            ls = [ls]
-        for i, x in enumerate(xs):
-            feats.append(x if isinstance(x, list) else [x.get(f) for f in features])
-            preds.append(ys[i] if i < len(ys) else None)
-            labels.append(ls[i] if i < len(ls) else None)
-            versions.append(str(version))
-            keys.append(route_key or f"request:{rid}")
-    df = pd.DataFrame(feats, columns=features) if feats else pd.DataFrame(columns=features)
-    return Window(df, pd.Series(labels, dtype=object), pd.Series(preds, dtype=object),
-                  pd.Series(versions, dtype=object), str(path), since,
-                  pd.Series(keys, dtype=object))
+    c = read_columns(path, features, since, variant)
+    return Window(c.features, c.labels, c.predictions, c.versions, str(path), since, c.keys)
 
 
 def read_window(source: Path, cfg: Config, features: list[str], since: float | None = None,

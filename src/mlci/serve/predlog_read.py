@@ -37,10 +37,12 @@ class LoggedColumns:
     labels: pd.Series        # the label sent to /feedback for the instance, or None
     predictions: pd.Series
     versions: pd.Series      # the model version that answered, as text
+    keys: pd.Series          # the routing key's hash (the randomised unit), else the request
 
 
 def _query(since: float | None, variant: str | None) -> tuple[str, list[Any]]:
-    q = ("SELECT p.version, p.inputs, p.outputs, f.label FROM predictions p "
+    q = ("SELECT p.version, p.inputs, p.outputs, f.label, p.route_key, p.request_id "
+         "FROM predictions p "
          "LEFT JOIN feedback f ON f.request_id = p.request_id WHERE p.error IS NULL")
     args: list[Any] = []
     if since is not None:
@@ -125,10 +127,11 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
     q, args = _query(since, variant)
     blocks: list[Any] = []   # per chunk: a float array, or a list of instance rows
     out: tuple[list[Any], list[Any], list[str]] = ([], [], [])
+    keys: list[str] = []
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
         cur = con.execute(q, args)
         while chunk := cur.fetchmany(CHUNK_ROWS):
-            versions, inputs, outputs, labels = zip(*chunk, strict=True)
+            versions, inputs, outputs, labels, route_keys, request_ids = zip(*chunk, strict=True)
             block: Any = _float_block(inputs, len(features))
             if block is None:
                 block, counts = _rows_by_json(inputs, features)
@@ -136,10 +139,12 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
                 counts = [1] * len(inputs)
             blocks.append(block)
             _align(counts, versions, outputs, labels, out)
+            for n, rk, rid in zip(counts, route_keys, request_ids, strict=True):
+                keys.extend([rk or f"request:{rid}"] * n)
     if blocks and all(isinstance(b, np.ndarray) for b in blocks):  # each holds >= 1 row
         df = pd.DataFrame(np.concatenate(blocks), columns=features)
     else:
         rows = [r for b in blocks for r in (b.tolist() if isinstance(b, np.ndarray) else b)]
         df = pd.DataFrame(rows, columns=features) if rows else pd.DataFrame(columns=features)
     return LoggedColumns(df, pd.Series(out[1], dtype=object), pd.Series(out[0], dtype=object),
-                         pd.Series(out[2], dtype=object))
+                         pd.Series(out[2], dtype=object), pd.Series(keys, dtype=object))
