@@ -28,7 +28,7 @@ def _save(fig, path: Path) -> None:
 
     buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(buf, format="png")
+    fig.savefig(buf, format="png", bbox_inches="tight")
     _pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -39,13 +39,18 @@ def confusion_matrix(pr: Predictions, path: Path, title: str) -> None:
     plt = _pyplot()
     cm = confusion(pr)
     labels = [str(c) for c in pr.classes or []]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(labels), 1.0 + 0.6 * len(labels)), dpi=100)
+    # readable at a PR comment's width: at least 4.5 in (≈ 680 px at 150 dpi), the title
+    # wrapped above the axes instead of clipped, tight bounding box
+    side = max(4.5, 2.0 + 0.55 * len(labels))
+    fig, ax = plt.subplots(figsize=(side, side), dpi=150)
     ax.imshow(cm, cmap="Blues")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title)
+    import textwrap
+
+    ax.set_title("\n".join(textwrap.wrap(title, 40)), fontsize=10)
     vmax = cm.max() if cm.size else 0
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
