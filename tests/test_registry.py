@@ -423,17 +423,55 @@ def test_hand_edited_tags_do_not_promote_a_refused_model(proj: Path) -> None:
     assert aliases.current(c, NAME, "staging") is None
 
 
+def test_a_hand_edited_validation_tag_does_not_pass_validation(proj: Path) -> None:
+    """Validation failed, training was forced past it, the gate passed: the version must not
+    be promoted, and setting `mlci.validation.success=true` on it by hand changes nothing
+    (the gate reads the run's immutable param written at training)."""
+    train = proj / "data" / "train.csv"
+    lines = train.read_text().splitlines()
+    lines[1] = "99.0," + lines[1].split(",", 1)[1]  # one value far out of range
+    train.write_text("\n".join(lines) + "\n")
+    assert mlci("validate", cwd=proj).code == 1
+    assert mlci("train", "--skip-validation", cwd=proj).code == 0
+    assert mlci("evaluate", cwd=proj).code == 0
+    v = json.loads((proj / ".mlci/run.json").read_text())["model_version"]
+    c = client_for(proj)
+    r = mlci("promote", "--to", "staging", "--version", v, cwd=proj)
+    assert r.code == 1 and "data validation passed" in r.err, (r.out, r.err)
+    c.set_model_version_tag(NAME, v, "mlci.validation.success", "true")
+    r = mlci("promote", "--to", "staging", "--version", v, cwd=proj)
+    assert r.code == 1 and "data validation passed" in r.err, (r.out, r.err)
+    assert aliases.current(c, NAME, "staging") is None
+
+
 @pytest.mark.parametrize("argv", [("train",), ("promote", "--to", "staging"),
                                   ("rollback", NAME, "--reason", "x")])
 def test_pull_request_runs_never_write_to_the_registry(proj: Path, argv) -> None:
+    """A shared store (here: any store but the job's own `.mlci/mlflow.db`) refuses every
+    write from a pull request; promote and rollback refuse on the job's own store too."""
     before = sorted(str(v.version) for v in client_for(proj).search_model_versions(
         f"name = '{NAME}'"))
-    r = mlci(*argv, cwd=proj, env={"GITHUB_EVENT_NAME": "pull_request"})
+    env = {"GITHUB_EVENT_NAME": "pull_request"}
+    if argv[0] == "train":
+        shared = (proj / "shared" / "mlflow.db").resolve()
+        shared.parent.mkdir()
+        env["MLCI_TRACKING_URI"] = f"sqlite:///{shared}"
+    r = mlci(*argv, cwd=proj, env=env)
     one_line_error(r, 2)
     assert "pull-request runs never write to the registry" in r.err
     assert sorted(str(v.version) for v in client_for(proj).search_model_versions(
         f"name = '{NAME}'")) == before
     assert aliases.current(client_for(proj), NAME, "staging") is None
+    assert not list((proj / "shared").glob("*")) if argv[0] == "train" else True
+
+
+def test_a_pull_request_trains_into_its_own_throwaway_store(proj: Path) -> None:
+    """The code trigger on a pull request registers into the job's embedded store (never
+    saved from a pull request), so the report can compare candidate and champion."""
+    assert mlci("validate", cwd=proj).code == 0
+    r = mlci("train", cwd=proj, env={"GITHUB_EVENT_NAME": "pull_request"})
+    assert r.code == 0, r.err
+    assert json.loads((proj / ".mlci/run.json").read_text())["model_version"]
 
 
 def test_a_champion_not_from_the_default_branch_is_never_loaded(proj: Path, trained_iris: Path,

@@ -245,7 +245,8 @@ def _champion_params(client, base: dict[str, Any]) -> dict[str, str] | None:
     if base.get("kind") == "registry":
         try:
             mv = client.get_model_version(base["model_uri"].split("/")[1], base["version"])
-            return dict(client.get_run(mv.run_id).data.params)
+            return {k: v for k, v in client.get_run(mv.run_id).data.params.items()
+                    if not k.startswith(TAG)}  # mlci's own evidence is not a hyperparameter
         except Exception:  # noqa: BLE001 - a pruned run: no params to compare
             return None
     rec = base.get("record")

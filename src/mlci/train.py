@@ -253,6 +253,9 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         run_id = run.info.run_id
         params = _flat_params(est, cfg.model.resolved_params)
         mlflow.log_params(params)
+        # the gate reads validation evidence from params, which MLflow never lets anyone edit
+        mlflow.log_params({k: v for k, v in tags.items()
+                           if k in (TAG + "validation.success", TAG + "validation.digest")})
         mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
         dataset = _dataset(df, cfg, tags)
         mlflow.log_input(dataset, context="training")

@@ -136,6 +136,28 @@ def verified_evaluation(client: MlflowClient, mv) -> tuple[dict[str, Any] | None
     return rec, ""
 
 
+def _validation_success(client: MlflowClient, mv, ev: dict[str, str]) -> str:
+    """`true` only when the run's immutable param says so (recorded at training) and the
+    version's tag, if any, does not say otherwise: a hand-edited tag cannot pass validation."""
+    try:
+        recorded = client.get_run(mv.run_id).data.params.get(TAG + "validation.success")
+    except Exception as exc:  # noqa: BLE001 - a missing run has no evidence
+        return f"unreadable ({_first_line(exc)[:80]})"
+    if recorded is None:
+        return "not recorded as a run param"
+    tag = ev.get("validation.success")
+    return recorded if tag in (None, recorded) else f"{recorded} (tag says {tag})"
+
+
+def _passed_its_gate(client: MlflowClient, mv) -> bool:
+    """A rollback target passed its gate by its digest-checked evaluation record (and its
+    tag, editable, does not say otherwise)."""
+    if (mv.tags or {}).get(TAG + "gate.passed") == "false":
+        return False
+    rec, _ = verified_evaluation(client, mv)
+    return rec is not None and rec.get("verdict") == "pass"
+
+
 def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
            champion: str | None) -> Decision:
     """What the evidence says about moving `alias` to `mv`. The verdict, and which baseline
@@ -158,7 +180,7 @@ def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
     base = rec.get("baseline") or {}
     ev["evaluation.champion_version"] = str(base.get("version") or "")
     ev["evaluation.baseline"] = str(base.get("label") or "")
-    vs = ev.get("validation.success")
+    vs = _validation_success(client, mv, ev)
     checks.append(_c("data validation passed", vs == "true", value=vs or "missing"))
     gp = ev.get("gate.passed")
     checks.append(_c("evaluation gate passed", gp == "true",
@@ -351,7 +373,7 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
         if to is not None:
             target = str(int(to))
             mv = get_version(client, name, target)
-            if (mv.tags or {}).get(TAG + "gate.passed") != "true":
+            if not _passed_its_gate(client, mv):
                 ev = _event("refuse", name, ROLLBACK_ALIAS, now, target, reason=reason,
                             rollback_of=now, message=f"{name}/{target} did not pass its gate")
                 audit.record(client, exp_id, ev)
@@ -372,7 +394,7 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
                 except Exception:  # noqa: BLE001 - deleted version: skip it
                     skipped.append(f"{cand} (deleted)")
                     continue
-                if (mv.tags or {}).get(TAG + "gate.passed") == "true":
+                if _passed_its_gate(client, mv):
                     target = cand
                     break
                 skipped.append(f"{cand} (gate not passed)")
