@@ -259,3 +259,63 @@ def test_raw_rows_with_strings_and_missing_values(mixed: Gateway) -> None:
     assert out["predict"]["datatype"] == "BYTES"
     want = httpx.post(mixed.url + "/predict", json={"instances": ok}, timeout=10).json()
     assert out["predict"]["data"] == want["predictions"]
+
+
+RULES_MODEL = '''
+import mlflow.pyfunc
+
+
+class Threshold(mlflow.pyfunc.PythonModel):
+    """Not scikit-learn: a hand-written rule, served through MLflow's pyfunc flavour."""
+
+    def predict(self, context, model_input, params=None):
+        return ["high" if v > 0.5 else "low" for v in model_input["score"]]
+'''
+
+
+def _register_rules(root: Path) -> None:
+    """A custom `mlflow.pyfunc.PythonModel` (any model MLflow can log as pyfunc), registered
+    with a signature and a champion alias: the gateway must serve it without sklearn."""
+    import sys
+
+    import mlflow
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    code = root / "rules_model.py"
+    code.write_text(RULES_MODEL)
+    sys.path.insert(0, str(root))
+    try:
+        from rules_model import Threshold  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(root))
+    x = pd.DataFrame({"score": [0.1, 0.9, 0.4]})
+    uri = f"sqlite:///{(root / '.mlci' / 'mlflow.db').resolve()}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    with mlflow.start_run():
+        mlflow.pyfunc.log_model(name="model", python_model=Threshold(), code_paths=[str(code)],
+                                signature=infer_signature(x, ["low", "high", "low"]),
+                                registered_model_name="rules", pip_requirements=["mlflow"])
+    mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).set_registered_model_alias(
+        "rules", "champion", "1")
+
+
+def test_any_pyfunc_model_is_served(tmp_path_factory: pytest.TempPathFactory) -> None:
+    root = project(tmp_path_factory.mktemp("serve-pyfunc") / "digits")
+    _register_rules(root)
+    g = Gateway(root, None, "--model", "rules").start()
+    try:
+        r = httpx.post(g.url + "/predict", json={"instances": [{"score": 0.7}, {"score": 0.2}]},
+                       timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"] == ["high", "low"]
+        body = {"inputs": [{"name": "score", "shape": [2], "datatype": "FP64",
+                            "data": [0.7, 0.2]}]}
+        v2 = httpx.post(g.url + "/v2/models/rules/infer", json=body, timeout=10)
+        assert v2.status_code == 200, v2.text
+        check("inference_response", v2.json())
+        out = {o["name"]: o for o in v2.json()["outputs"]}
+        assert out["predict"]["data"] == ["high", "low"]
+    finally:
+        g.stop()
