@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from e2e.conftest import IRIS, ActRun
 from e2e.fake_github import FakeGitHub
@@ -195,8 +196,13 @@ def data_run(act_env, dvc_init, tmp_path_factory):
         source = batch(kind, base / f"{kind}.csv")
         payload = json.loads(json.dumps(payload).replace("@SOURCE@", str(source)))
         user_files = dict(files)
-        if config_extra:
-            user_files["mlci.yaml"] = (IRIS / "mlci.yaml").read_text() + config_extra
+        # the batch lies outside the project: allow its folder (data_update.fetch), as a
+        # user allows the place their batches arrive from
+        cfg = yaml.safe_load((IRIS / "mlci.yaml").read_text())
+        du = cfg.setdefault("data_update", {})
+        du.update(yaml.safe_load(config_extra).get("data_update", {}) if config_extra else {})
+        du["fetch"] = {"local_roots": [".", str(source.parent)]}
+        user_files["mlci.yaml"] = yaml.safe_dump(cfg, sort_keys=False)
         before = listing(remote)
         with FakeGitHub() as gh:
             gh.state.token = TOKEN
