@@ -89,16 +89,23 @@ def _template_dir() -> Path:
     return cache
 
 
-def _copy_template(db: Path, artifacts: str) -> None:
-    """A new store as a copy of the migrated template; only the Default experiment's
-    artifact location and times differ from a store MLflow creates itself."""
+def ensure_template() -> Path:
+    """The migrated empty store of this MLflow version, built once. The actions' install
+    builds it before sealing the venv, so no later step writes into the venv."""
     from mlflow.version import VERSION
 
     template = _template_dir() / f"mlflow-{VERSION}.db"
     if not template.exists():
         built = template.with_name(f"{template.name}.{os.getpid()}.tmp")
-        _migrate(f"sqlite:///{built}", f"{artifacts}/.template")
+        _migrate(f"sqlite:///{built}", (template.parent / "template-artifacts").as_uri())
         os.replace(built, template)  # concurrent builders each install a whole file
+    return template
+
+
+def _copy_template(db: Path, artifacts: str) -> None:
+    """A new store as a copy of the migrated template; only the Default experiment's
+    artifact location and times differ from a store MLflow creates itself."""
+    template = ensure_template()
     part = db.with_name(db.name + ".part")
     shutil.copyfile(template, part)
     now = int(time.time() * 1000)
