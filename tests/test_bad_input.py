@@ -154,7 +154,9 @@ def test_bad_input(case: str, baseline_project: Path, tmp_path: Path) -> None:
     shutil.copytree(baseline_project, root)
     before = _snapshot(root / ".mlci")
     edit(root)
-    r = run_mlci(*args, cwd=root, process=True)  # what a real process prints on stderr
+    # what a real process prints on stderr; the per-stage progress lines are status, not
+    # the error (tests/test_progress.py checks them), so they are off here
+    r = run_mlci(*args, cwd=root, process=True, env={"MLCI_PROGRESS": "off"})
     assert r.code == code, (r.out, r.err)
     assert "Traceback" not in r.err + r.out
     err_lines = r.err.strip().splitlines()
