@@ -64,7 +64,15 @@ def repo(checkout: Path, tmp_path: Path) -> Path:
     root = tmp_path / "w" / "repo"
     subprocess.run([str(Path(sys.executable).with_name("dvc")), "remote", "modify", "storage",
                     "url", str(tmp_path / "w" / "remote")], cwd=root, check=True)
+    allow_tmp_sources(root, tmp_path)
     return root
+
+
+def allow_tmp_sources(root: Path, tmp_path: Path, extra: str = "") -> None:
+    """The batches lie in tmp_path, outside the project: allow that folder as a source."""
+    cfg = root / "mlci.yaml"
+    cfg.write_text(cfg.read_text().split("data_update:")[0] + "data_update:\n"
+                   f"  fetch: {{local_roots: ['.', '{tmp_path}']}}\n" + extra)
 
 
 def test_pulls_the_data_then_updates(repo: Path, tmp_path: Path) -> None:
@@ -85,8 +93,7 @@ def test_pulls_the_data_then_updates(repo: Path, tmp_path: Path) -> None:
 
 
 def test_a_refusal_still_names_the_drifted_columns(repo: Path, tmp_path: Path) -> None:
-    cfg = repo / "mlci.yaml"
-    cfg.write_text(cfg.read_text() + "data_update: {on_drift: block}\n")
+    allow_tmp_sources(repo, tmp_path, "  on_drift: block\n")
     df = pd.read_csv(IRIS / "data" / "train.csv")
     b = df[df.species == "virginica"].sample(60, replace=True, random_state=2)
     rng = np.random.default_rng(5)

@@ -208,7 +208,9 @@ def test_planted_defect_fails_with_a_readable_observed_value(defect: str) -> Non
         assert float(observed) > 0.6  # a number, not the null GX gives without holdouts
 
 
-def test_planted_defect_fails_the_cli_with_one_line(tmp_path: Path, mlci: Mlci) -> None:
+def test_planted_defect_fails_the_cli_with_one_line(tmp_path: Path, mlci: Mlci,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLCI_PROGRESS", "off")  # stage lines are status, not the error
     root = _project(tmp_path / "churn", _churn())
     assert mlci("init", "--profile", "data/table.csv", "--target", "y", cwd=root)[0] == 0
     golden = root / "data/table-golden.csv"
@@ -321,7 +323,7 @@ def test_params_yaml_feeds_the_model_and_the_report_diffs_it(tmp_path: Path,
     assert ev["params"]["changed"] == ["n_estimators"]
     report = (root / ".mlci/report.md").read_text()
     assert "Hyperparameters: 1 changed against the champion" in report
-    assert "| n_estimators | `60` | `30` |" in report
+    assert "| n\\_estimators | `60` | `30` |" in report
 
 
 def test_csv_options_read_a_semicolon_latin1_file(tmp_path: Path, mlci: Mlci) -> None:
