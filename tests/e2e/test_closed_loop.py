@@ -226,6 +226,8 @@ def test_drift_retrain_canary_promote_then_rollback(act_env, dispatches, tmp_pat
     config = (repo / "mlci.yaml").read_text(encoding="utf-8")
     assert "max_regression: {accuracy: 0.01}" in config
     config = config.replace("max_regression: {accuracy: 0.01}", "max_regression: {accuracy: 0.05}")
+    # the monitor exports the labelled window to tmp_path/windows: an allowed local source
+    config += f"data_update:\n  fetch: {{local_roots: ['.', '{tmp_path / 'windows'}']}}\n"
     (repo / "mlci.yaml").write_text(config, encoding="utf-8")
     subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
     subprocess.run([*GIT, "add", "-A"], cwd=repo, check=True)
