@@ -57,9 +57,12 @@ def test_worse_challenger_is_rolled_back_on_quality_alone(live) -> None:
     assert res["decision"] == "rolled-back"
     checks = _checks(res)
     assert checks["accuracy (non-inferiority)"] == "fail"
-    assert checks["error rate"] == "pass" and checks["p95 latency (non-inferiority)"] == "pass"
+    # "on quality alone": no other check failed (an anytime-valid design may roll back
+    # before the others are shown within their allowance, so they pass or still wait)
+    assert checks["error rate"] != "fail" and checks["p95 latency (non-inferiority)"] != "fail"
     acc = [c for c in res["checks"] if c["check"].startswith("accuracy")][0]
-    assert acc["test"]["p_inferior"] < 0.05 and acc["test"]["lower"] < -0.1
+    # shown worse than the allowance: the whole confidence bound of the loss contrast is > 0
+    assert acc["test"]["design"] == "sequential" and acc["test"]["lower"] > 0, acc
     assert alias(root, "champion") == champion and alias(root, "challenger") is None
     assert gw.readyz()["challenger"] is None  # traffic back on the champion
     assert (root / ".mlci" / "canary" / "report.md").read_text().count("fail") >= 1
