@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import run_mlci
 from test_serve_support import (
     FAST,
     GOOD,
@@ -19,7 +20,6 @@ from test_serve_support import (
     Load,
     alias,
     audit_events,
-    canary,
     clean_env,
     project,
 )
@@ -63,10 +63,13 @@ def test_restart_of_gateway_and_controller_resumes_without_losing_predictions(
             gw.start()
             r = gw.readyz()
             assert (r["challenger"], r["weight"], r["canary_id"]) == (GOOD, 50, st["id"])
-            res = canary(root, "run", "--gateway", gw.url)
+            # a real process, like the one killed above (the resume is about processes)
+            res = run_mlci("canary", "run", "--gateway", gw.url, cwd=root, process=True,
+                           timeout=180)
         assert res.code == 0, res.err + res.out
-        assert "resuming canary " + st["id"] in res.out
-        assert "promoted" in res.out
+        # the same rollout (its id) went on from step 2 to promotion: not a new one
+        assert f"canary {st['id']}: " in res.out and "promoted" in res.out, res.out
+        assert "started canary" not in res.out + res.err
     finally:
         gw.stop()
     assert alias(root, "champion") == GOOD

@@ -339,6 +339,9 @@ def test_drift_retrain_canary_promote_then_rollback(act_env, dispatches, tmp_pat
                        "--steps", "50,100", "--bake", "1", "--min-samples", "40",
                        "--min-requests", "20", "--margin", "0.1", "--poll", "0.3",
                        "--deadline", "60",
+                       # a few dozen labels: the fixed-sample design decides at --min-samples;
+                       # the anytime-valid one needs more traffic (tests/test_canary_e2e.py)
+                       "--design", "fixed",
                        # p99 of ~50 requests is their slowest one, and this machine is shared
                        # by the act job's leftovers: latency is judged in test_canary_e2e.py
                        "--max-latency-ratio", "10", "--latency-slack-ms", "1000",
