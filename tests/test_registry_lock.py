@@ -130,3 +130,34 @@ def test_a_live_holder_is_never_broken(tmp_path: Path) -> None:
     live.release()
     other.acquire()
     other.release()
+
+
+def test_a_create_that_loses_to_a_release_waits_and_takes_the_lock(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    """MLflow's SQL store answers a losing create by looking the winner's model up; when the
+    winner released it in between, the loser gets RESOURCE_DOES_NOT_EXIST (seen on
+    PostgreSQL in the promotion race). That is contention, not an error: retry and win."""
+    from mlflow.store.model_registry.sqlalchemy_store import SqlAlchemyStore
+
+    client = _client(tmp_path / "mlflow.db")
+    winner = lock.RegistryLock(client, NAME, ttl=30, wait=5)
+    winner.acquire()
+    real_get = SqlAlchemyStore.get_registered_model
+    released = []
+
+    def get_after_release(self, name):  # the winner's release lands between the two queries
+        if name == winner.lock_name and not released:
+            released.append(name)
+            winner.release()
+        return real_get(self, name)
+
+    monkeypatch.setattr(SqlAlchemyStore, "get_registered_model", get_after_release)
+    loser = lock.RegistryLock(client, NAME, ttl=30, wait=5)
+    loser.acquire()
+    try:
+        assert released == [winner.lock_name]
+        assert client.get_registered_model(loser.lock_name).tags["mlci.lock.token"] == \
+            loser.token
+    finally:
+        loser.release()
+    assert list(client.search_registered_models(f"name = '{loser.lock_name}'")) == []

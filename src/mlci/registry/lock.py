@@ -12,6 +12,10 @@ all but one client):
   carries that token, then drops the claim. Tokens never repeat, so a slow breaker can never
   delete the fresh lock another process took meanwhile (the old check-then-delete did).
 
+A create that loses the race can also answer RESOURCE_DOES_NOT_EXIST: MLflow's SQL store
+looks the existing model up after the unique-constraint error, and the winner may have
+released it in between. Both answers mean "contended, try again".
+
 A live holder renews its lease every third of it, so a short lease (30 s by default) is safe
 for long critical sections and a holder killed on another machine blocks others at most that
 long; one killed on this machine is detected at once (its pid is gone).
@@ -38,8 +42,15 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 LOCK_PREFIX = "mlci-lock."
+# what a losing exclusive create answers (see the module docstring)
+_LOST_RACE = ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST")
 END_INFIX = ".end."
 DEFAULT_TTL = 30.0
+
+
+def _lost_race(exc: Exception) -> bool:
+    code = _code(exc)
+    return any(c in code for c in _LOST_RACE)
 
 
 def _holder_id() -> str:
@@ -94,7 +105,7 @@ class RegistryLock:
                 self._start_renewing()
                 return
             except MlflowException as exc:
-                if "RESOURCE_ALREADY_EXISTS" not in _code(exc):
+                if not _lost_race(exc):
                     raise
             self._break_if_stale()
             if time.monotonic() > deadline:
@@ -137,8 +148,8 @@ class RegistryLock:
             self.client.create_registered_model(
                 claim, description=f"ending mlci lock generation {token}")
         except MlflowException as exc:
-            if "RESOURCE_ALREADY_EXISTS" in _code(exc):
-                return False
+            if _lost_race(exc):
+                return False  # another client claimed this generation (and may be done)
             raise
         try:
             tags = self._tags()
