@@ -75,6 +75,7 @@ def _run_in_process(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
             while mlflow.active_run() is not None:  # a failed command must not leak a run
                 mlflow.end_run("FAILED")
             _forget_mlflow_stores()
+            _forget_mlflow_uris()
         stdout, stderr = out.getvalue(), err.getvalue()
     os.environ.clear()  # what the command set for itself (e.g. MLflow switches) goes too
     os.environ.update(old_env)
@@ -92,6 +93,25 @@ def _forget_mlflow_stores() -> None:
             for engine in store._engine_map.values():
                 engine.dispose()
             store._engine_map.clear()
+
+
+def _forget_mlflow_uris() -> None:
+    """MLflow keeps the tracking and registry URIs a command (or test) set as module globals;
+    a later test in the same process would otherwise talk to a store that is gone."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    tracking_utils._tracking_uri = None
+    registry_utils._registry_uri = None
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_per_test():
+    yield
+    if "mlflow" in sys.modules:
+        _forget_mlflow_uris()
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            os.environ.pop(var, None)
 
 
 def make_project(dest: Path, git: bool = True) -> Path:
