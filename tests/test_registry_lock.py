@@ -46,10 +46,30 @@ class _SlowDeletes:
         self._c.delete_registered_model(name)
 
 
+class _CountedLooks:
+    """The real client; `looked` is set once it has read the lock three times (three tries
+    at taking or breaking it)."""
+
+    def __init__(self, client, looked) -> None:
+        self._c, self._looked, self._n = client, looked, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._c, name)
+
+    def get_registered_model(self, name: str):
+        if name == lock.LOCK_PREFIX + NAME:
+            self._n += 1
+            if self._n >= 3:
+                self._looked.set()
+        return self._c.get_registered_model(name)
+
+
 def _holder(db: str, slow: bool, gate, paused, held, log) -> None:
+    """`paused`: set by the slow breaker when it waits before its delete; by the fast one
+    after three looks at the lock."""
     client = _client(Path(db))
-    lk = lock.RegistryLock(_SlowDeletes(client, gate, paused) if slow else client, NAME,
-                           ttl=30, wait=120)
+    lk = lock.RegistryLock(_SlowDeletes(client, gate, paused) if slow else
+                           _CountedLooks(client, paused), NAME, ttl=30, wait=120)
     try:
         lk.acquire()
     except Exception as exc:  # noqa: BLE001 - reported to the parent
@@ -73,15 +93,19 @@ def test_a_slow_breaker_never_deletes_the_fresh_lock(tmp_path: Path) -> None:
     _stale_lock(db)
     ctx = mp.get_context("spawn")
     # every Event stays referenced here: a collected one vanishes before a child unpickles it
-    gate, paused, held, unused, log = (ctx.Event(), ctx.Event(), ctx.Event(), ctx.Event(),
-                                       ctx.Queue())
-    slow = ctx.Process(target=_holder, args=(str(db), True, gate, paused, unused, log))
+    gate, paused, held, looked, ignored = (ctx.Event() for _ in range(5))
+    log = ctx.Queue()
+    slow = ctx.Process(target=_holder, args=(str(db), True, gate, paused, ignored, log))
     slow.start()
     assert paused.wait(90), "the slow breaker never reached the stale lock"
     # it has read the expired lock and now waits just before deleting it
-    fast = ctx.Process(target=_holder, args=(str(db), False, gate, unused, held, log))
+    fast = ctx.Process(target=_holder, args=(str(db), False, gate, looked, held, log))
     fast.start()
-    held.wait(40)  # the old break let the fast one in here; the atomic one makes it wait
+    # the old break let the fast one in at its first look; the atomic one makes it wait
+    deadline = time.monotonic() + 90
+    while not (held.is_set() or looked.is_set()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert looked.is_set() or held.is_set(), "the fast holder never tried the lock"
     gate.set()  # now let the slow breaker delete what it saw as stale
     for p in (slow, fast):
         p.join(60)
