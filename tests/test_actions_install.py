@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+import mlci
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +45,7 @@ def installed(checkout: Path, tmp_path_factory: pytest.TempPathFactory):
 def test_installs_from_the_checkout_into_the_venv(installed, checkout: Path) -> None:
     venv, env, p = installed
     assert p.stdout.strip() == f"{venv}/bin/python"
-    assert "installed mlci 0.1.0-" in p.stderr
+    assert f"installed mlci {mlci.__version__}-" in p.stderr
     where = subprocess.run([p.stdout.strip(), "-c", "import mlci; print(mlci.__file__)"],
                            capture_output=True, text=True, check=True).stdout
     assert where.startswith(str(venv))  # not the test interpreter's editable copy
@@ -103,7 +105,8 @@ def test_an_edited_module_also_breaks_the_seal(installed, checkout: Path) -> Non
 
 def test_build_id_changes_with_the_sources(checkout: Path, tmp_path: Path) -> None:
     before = sh(str(checkout / "scripts" / "install.sh"), "--version").stdout.strip()
-    assert before.startswith("0.1.0-") and len(before) == len("0.1.0-") + 12
+    assert before.startswith(f"{mlci.__version__}-")
+    assert len(before) == len(mlci.__version__) + 1 + 12
     other = tmp_path / "co"
     shutil.copytree(checkout, other)
     with (other / "src" / "mlci" / "__init__.py").open("a") as fh:

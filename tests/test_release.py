@@ -109,3 +109,17 @@ def test_mlflow_tags_follow_mlcis(tmp_path, monkeypatch) -> None:
     assert t["mlflow.runName"] == "churn-nogit-local"
     assert not {"mlflow.source.git.commit", "mlflow.source.git.branch",
                 "mlflow.source.git.repoURL"} & set(t)
+
+
+def test_the_documented_major_tag_is_the_package_major() -> None:
+    """Users pin `org/mlci-actions/<action>@vN`: the release moves `v<major of the version>`,
+    so every pin the docs show must be that major (a 0.x package would move `v0`, and every
+    documented `@v1` would resolve to nothing)."""
+    import mlci
+
+    major = "v" + mlci.__version__.split(".")[0]
+    docs = [REPO / "README.md", *REPO.glob("docs/*.md"), *REPO.glob("*/README.md"),
+            *REPO.glob("examples/workflows/*.yml")]
+    pins = {m for p in docs for m in re.findall(r"org/mlci-actions/[\w./-]*@(v\d+)\b",
+                                                 p.read_text(encoding="utf-8"))}
+    assert pins == {major}, pins

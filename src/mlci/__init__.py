@@ -1,3 +1,3 @@
 """mlci: CI/CD for machine-learning repositories."""
 
-__version__ = "0.1.0"
+__version__ = "1.0.0"

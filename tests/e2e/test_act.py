@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import mlci
 from e2e.fake_github import FakeGitHub
 from e2e.support import INJECTION, SAVE_STEP, save_step
 
@@ -135,10 +136,10 @@ def test_lineage_of_the_model_trained_by_the_workflow(cold) -> None:
 
 def test_cold_cache_installs_and_a_pull_request_never_saves(cold) -> None:
     events = cold.events()
-    assert any(e.startswith("cache restore key=mlci-venv-0.1.0-") and e.endswith("hit=false")
-               for e in events), events
+    key = f"cache restore key=mlci-venv-{mlci.__version__}-"
+    assert any(e.startswith(key) and e.endswith("hit=false") for e in events), events
     assert not any(e.startswith("cache save") for e in events), events
-    assert "installed mlci 0.1.0-" in cold.log
+    assert f"installed mlci {mlci.__version__}-" in cold.log
     assert not any(e.startswith("setup-python") for e in events)  # a Python 3.10+ exists
 
 
