@@ -63,12 +63,11 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
     """Validate new data, then retrain, evaluate and register; all or nothing."""
     import json
 
-    from mlci.config import load_config
     from mlci.errors import MlciError, VerdictFailed
-    from mlci.flows.code import write_report
+    from mlci.flows.code import load, write_report
     from mlci.flows.data_update import update
 
-    cfg = load_config(config_path)
+    cfg = load(config_path)
     code, error = 0, None
     try:
         rec = step("data update", update, cfg, out_dir, source, mode=mode, push=push,

@@ -23,13 +23,18 @@ INPUTS = ("train", "golden", "expectations")
 
 
 def load(config_path: Path) -> Config:
-    """The config, after pulling DVC-tracked inputs that are missing from the workspace."""
+    """The config, after pulling DVC-tracked inputs that are missing from the workspace (a
+    checkout holds the `.dvc` files, not the data). Every command that reads the data loads
+    its config here."""
     from mlci.config import load_config
     from mlci.data import dvc
 
     draft = load_config(config_path, check_files=False, resolve=False)
     paths = {f"data.{k}": draft.resolve(getattr(draft.data, k)) for k in INPUTS}
-    dvc.pull_missing(paths, draft.root)
+    missing = {k: p for k, p in paths.items() if not p.exists() and dvc.is_tracked(p)}
+    if missing:
+        step("dvc pull " + " ".join(p.name for p in missing.values()), dvc.pull_missing,
+             missing, draft.root)
     return load_config(config_path)
 
 

@@ -67,7 +67,7 @@ def run(name: str) -> int:
                               "`config` or `working-directory` input")
     try:
         args = action.argv()  # refuses a bad input before any work
-        code = action.prepare() if action.prepare else 0
+        code = 0
     except SystemExit as exc:  # an input the row refused, already explained on stderr
         code = int(exc.code or 2)
     if code != 0:

@@ -59,7 +59,6 @@ class Action:
     soft_fail: str = ""           # input that, set to 'false', turns exit 1 into a warning
     summary: Callable[[], Path] | None = None  # report appended to the job summary
     error_outputs: Result | None = None        # what the outputs say when mlci cannot start
-    prepare: Callable[[], int] | None = None   # runs first; a non-zero status stops the step
 
 
 # ------------------------------------------------------------------------------ rows
@@ -189,34 +188,6 @@ def _data_update(code: int, d: Result) -> Result:
             "report-path": str(Path(report).resolve()) if report else ""}
 
 
-def pull_missing_data() -> int:
-    """A checkout holds the `.dvc` files, not the data: `dvc pull` the train and golden sets
-    that are missing. The config is read as plain YAML: its loader insists the files exist."""
-    import yaml
-
-    from mlci.data import dvc
-    from mlci.errors import MlciError
-
-    config = config_path()
-    try:
-        data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}
-    except (OSError, yaml.YAMLError, AttributeError):
-        return 0  # `mlci data update` reports a broken config in its own words
-    wanted = [config.parent / str(data[k]) for k in ("train", "golden")
-              if isinstance(data, dict) and data.get(k)]
-    targets = [str(p.with_name(p.name + ".dvc")) for p in wanted
-               if not p.exists() and p.with_name(p.name + ".dvc").is_file()]
-    if not targets:
-        return 0
-    print(f"dvc pull {' '.join(targets)}", file=sys.stderr)
-    try:
-        dvc.run(["pull", *targets], cwd=config.parent.resolve())
-    except MlciError as exc:
-        print(f"mlci: error: {exc.format_message()}", file=sys.stderr)
-        return 2
-    return 0
-
-
 DATA_UPDATE_ERROR: Result = {"status": "error", "model-version": "", "drifted-columns": [],
                              "report-path": ""}
 
@@ -235,6 +206,5 @@ ACTIONS: dict[str, Action] = {
                       summary=_monitor_report),
     "canary": Action(lambda: ["canary", "run", "--json"], _canary,
                      error_outputs={"decision": "error"}),
-    "data-update": Action(_data_update_argv, _data_update, error_outputs=DATA_UPDATE_ERROR,
-                          prepare=pull_missing_data),
+    "data-update": Action(_data_update_argv, _data_update, error_outputs=DATA_UPDATE_ERROR),
 }
