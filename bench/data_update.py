@@ -194,7 +194,10 @@ def main() -> None:
         t = time.perf_counter()
         make_frame(a.rows, 0).to_csv(root / "data/train.csv", index=False)
         make_frame(5000, 1).to_csv(root / "data/golden.csv", index=False)
-        make_frame(a.rows // 10, 2, shift=0.05).to_csv(tmp / "new.csv", index=False)
+        # inside the repo: data_update.fetch.local_roots defaults to the project folder
+        new = root / "incoming" / "new.csv"
+        new.parent.mkdir()
+        make_frame(a.rows // 10, 2, shift=0.05).to_csv(new, index=False)
         gen_s = time.perf_counter() - t
         (root / "mlci.yaml").write_text(CONFIG)
         sh(["git", "init", "-q"], root)
@@ -202,7 +205,7 @@ def main() -> None:
         sh([str(BIN / "mlci"), "data", "init", "--remote", str(tmp / "remote")], root)
         sh([str(BIN / "mlci"), "run", "--no-docs"], root)
         t = time.perf_counter()
-        p = sh([str(BIN / "mlci"), "data", "update", "--source", str(tmp / "new.csv")], root)
+        p = sh([str(BIN / "mlci"), "data", "update", "--source", str(new)], root)
         wall = time.perf_counter() - t
         rec = json.loads((root / ".mlci/data_update.json").read_text())
         size = (root / "data/train.csv").stat().st_size / 2**20
