@@ -56,3 +56,21 @@ def test_invalid_suite_is_an_input_error() -> None:
     bad = {"name": "s", "expectations": [{"type": "expect_no_such_thing", "kwargs": {}}]}
     with pytest.raises(MlciError, match="invalid expectation suite"):
         run_suite({"train": _frame(10)}, bad, None, Path("s.json"))
+
+
+def test_a_profiled_category_column_passes_its_own_suite() -> None:
+    """A categorical dtype (Parquet, or a frame the user built) was profiled as
+    `of_type: category`, which GX never passes (it sees CategoricalDtypeType): the column's
+    value set is its check instead."""
+    df = _frame(200)
+    df["colour"] = pd.Categorical(["red", "green", "blue", "red"] * 50)
+    suite = profile_suite(df, "y", name="s")
+    on_colour = {e["type"] for e in suite["expectations"]
+                 if e["kwargs"].get("column") == "colour"}
+    assert "expect_column_values_to_be_in_set" in on_colour
+    for engine in ("fast", "gx"):
+        res = run_suite({"train": df, "golden": df.head(40)}, suite, None, Path("s.json"),
+                        engine=engine)
+        failed = [r["expectation_config"]["type"] for r in res["train"]["results"]
+                  if not r["success"]]
+        assert failed == [] and res["golden"]["success"] is True, (engine, failed)

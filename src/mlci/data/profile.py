@@ -95,7 +95,8 @@ def column_expectations(s: pd.Series, col: str, *, is_target: bool = False,
         kwargs = {} if share >= 1.0 else {"mostly": round(max(0.0, share - 0.02), 4)}
         return ex + [_e("expect_column_values_to_match_regex", column=col, regex=ISO_DATE,
                         **kwargs)]
-    ex.append(_e("expect_column_values_to_be_of_type", column=col, type_=str(s.dtype)))
+    if not isinstance(s.dtype, pd.CategoricalDtype):  # GX types it CategoricalDtypeType
+        ex.append(_e("expect_column_values_to_be_of_type", column=col, type_=str(s.dtype)))
     values = v.astype(str).unique()
     if len(values) <= MAX_CATEGORIES:
         ex.append(_set(col, sorted(values.tolist()), is_target))
