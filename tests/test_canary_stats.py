@@ -13,7 +13,7 @@ from mlci.errors import MlciError
 from mlci.flows.canary import FAIL, PASS, WAIT, Params, parse_steps
 from mlci.serve.predlog import percentile
 from mlci.serve.routing import Routing, bucket
-from mlci.stats.judge import Observations, analyse
+from mlci.stats.judge import Observations, analyse, latency_check
 
 NO_SHADOW = {"compared": 0, "disagreements": 0, "errors": 0}
 P = Params(steps=[10, 100], min_samples=100, min_requests=20, margin=0.05)
@@ -76,6 +76,53 @@ def test_latency_allows_the_minimum_effect_size() -> None:
                             _obs(3000, latency=5.0, seed=6, **ok), p))["p95"] == PASS
     assert _verdicts(_judge(_obs(3000, latency=15.0, **ok), _obs(3000, latency=5.0, **ok),
                             p))["p95"] == FAIL
+
+
+def _latencies(lat: np.ndarray) -> Observations:
+    return Observations(version="1", errors=np.zeros(len(lat)), latency_ms=lat)
+
+
+def test_latency_threshold_is_not_set_by_a_slow_start() -> None:
+    """The champion's first 50 answered requests are slow (2 ms: the gateway loading the
+    challenger), the rest take 0.3-0.6 ms. Calibrated on those 50, t was 2 ms, which no later
+    champion request reaches, so both shares were 0 and an identical challenger waited
+    whatever the traffic. Calibrated on every other request, t is the rollout's p95 and the
+    challenger passes."""
+    rng = np.random.default_rng(21)
+    champion = np.r_[np.full(50, 2.0), rng.uniform(0.3, 0.6, 3950)]
+    assert not (champion[50:] >= np.quantile(champion[:50], 0.95)).any()  # the old t
+    same = np.r_[np.full(3, 2.0), rng.uniform(0.3, 0.6, 1997)]
+    p = Params(steps=[100], min_samples=100, min_requests=50)
+    c = latency_check(_latencies(same), _latencies(champion), p, 3)
+    assert c["verdict"] == PASS, c["detail"]
+    assert c["threshold_ms"] == pytest.approx(np.quantile(champion[0::2], 0.95), abs=1e-3)
+    assert 0.55 < c["threshold_ms"] < 0.6 and c["calibration_n"] == 2000
+    assert "every other" in c["detail"] and "slower than" in c["detail"]
+
+
+def test_latency_after_a_slow_start_still_fails_a_slower_challenger() -> None:
+    rng = np.random.default_rng(22)
+    champion = np.r_[np.full(50, 2.0), rng.uniform(0.3, 0.6, 3950)]
+    slower = np.r_[np.full(3, 2.0), rng.uniform(1.5, 4.0, 1997)]  # p95 3.9 > 1.5 x 0.59 + 2
+    p = Params(steps=[100], min_samples=100, min_requests=50)
+    c = latency_check(_latencies(slower), _latencies(champion), p, 3)
+    assert c["verdict"] == FAIL, c["detail"]
+    assert c["limit_ms"] == pytest.approx(1.5 * c["threshold_ms"] + 2, abs=2e-3)
+
+
+def test_latency_tests_the_other_half_with_its_routing_keys() -> None:
+    """Routing keys go with their requests into the tested half (clustered variance, arrays
+    aligned)."""
+    rng = np.random.default_rng(23)
+    champion = rng.uniform(0.3, 0.6, 4000)
+    keys = np.array([f"k{i % 40}" for i in range(4000)], dtype=object)
+    ch = Observations(errors=np.zeros(2000), latency_ms=rng.uniform(0.3, 0.6, 2000),
+                      latency_keys=np.array([f"c{i % 40}" for i in range(2000)], dtype=object))
+    cb = Observations(errors=np.zeros(4000), latency_ms=champion, latency_keys=keys)
+    p = Params(steps=[100], min_samples=100, min_requests=50)
+    c = latency_check(ch, cb, p, 3)
+    assert c["test"]["clustered"] and c["test"]["n_champion"] == 2000
+    assert c["verdict"] == PASS
 
 
 def test_regression_quality_is_mae_non_inferiority() -> None:

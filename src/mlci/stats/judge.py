@@ -6,12 +6,17 @@ far; losses are oriented so that larger is worse):
 
 - **error rate**: share of failed requests; the challenger's may exceed the champion's by at
   most `max_error_increase`;
-- **latency**: a non-inferiority test on the `latency_quantile` (default p95): with t the
-  champion's quantile on a calibration set (its first `min_requests` answered requests, left
-  out of the test), the challenger passes when the share of its requests slower than
-  `max_latency_ratio * t + latency_slack_ms` is shown to be below the share of the champion's
-  slower than t, i.e. its quantile is at most ratio * champion's + slack (the minimum effect
-  size); it fails when shown above;
+- **latency**: a non-inferiority test on the `latency_quantile` (default p95). The champion's
+  answered requests are split by position in the rollout, not by latency: every other one
+  (even positions) calibrates t, the champion's quantile, recomputed at every look on the
+  whole calibration half so far; the others (odd positions) are tested. The challenger
+  passes when the share of its requests slower than `max_latency_ratio * t +
+  latency_slack_ms` is shown to be below the share of the tested champion requests at or
+  above t, i.e. its quantile is at most ratio * champion's + slack (the minimum effect size);
+  it fails when shown above. A challenger exactly at the allowance has both shares equal
+  whatever t is, so a threshold that moves as the calibration half grows keeps the error
+  rates (`bench/decisions.py` simulates this design), and t tracks the whole rollout instead
+  of its first instants;
 - **quality** on labelled feedback: accuracy (0/1 loss, absolute margin `margin`) for
   classifiers, MAE or MSE (relative margin: the challenger's may be at most (1 + margin) times
   the champion's) for regressors;
@@ -151,22 +156,26 @@ def latency_check(ch: Observations, cb: Observations, p: Params, k: int) -> dict
     if len(ch.latency_ms) < need or len(cb.latency_ms) < 2 * need:
         return {"check": name, "verdict": WAIT,
                 "detail": f"{len(ch.latency_ms)} challenger / {len(cb.latency_ms)} champion "
-                          f"answered requests; need {need} / {2 * need} (half of the "
-                          "champion's calibrate its quantile)"}
-    t_ms = float(np.quantile(cb.latency_ms[:need], q))
+                          f"answered requests; need {need} / {2 * need} (every other "
+                          "champion request calibrates its quantile)"}
+    # split by position, independent of latency: even positions calibrate, odd ones are tested
+    cal, rest = cb.latency_ms[0::2], cb.latency_ms[1::2]
+    t_ms = float(np.quantile(cal, q))
     slow_at = p.max_latency_ratio * t_ms + p.latency_slack_ms
     x1 = (ch.latency_ms > slow_at).astype(float)
-    x0 = (cb.latency_ms[need:] >= t_ms).astype(float)  # ties at t count as slow (timer steps)
-    keys0 = cb.latency_keys[need:] if cb.latency_keys is not None else None
+    x0 = (rest >= t_ms).astype(float)  # ties at t count as slow (timer steps)
+    keys0 = cb.latency_keys[1::2] if cb.latency_keys is not None else None
     a1, a0 = _arm(x1, ch.latency_keys), _arm(x0, keys0)
     t = _test(a1, a0, p, k, margin=0.0, scale=1.0, binary=True, rho=1 - q, planned=need)
     return {"check": name, "verdict": t["verdict"], "test": t,
             "threshold_ms": round(t_ms, 3), "limit_ms": round(slow_at, 3),
+            "calibration_n": len(cal),
             "detail": f"{x1.mean():.1%} of challenger requests slower than {slow_at:.2f} ms "
                       f"({p.max_latency_ratio:g} x {t_ms:.2f} + {p.latency_slack_ms:g}) vs "
-                      f"{x0.mean():.1%} of champion requests at or above its calibrated "
-                      f"p{q * 100:g} {t_ms:.2f} ms; difference {t['estimate']:+.1%} (higher "
-                      f"is worse), bounds [{t['lower']:+.1%}, {t['upper']:+.1%}] vs 0: "
+                      f"{x0.mean():.1%} of champion requests at or above {t_ms:.2f} ms, its "
+                      f"p{q * 100:g} on the other {len(cal)} of its requests (every other one "
+                      f"of the rollout); difference {t['estimate']:+.1%} (higher is worse), "
+                      f"bounds [{t['lower']:+.1%}, {t['upper']:+.1%}] vs 0: "
                       f"{_verdict_text(t['verdict'])}"}
 
 
