@@ -111,14 +111,14 @@ def remote_of(cwd: Path) -> tuple[str, str] | None:
     """(name, url) of the default remote, or None when none is configured."""
     try:
         name = run(["remote", "default"], cwd=cwd).strip()
-        listed = run(["remote", "list"], cwd=cwd)
-    except MlciError:
-        return None
-    for line in listed.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == name:
-            return name, parts[1]
-    return None
+    except MlciError as exc:
+        if "no default remote" in exc.message.lower():
+            return None
+        raise  # dvc itself failed: say why, never "no remote"
+    # `dvc remote list` is a table wrapped at the terminal's width: a long URL breaks across
+    # lines there, so the URL is read from the config key itself.
+    url = run(["config", f"remote.{name}.url"], cwd=cwd).strip() if name else ""
+    return (name, url) if url else None
 
 
 def pull_missing(paths: dict[str, Path], cwd: Path) -> list[str]:
