@@ -8,4 +8,7 @@ export PATH="$PWD/$VENV/bin:$PATH"
 # One BLAS/OpenMP thread per process: on 2 cores a model fit next to a gateway went from
 # 65 s to 0.3 s once threads stopped fighting over the cores.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-exec "$VENV/bin/python" -m pytest "$@"
+# Two workers (pytest-xdist), a test file per worker so its module fixtures (trained models,
+# servers) are built once; tests marked `exclusive` (timed assertions) run alone
+# (tests/conftest.py). MLCI_TEST_WORKERS=0 runs everything in this one process.
+exec "$VENV/bin/python" -m pytest -n "${MLCI_TEST_WORKERS:-2}" --dist loadfile "$@"

@@ -114,6 +114,33 @@ def _mlflow_uris_per_test():
             os.environ.pop(var, None)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Under pytest-xdist, a test marked `exclusive` (its assertions time the machine: canary
+    latency, slow-client limits, lock leases) runs alone. Every other test, with the fixtures
+    its set-up and teardown start or stop, holds a shared lock; an exclusive one holds it
+    exclusively, and a turnstile keeps a stream of shared holders from starving it."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if not run:
+        return (yield)
+    import fcntl
+    import tempfile
+
+    base = Path(tempfile.gettempdir()) / f"mlci-tests-{run}"
+    exclusive = item.get_closest_marker("exclusive") is not None
+    with open(f"{base}.turnstile", "a") as turn, open(f"{base}.lock", "a") as lock:
+        fcntl.flock(turn, fcntl.LOCK_EX)
+        fcntl.flock(lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        if not exclusive:
+            fcntl.flock(turn, fcntl.LOCK_UN)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(turn, fcntl.LOCK_UN)
+
+
 def make_project(dest: Path, git: bool = True) -> Path:
     shutil.copytree(IRIS, dest, ignore=shutil.ignore_patterns(".mlci"))
     if git:

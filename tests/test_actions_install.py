@@ -51,6 +51,7 @@ def test_installs_from_the_checkout_into_the_venv(installed, checkout: Path) -> 
     assert where.startswith(str(venv))  # not the test interpreter's editable copy
 
 
+@pytest.mark.exclusive  # timed
 def test_second_run_is_a_no_op(installed, checkout: Path) -> None:
     venv, env, _ = installed
     t = time.perf_counter()

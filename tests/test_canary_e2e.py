@@ -27,7 +27,7 @@ from test_serve_support import (
     state,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(300)]  # timed: alone under xdist
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ import sys
 import pytest
 from test_serve_support import GOOD, Gateway, Load, alias, canary, project
 
-pytestmark = pytest.mark.timeout(1200)  # includes training the digits versions once
+# includes training the digits versions once; timed assertions: run alone under pytest-xdist
+pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(1200)]
 
 # the latency allowance is left at its defaults; quality and error rate get allowances that
 # this test's traffic can show

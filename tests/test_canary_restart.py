@@ -24,7 +24,7 @@ from test_serve_support import (
     project,
 )
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(300)]  # timed: alone under xdist
 
 
 def _state(root: Path) -> dict:

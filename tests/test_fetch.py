@@ -124,6 +124,7 @@ def test_a_redirect_to_an_internal_address_is_not_followed(public: str, tmp_path
     assert not any(p.read_bytes() == SECRET for p in tmp_path.rglob("*") if p.is_file())
 
 
+@pytest.mark.exclusive  # timed
 def test_the_timeout_is_a_total_deadline(public: str, tmp_path: Path) -> None:
     t0 = time.monotonic()
     with pytest.raises(MlciError, match="timed out after 1.5s"):

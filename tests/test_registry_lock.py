@@ -18,6 +18,7 @@ import pytest
 from mlci.registry import lock
 
 NAME = "iris"
+pytestmark = pytest.mark.exclusive  # leases and waits are timed
 
 
 def _client(db: Path):

@@ -52,7 +52,7 @@ import pytest
 from e2e.conftest import IRIS
 from e2e.fake_github import FakeGitHub
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = (ROOT / "examples" / "workflows" / "mlci-data.yml").read_text(encoding="utf-8")
