@@ -269,21 +269,15 @@ def _native_types(name: str) -> tuple[type, ...] | None:
     return native.get(name.lower())
 
 
+def _type_attr(module: Any, name: str) -> Any:
+    """`module.<name>` when it is a class, else None."""
+    t = getattr(module, name, None)
+    return t if isinstance(t, type) else None
+
+
 def _pandas_type(name: str) -> list[Any]:
-    found = []
-    try:
-        t = getattr(pd, name)
-        if isinstance(t, type):
-            found.append(t)
-    except AttributeError:
-        pass
-    try:
-        t = getattr(_pandas_dtypes(), name)
-        if isinstance(t, type):
-            found.append(t)
-    except AttributeError:
-        pass
-    return found
+    return [t for t in (_type_attr(pd, name), _type_attr(_pandas_dtypes(), name))
+            if t is not None]
 
 
 def _pandas_dtypes() -> Any:
@@ -314,24 +308,17 @@ def _dtype_types(names: list[str]) -> list[Any]:
             comp.append(np.dtype(name).type)
             comp.append(np.dtype(name))
         except TypeError:
-            try:
-                t = getattr(pd, name)
-            except AttributeError:
-                pass
-            else:
-                if isinstance(t, type):
-                    comp.append(t)
-                    try:
-                        if isinstance(t(), pd.api.extensions.ExtensionDtype):
-                            comp.append(t())
-                    except TypeError:
-                        pass
-            try:
-                t = getattr(_pandas_dtypes(), name)
-                if isinstance(t, type):
-                    comp.append(t)
-            except AttributeError:
-                pass
+            t = _type_attr(pd, name)
+            if t is not None:
+                comp.append(t)
+                try:
+                    if isinstance(t(), pd.api.extensions.ExtensionDtype):
+                        comp.append(t())
+                except TypeError:
+                    pass
+            t = _type_attr(_pandas_dtypes(), name)
+            if t is not None:
+                comp.append(t)
         comp += _native_types(name) or ()
     return comp
 
