@@ -38,6 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import table  # noqa: E402 - beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 EVIDENTLY_VENV = Path(os.environ.get("MLCI_BENCH_EVIDENTLY_VENV", "/tmp/evidently-venv"))
 EVIDENTLY_REQS = ["evidently==0.7.*", "pandas<3", "pyarrow"]
@@ -300,15 +303,6 @@ def evidently_python(log: Path) -> str | None:
         return str(py)
     return None
 
-
-def table(title: str, header: list[str], rows: list[list[str]], note: str = "") -> None:
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
-    if note:
-        print(f"\n{note}")
 
 
 def mb(b: float) -> str:

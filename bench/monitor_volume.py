@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _tables import table  # noqa: E402 - beside this script
+
 REPO = Path(__file__).resolve().parents[1]
 FEATURES = [f"f{i}" for i in range(20)]
 CLASSES = ["setosa", "versicolor", "virginica"]
@@ -140,13 +143,6 @@ def _row(label: str, runs: list[tuple[float, float, float]], target: str) -> lis
     return [label, f"{min(walls):.2f}", f"{statistics.median(walls):.2f}",
             f"{statistics.median(cpus):.2f}", f"{max(peaks):.0f}", target]
 
-
-def table(title: str, header: list[str], rows: list[list[str]]) -> None:
-    print(f"\n### {title}\n")
-    print("| " + " | ".join(header) + " |")
-    print("|" + "|".join("---" for _ in header) + "|")
-    for r in rows:
-        print("| " + " | ".join(r) + " |")
 
 
 def bench_readers(log: Path, reps: int) -> list[list[str]]:
