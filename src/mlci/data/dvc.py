@@ -121,12 +121,17 @@ def remote_of(cwd: Path) -> tuple[str, str] | None:
     return (name, url) if url else None
 
 
+def absent_tracked(paths: dict[str, Path]) -> dict[str, Path]:
+    """The inputs a pull would fetch: DVC-tracked and absent from the workspace."""
+    return {label: p for label, p in paths.items() if not p.exists() and is_tracked(p)}
+
+
 def pull_missing(paths: dict[str, Path], cwd: Path) -> list[str]:
     """`dvc pull` the DVC-tracked inputs that are absent from the workspace.
 
     Returns the labels pulled; raises one line naming the remote and the credential it needs
     when the pull fails. Untracked missing files are left for the caller to report."""
-    wanted = {label: p for label, p in paths.items() if not p.exists() and is_tracked(p)}
+    wanted = absent_tracked(paths)
     if not wanted:
         return []
     root = repo_root(cwd) or cwd

@@ -286,15 +286,19 @@ def _pandas_dtypes() -> Any:
     return importlib.import_module("pandas.core.dtypes.dtypes")
 
 
+def _named_types(name: str) -> list[Any]:
+    """The classes a type name stands for: numpy's scalar type, else pandas', plus Python's."""
+    comp: list[Any] = []
+    try:
+        comp.append(np.dtype(name).type)
+    except TypeError:
+        comp += _pandas_type(name)
+    return comp + list(_native_types(name) or ())
+
+
 def _metric_types(names: list[str]) -> tuple[Any, ...]:
     """The types the map metric tests every value against with isinstance."""
-    comp: list[Any] = []
-    for name in names:
-        try:
-            comp.append(np.dtype(name).type)
-        except TypeError:
-            comp += _pandas_type(name)
-        comp += _native_types(name) or ()
+    comp = [t for name in names for t in _named_types(name)]
     if not comp:
         raise Unsupported  # GX's metric raises
     return tuple(comp)
@@ -324,8 +328,7 @@ def _dtype_types(names: list[str]) -> list[Any]:
 
 
 def _column_dtype(fc: FrameChecks, name: str) -> Any:
-    fc.column(name)  # the same lookup rules as the other checks
-    return fc.df[name].dtype
+    return fc.column(name).s.dtype  # the same lookup rules as the other checks
 
 
 def _isinstance_map(comp: tuple[Any, ...]) -> Callable[[pd.Series], Any]:
@@ -351,16 +354,7 @@ def _of_type(fc: FrameChecks, kw: dict[str, Any]) -> dict[str, Any]:
     actual = _column_dtype(fc, kw["column"])
     if actual.type.__name__ == "object_" and expected not in ("object", "object_", "O", None):
         return _column_map(fc, kw, _isinstance_map(_metric_types([expected])))
-    if expected is None:
-        success = True
-    else:
-        comp: list[Any] = []
-        try:
-            comp.append(np.dtype(expected).type)
-        except TypeError:
-            comp += _pandas_type(expected)
-        comp += _native_types(expected) or ()
-        success = actual.type in comp
+    success = True if expected is None else actual.type in _named_types(expected)
     return {"success": success, "result": {"observed_value": actual.type.__name__}}
 
 

@@ -31,7 +31,7 @@ def load(config_path: Path) -> Config:
 
     draft = load_config(config_path, check_files=False, resolve=False)
     paths = {f"data.{k}": draft.resolve(getattr(draft.data, k)) for k in INPUTS}
-    missing = {k: p for k, p in paths.items() if not p.exists() and dvc.is_tracked(p)}
+    missing = dvc.absent_tracked(paths)
     if missing:
         step("dvc pull " + " ".join(p.name for p in missing.values()), dvc.pull_missing,
              missing, draft.root)

@@ -67,13 +67,10 @@ def run(name: str) -> int:
                               "`config` or `working-directory` input")
     try:
         args = action.argv()  # refuses a bad input before any work
-        code = 0
     except SystemExit as exc:  # an input the row refused, already explained on stderr
-        code = int(exc.code or 2)
-    if code != 0:
         if action.error_outputs:
             outputs.set_outputs(action.error_outputs)
-        return code
+        return int(exc.code or 2)
     code, result = mlci(args)
     values = action.outputs(code, result)
     if values:
