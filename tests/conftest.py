@@ -51,10 +51,50 @@ def run_mlci(*args: str, cwd: Path, env: dict[str, str] | None = None,
     return _run_in_process(list(args), cwd, full_env)
 
 
-def _run_in_process(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
-    from click.testing import CliRunner
+def run_glue(action: str, *, cwd: Path, env: dict[str, str] | None = None,
+             process: bool = False, timeout: int = 300) -> Result:
+    """Run the composite actions' glue, `python -m mlci.gha <action>`, as a step would.
 
+    In process by default: the glue's own code runs here, and the `mlci` command it starts as
+    a child (`mlci.gha.__main__.mlci`) runs in process too, with the environment the glue
+    hands it and its stdout and stderr passed on as a child's would be. `process=True` (or
+    MLCI_TEST_PROCESS=1) runs the real interpreter and child, for the smoke tests.
+    """
+    full_env = _clean_env(env)
+    if process or os.environ.get("MLCI_TEST_PROCESS") == "1":
+        p = subprocess.run([sys.executable, "-m", "mlci.gha", action], cwd=cwd, env=full_env,
+                           capture_output=True, text=True, timeout=timeout)
+        return Result(p.returncode, p.stdout, p.stderr)
+    from unittest import mock
+
+    from mlci.gha import __main__ as glue
+
+    def child(args: list[str]) -> tuple[int, dict]:
+        r = _in_process(lambda: main_of_cli(args), Path.cwd(), glue.child_env())
+        sys.stderr.write(r.err)
+        if r.out.strip():
+            print(r.out.strip(), flush=True)
+        return r.code, glue.last_json(r.out)
+
+    with mock.patch.object(glue, "mlci", child):
+        return _in_process(lambda: glue.main([action]), cwd, full_env)
+
+
+def main_of_cli(args: list[str]) -> int:
     from mlci.cli import main
+
+    main(args)
+    return 0
+
+
+def _run_in_process(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
+    return _in_process(lambda: main_of_cli(args), cwd, env)
+
+
+def _in_process(call, cwd: Path, env: dict[str, str]) -> Result:
+    """`call()` (an exit status, or SystemExit) in `cwd` with exactly the variables in `env`,
+    stdout and stderr captured, MLflow's process-wide state reset afterwards."""
+    from click.testing import CliRunner
 
     # CliRunner.isolation sets the given variables and restores os.environ afterwards;
     # variables absent from `env` are removed for the call (None means unset).
@@ -65,10 +105,12 @@ def _run_in_process(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
     with CliRunner().isolation(env=overrides) as (out, err, _):
         os.chdir(cwd)
         try:
-            main(args)
+            code = call()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         finally:
+            sys.stdout.flush()  # what print() left in the capture's text buffers
+            sys.stderr.flush()
             os.chdir(old_cwd)
             import mlflow
 

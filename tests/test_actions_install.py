@@ -15,6 +15,7 @@ import pytest
 import mlci
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e  # installs into fresh venvs
 
 
 def sh(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import run_mlci
+from conftest import run_glue, run_mlci
 from test_serve_support import GOOD, WORSE, alias, audit_events, clean_env, project
 
 from mlci.cli import cli
@@ -97,15 +97,11 @@ def test_serve_bad_input(root: Path) -> None:
 def test_action_glue_writes_outputs_and_keeps_the_exit_code(root: Path, tmp_path) -> None:
     """`python -m mlci.gha canary` as the `canary` action runs it: inputs from MLCI_*, empty ones
     dropped, outputs to $GITHUB_OUTPUT."""
-    import subprocess
-    import sys
-
     out = tmp_path / "github_output"
-    env = clean_env(MLCI_CONFIG="mlci.yaml", MLCI_OUT=".mlci", MLCI_VERSION="",
-                    MLCI_STEPS="5,100", MLCI_APPLY="false", GITHUB_OUTPUT=str(out))
-    p = subprocess.run([sys.executable, "-m", "mlci.gha", "canary"], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and "give --version" in p.stderr
+    p = run_glue("canary", cwd=root, env={
+        "MLCI_CONFIG": "mlci.yaml", "MLCI_OUT": ".mlci", "MLCI_VERSION": "",
+        "MLCI_STEPS": "5,100", "MLCI_APPLY": "false", "GITHUB_OUTPUT": str(out)})
+    assert p.code == 2 and "give --version" in p.err
     text = out.read_text()
     assert "decision<<" in text and "\nerror\n" in text
 
@@ -117,9 +113,11 @@ def test_inconclusive_step_waits_then_rolls_back_at_the_deadline(root: Path) -> 
     r = mlci(root, "canary", "step")  # no traffic yet: inconclusive, within the deadline
     assert r.exit_code == 0 and "running" in r.stdout and "waiting for" in r.stdout
     assert alias(root, "challenger") == GOOD
-    import time
-
-    time.sleep(8.2)
+    # 8.2 s pass: the step started that much earlier (the wall clock is what `step` reads)
+    path = root.joinpath(".mlci", *STATE)
+    st = json.loads(path.read_text())
+    st["step_started"] -= 8.2
+    path.write_text(json.dumps(st))
     r = mlci(root, "canary", "step")
     st = json.loads(root.joinpath(".mlci", *STATE).read_text())
     assert st["status"] == "rolled-back" and "still inconclusive" in st["reason"]

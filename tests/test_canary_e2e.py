@@ -27,7 +27,8 @@ from test_serve_support import (
     state,
 )
 
-pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(300)]  # timed: alone under xdist
+# timed: alone under xdist
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import pytest
 from test_serve_support import GOOD, Gateway, Load, alias, canary, project
 
 # includes training the digits versions once; timed assertions: run alone under pytest-xdist
-pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(1200)]
 
 # the latency allowance is left at its defaults; quality and error rate get allowances that
 # this test's traffic can show

@@ -24,7 +24,8 @@ from test_serve_support import (
     project,
 )
 
-pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(300)]  # timed: alone under xdist
+# timed: alone under xdist
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(300)]
 
 
 def _state(root: Path) -> dict:

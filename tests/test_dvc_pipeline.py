@@ -7,7 +7,10 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import make_project, run_mlci
+
+pytestmark = pytest.mark.e2e  # dvc repro runs each stage as its own mlci process
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 DVC = str(Path(sys.executable).with_name("dvc"))

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import run_mlci
+from conftest import run_glue, run_mlci
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -66,18 +63,15 @@ def run_action(root: Path, tmp_path: Path, runner: dict[str, str] | None = None,
     out, summary = tmp_path / "github_output", tmp_path / "summary.md"
     out.write_text("")
     summary.write_text("")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_"))}
-    env.update({"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary), **(runner or {})})
+    env = {"GITHUB_OUTPUT": str(out), "GITHUB_STEP_SUMMARY": str(summary), **(runner or {})}
     env.update({f"MLCI_{k.upper()}": v for k, v in inputs.items()})
-    p = subprocess.run([sys.executable, "-m", "mlci.gha", "monitor"], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=300)
+    p = run_glue("monitor", cwd=root, env=env)
     values, lines = {}, out.read_text().splitlines()
     while lines:  # name<<delimiter / value / delimiter
         name, delim = lines.pop(0).split("<<", 1)
         end = lines.index(delim)
         values[name], lines = "\n".join(lines[:end]), lines[end + 1:]
-    return p.returncode, values, summary.read_text() + p.stderr
+    return p.code, values, summary.read_text() + p.err
 
 
 def test_drift_sets_the_outputs_exports_and_dispatches(champion: Path, tmp_path: Path,

@@ -4,7 +4,6 @@ whole action in tests/e2e/test_act_data.py; these are the quick cases around it.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_project, run_mlci
+from conftest import Result, make_project, run_glue, run_mlci
 
 ROOT = Path(__file__).resolve().parents[1]
 IRIS = ROOT / "examples" / "iris"
@@ -33,15 +32,12 @@ def outputs(path: Path) -> dict[str, str]:
     return out
 
 
-def action(cwd: Path, tmp: Path, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+def action(cwd: Path, tmp: Path, process: bool = False, **env: str) -> tuple[Result, dict]:
     gh_out = tmp / "github_output"
     gh_out.unlink(missing_ok=True)
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLCI_"))}
-    full.update({"GITHUB_OUTPUT": str(gh_out), "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
-                 "MLCI_CONFIG": "mlci.yaml", "MLCI_PUSH": "true", **env})
-    p = subprocess.run([sys.executable, "-m", "mlci.gha", "data-update"], cwd=cwd, env=full,
-                       capture_output=True, text=True, timeout=300)
-    return p, outputs(gh_out)
+    full = {"GITHUB_OUTPUT": str(gh_out), "GITHUB_STEP_SUMMARY": str(tmp / "summary.md"),
+            "MLCI_CONFIG": "mlci.yaml", "MLCI_PUSH": "true", **env}
+    return run_glue("data-update", cwd=cwd, env=full, process=process), outputs(gh_out)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +79,8 @@ def test_pulls_the_data_then_updates(repo: Path, tmp_path: Path) -> None:
     src = tmp_path / "new.csv"
     b.to_csv(src, index=False)
     p, out = action(repo, tmp_path, MLCI_SOURCE=str(src))
-    assert p.returncode == 0, p.stderr
-    assert "dvc pull" in p.stderr
+    assert p.code == 0, p.err
+    assert "dvc pull" in p.err
     assert out["status"] == "updated" and out["model-version"] == "1"
     assert out["drifted-columns"] == "[]"
     assert out["report-path"] == str(repo / ".mlci" / "report.md")
@@ -102,7 +98,7 @@ def test_a_refusal_still_names_the_drifted_columns(repo: Path, tmp_path: Path) -
     src = tmp_path / "drift.csv"
     b.to_csv(src, index=False)
     p, out = action(repo, tmp_path, MLCI_SOURCE=str(src))
-    assert p.returncode == 1, p.stderr
+    assert p.code == 1, p.err
     assert out["status"] == "refused" and out["model-version"] == ""
     assert "species" in out["drifted-columns"]
 
@@ -113,12 +109,13 @@ def test_a_refusal_still_names_the_drifted_columns(repo: Path, tmp_path: Path) -
 ])
 def test_bad_input_is_one_line_exit_2(repo: Path, tmp_path: Path, env: dict, message: str) -> None:
     p, out = action(repo, tmp_path, **env)
-    assert p.returncode == 2 and message in p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert p.code == 2 and message in p.err
+    assert len(p.err.strip().splitlines()) == 1 and "Traceback" not in p.err
     assert out["status"] == "error"
 
 
 def test_a_source_that_does_not_exist_is_an_input_error(repo: Path, tmp_path: Path) -> None:
-    p, out = action(repo, tmp_path, MLCI_SOURCE=str(tmp_path / "missing.csv"))
-    assert p.returncode == 2, p.stderr
-    assert out["status"] == "error" and "Traceback" not in p.stderr
+    # a real interpreter and child, as the step runs them
+    p, out = action(repo, tmp_path, process=True, MLCI_SOURCE=str(tmp_path / "missing.csv"))
+    assert p.code == 2, p.err
+    assert out["status"] == "error" and "Traceback" not in p.err

@@ -190,6 +190,7 @@ def _setup_versions(root: Path, client) -> None:
         assert got == v
 
 
+@pytest.mark.e2e
 @pytest.mark.server
 def test_racing_promotions_on_a_tracking_server(tmp_path: Path, mlflow_server: str) -> None:
     root = make_project(tmp_path / "iris")

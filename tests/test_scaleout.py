@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 from conftest import make_project, run_mlci
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.e2e, pytest.mark.server, pytest.mark.timeout(900)]
 
 BUCKET = "mlci-team"
 MODEL = "iris-team"

@@ -17,7 +17,7 @@ from test_serve_support import FEEDBACK_TOKEN, GOOD, WORSE, Gateway, project
 from mlci.serve.loadgen import read_csv
 from mlci.serve.state import CanaryState, read_state, state_path, write_state
 
-pytestmark = pytest.mark.timeout(600)  # the first test trains the four versions
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test trains the four versions
 
 
 @pytest.fixture(scope="module")

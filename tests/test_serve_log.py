@@ -32,7 +32,7 @@ from mlci.serve.routing import bucket, route_key
 from mlci.serve.state import CanaryState, read_state, state_path, write_state
 
 # the first test may train the models; timed assertions: run alone under pytest-xdist
-pytestmark = [pytest.mark.exclusive, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(600)]
 TOKEN = "predict-token-abcdefghijklmnop"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 ARGS = ("--predict-token", TOKEN, "--log-lock-timeout", "0.3",

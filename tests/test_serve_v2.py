@@ -20,7 +20,7 @@ from test_serve_support import FEEDBACK_TOKEN, GOOD, Gateway, project
 from mlci.serve.loadgen import read_csv
 from mlci.serve.state import CanaryState, read_state, state_path, write_state
 
-pytestmark = pytest.mark.timeout(600)  # the first test may train the models
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test may train the models
 SPEC = yaml.safe_load((Path(__file__).parent / "data" / "open_inference_rest.yaml").read_text())
 COLS = [f"pixel_{i}_{j}" for i in range(8) for j in range(8)]
 

@@ -21,7 +21,7 @@ import pytest
 import tomllib
 from conftest import REPO, make_project
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 @pytest.fixture(scope="module")

@@ -249,11 +249,13 @@ def test_good_data_opens_a_pull_request(data_run) -> None:
     versions, aliases = run.registry()
     assert versions == [1] and ("candidate", 1) in aliases
     assert run.run_tag("mlci.trigger.reason") == [INJECTION]  # lineage says why
-    # the branch on the git remote holds exactly the updated .dvc file
+    # the branch on the git remote holds exactly the updated .dvc file and the batch ledger
     assert run.branches() == ["mlci/data-update"]
     commit = run.show("mlci/data-update")
     assert "mlci: data update, model v1" in commit and INJECTION in commit
     assert "data/train.csv.dvc" in commit and "data/golden.csv.dvc" not in commit
+    ledger = json.loads(run.show("mlci/data-update:data/train.csv.batches.json"))
+    assert [b["rows"] for b in ledger.values()] == [40]  # a resend of this batch is refused
     dvc_file = run.show("mlci/data-update:data/train.csv.dvc")
     md5 = dvc_file.split("md5: ", 1)[1].split()[0]
     # ... whose data reached the DVC remote
