@@ -183,6 +183,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
                 fcntl.flock(turn, fcntl.LOCK_UN)
 
 
+def built_once(name: str, build) -> Path:
+    """A folder `build(folder)` fills once per test run: under pytest-xdist the first worker
+    to ask builds it (the others wait on a file lock, then reuse it); treat it as read-only."""
+    import fcntl
+    import tempfile
+
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or f"pid{os.getpid()}"
+    folder = Path(tempfile.gettempdir()) / f"mlci-tests-{run}-{name}"
+    with open(f"{folder}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = folder / ".built"
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a build that failed half-way
+            folder.mkdir(parents=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 def make_project(dest: Path, git: bool = True) -> Path:
     shutil.copytree(IRIS, dest, ignore=shutil.ignore_patterns(".mlci"))
     if git:
@@ -203,7 +222,11 @@ def iris(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Iris after one full `mlci run` (shared, read-only for tests that only inspect)."""
-    root = make_project(tmp_path_factory.mktemp("trained") / "iris")
-    r = run_mlci("run", cwd=root)
-    assert r.code == 0, r.err
+    def build(folder: Path) -> None:
+        root = make_project(folder / "iris")
+        r = run_mlci("run", cwd=root)
+        assert r.code == 0, r.err
+
+    root = tmp_path_factory.mktemp("trained") / "iris"
+    shutil.copytree(built_once("iris-run", build) / "iris", root, symlinks=True)
     return root

@@ -21,13 +21,12 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import httpx
-from conftest import REPO, run_mlci
+from conftest import REPO, built_once, run_mlci
 
 from mlci.registry import aliases, store
 from mlci.serve.loadgen import LoadResult, read_csv, run_load
@@ -38,7 +37,6 @@ GOOD, WORSE, BROKEN = "2", "3", "4"
 MLCI = str(Path(sys.executable).with_name("mlci"))
 FEEDBACK_TOKEN = "test-feedback-token-0123456789"
 
-_cache: dict[str, Path] = {}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -49,10 +47,13 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def trained_archive() -> Path:
-    """Train the four versions once per session; return the packed store."""
-    if "archive" in _cache:
-        return _cache["archive"]
-    root = Path(tempfile.mkdtemp(prefix="mlci-digits-")) / "digits"
+    """Train the four versions once per test run (shared by the xdist workers); return the
+    packed store."""
+    return built_once("digits-store", _train_digits) / "store.tar.gz"
+
+
+def _train_digits(folder: Path) -> None:
+    root = folder / "digits"
     shutil.copytree(DIGITS, root, ignore=shutil.ignore_patterns(".mlci"))
     # the real CLI commands, in one process (each new process would pay MLflow's and
     # Great Expectations' import time again)
@@ -69,10 +70,7 @@ def trained_archive() -> Path:
     p = subprocess.run([sys.executable, "-c", script], cwd=root, env=clean_env(),
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    archive = root.parent / "store.tar.gz"
-    store.pack_store(root / ".mlci", archive)
-    _cache["archive"] = archive
-    return archive
+    store.pack_store(root / ".mlci", folder / "store.tar.gz")
 
 
 def project(dest: Path) -> Path:
