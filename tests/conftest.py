@@ -222,11 +222,19 @@ def iris(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def trained_iris(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Iris after one full `mlci run` (shared, read-only for tests that only inspect)."""
+    from mlci.registry import store
+
     def build(folder: Path) -> None:
         root = make_project(folder / "iris")
         r = run_mlci("run", cwd=root)
         assert r.code == 0, r.err
+        store.pack_store(root / ".mlci", folder / "store.tar.gz")
 
+    built = built_once("iris-run", build)
     root = tmp_path_factory.mktemp("trained") / "iris"
-    shutil.copytree(built_once("iris-run", build) / "iris", root, symlinks=True)
+    shutil.copytree(built / "iris", root, symlinks=True,
+                    ignore=lambda d, names: ["mlflow.db", "artifacts"] if d.endswith(".mlci")
+                    else [])
+    # the store as a CI run carries it: its recorded paths rewritten to this copy
+    store.unpack_store(built / "store.tar.gz", root / ".mlci")
     return root
