@@ -38,7 +38,6 @@ MLCI = str(Path(sys.executable).with_name("mlci"))
 FEEDBACK_TOKEN = "test-feedback-token-0123456789"
 
 
-
 def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GITHUB_", "MLCI_", "MLFLOW_"))}
