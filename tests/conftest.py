@@ -48,7 +48,7 @@ def run_mlci(*args: str, cwd: Path, env: dict[str, str] | None = None,
         p = subprocess.run([str(exe), *args], cwd=cwd, env=full_env, capture_output=True,
                            text=True, timeout=timeout)
         return Result(p.returncode, p.stdout, p.stderr)
-    return _run_in_process(list(args), cwd, full_env)
+    return _in_process(lambda: _mlci_main(list(args)), cwd, full_env)
 
 
 def run_glue(action: str, *, cwd: Path, env: dict[str, str] | None = None,
@@ -70,7 +70,7 @@ def run_glue(action: str, *, cwd: Path, env: dict[str, str] | None = None,
     from mlci.gha import __main__ as glue
 
     def child(args: list[str]) -> tuple[int, dict]:
-        r = _in_process(lambda: main_of_cli(args), Path.cwd(), glue.child_env())
+        r = _in_process(lambda: _mlci_main(args), Path.cwd(), glue.child_env())
         sys.stderr.write(r.err)
         if r.out.strip():
             print(r.out.strip(), flush=True)
@@ -80,15 +80,11 @@ def run_glue(action: str, *, cwd: Path, env: dict[str, str] | None = None,
         return _in_process(lambda: glue.main([action]), cwd, full_env)
 
 
-def main_of_cli(args: list[str]) -> int:
+def _mlci_main(args: list[str]) -> int:
     from mlci.cli import main
 
     main(args)
     return 0
-
-
-def _run_in_process(args: list[str], cwd: Path, env: dict[str, str]) -> Result:
-    return _in_process(lambda: main_of_cli(args), cwd, env)
 
 
 def _in_process(call, cwd: Path, env: dict[str, str]) -> Result:

@@ -119,6 +119,6 @@ def test_inconclusive_step_waits_then_rolls_back_at_the_deadline(root: Path) -> 
     st["step_started"] -= 8.2
     path.write_text(json.dumps(st))
     r = mlci(root, "canary", "step")
-    st = json.loads(root.joinpath(".mlci", *STATE).read_text())
+    st = json.loads(path.read_text())
     assert st["status"] == "rolled-back" and "still inconclusive" in st["reason"]
     assert alias(root, "challenger") is None and alias(root, "champion") == "1"
