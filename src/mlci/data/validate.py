@@ -101,7 +101,9 @@ def run_suite(
                             store=docs_dir is not None)
         out[name] = res.to_json_dict()
     if docs_dir is not None:
-        ctx.build_data_docs(site_names=["mlci"])  # once, for both results
+        from mlci.data import data_docs
+
+        data_docs.build(ctx, "mlci")  # once, for both results
     return out
 
 
