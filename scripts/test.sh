@@ -9,6 +9,8 @@ export PATH="$PWD/$VENV/bin:$PATH"
 # 65 s to 0.3 s once threads stopped fighting over the cores.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # Two workers (pytest-xdist), a test file per worker so its module fixtures (trained models,
-# servers) are built once; tests marked `exclusive` (timed assertions) run alone
-# (tests/conftest.py). MLCI_TEST_WORKERS=0 runs everything in this one process.
-exec "$VENV/bin/python" -m pytest -n "${MLCI_TEST_WORKERS:-2}" --dist loadfile "$@"
+# servers) are built once; the deployment tests' files are handed out first, in the order
+# tests/conftest.py gives them; tests marked `exclusive` (timed assertions) run alone.
+# MLCI_TEST_WORKERS=0 runs everything in this one process.
+exec "$VENV/bin/python" -m pytest -n "${MLCI_TEST_WORKERS:-2}" --dist loadfile \
+  --no-loadscope-reorder "$@"

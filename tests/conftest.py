@@ -152,6 +152,16 @@ def _mlflow_uris_per_test():
             os.environ.pop(var, None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files of deployment tests (`e2e`) first, the in-process ones after, each group in
+    collection order. pytest-xdist hands out whole files (`--dist loadfile`, with
+    `--no-loadscope-reorder` in scripts/test.sh); its default order, most tests first, left the
+    one-test act and closed-loop files for the end, one worker running them while the other had
+    nothing left. Longest first, and the many short files fill the gaps at the end."""
+    deployment = {item.path for item in items if item.get_closest_marker("e2e") is not None}
+    items.sort(key=lambda item: item.path not in deployment)  # stable: order kept within
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """Under pytest-xdist, a test marked `exclusive` (its assertions time the machine: canary
