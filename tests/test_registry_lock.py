@@ -18,7 +18,6 @@ import pytest
 from mlci.registry import lock
 
 NAME = "iris"
-pytestmark = pytest.mark.exclusive  # leases and waits are timed
 
 
 def _client(db: Path):
@@ -126,6 +125,7 @@ def _kill_holder(db: str, ready) -> None:
     time.sleep(600)
 
 
+@pytest.mark.exclusive  # times the wait; the others order events, not the clock
 def test_a_killed_holder_on_this_host_does_not_block_for_its_lease(tmp_path: Path) -> None:
     db = tmp_path / "mlflow.db"
     _client(db)
