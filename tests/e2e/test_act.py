@@ -3,10 +3,10 @@
 A handful of runs on purpose (each is a real job: install, Great Expectations, MLflow, report):
   1. step by step on a pull request, cold cache, CML poster: the `ml` job runs the code and
      uploads the report as an artifact, the `comment` job (no checkout) posts it;
-  2. the same workflow again with an impossible gate and the built-in GitHub poster: warm cache
-     (saved by a push run, since a pull request never saves it), fails at evaluate, still posts
-     the report;
-  3. the reusable workflow on a push to main, outputs read by a following job;
+  2. the reusable workflow on a push to main, outputs read by a following job; a push saves
+     the venv cache (a pull request never does);
+  3. the step-by-step workflow again with an impossible gate and the built-in GitHub poster:
+     warm cache (the one the push saved), fails at evaluate, still posts the report;
   4. the root action on a pull request (one step), built-in poster, comment updated in place.
 Hostile text (`"; touch /tmp/pwned #`) sits in the PR title, the branch name and a config value.
 """
@@ -143,19 +143,48 @@ def test_cold_cache_installs_and_a_pull_request_never_saves(cold) -> None:
     assert not any(e.startswith("setup-python") for e in events)  # a Python 3.10+ exists
 
 
-@pytest.mark.timeout(2400)  # two act runs: the push that saves the cache, the pull request
-def test_failing_gate_fails_at_evaluate_and_still_reports(act_env, github) -> None:
-    push = act_env(example("mlci-steps.yml"), "push", {
+REUSABLE_AFTER = """
+  after:
+    needs: ml
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    steps:
+      - shell: bash
+        env:
+          VERDICT: ${{ needs.ml.outputs.verdict }}
+          VERSION: ${{ needs.ml.outputs.model-version }}
+        run: |
+          set -euo pipefail
+          printf '{"verdict": "%s", "model-version": "%s"}' "$VERDICT" "$VERSION" \\
+            > "$MLCI_E2E_DIR/outputs.json"
+"""
+
+
+@pytest.fixture(scope="module")
+def pushed(act_env):
+    """The reusable workflow on a push to main: the run that saves the venv cache."""
+    return act_env(example("mlci-reusable.yml", save=False) + REUSABLE_AFTER, "push", {
         "ref": "refs/heads/main", "after": "3" * 40,
-        "repository": {"full_name": "u/r", "default_branch": "main"}}, name="warm",
+        "repository": {"full_name": "u/r", "default_branch": "main"}}, name="reusable",
         timeout=1200)
-    assert push.code == 0, push.log[-4000:]
-    # the push leaves a warm cache for the pull request: it saved one, or found the one an
-    # earlier test of this module saved (a hit is never saved again)
+
+
+def test_reusable_workflow_on_push(pushed) -> None:
+    assert pushed.code == 0, pushed.log[-4000:]
+    assert pushed.outputs() == {"verdict": "pass", "model-version": "1"}
+    assert pushed.cml_calls() == []  # a push has no pull request: job summary only
+    assert "no pull request in this event" in pushed.log
+    # a push leaves a warm cache for the pull requests after it: it saved one, or found the
+    # one an earlier run of this test session saved (a hit is never saved again)
     assert any(e.startswith("cache save key=mlci-venv-") and e.endswith("event=push")
-               for e in push.events()) or any(
+               for e in pushed.events()) or any(
         e.startswith("cache restore key=mlci-venv-") and e.endswith("hit=true")
-        for e in push.events()), push.events()
+        for e in pushed.events()), pushed.events()
+
+
+@pytest.mark.timeout(1200)
+def test_failing_gate_fails_at_evaluate_and_still_reports(act_env, github, pushed) -> None:
+    assert pushed.code == 0, pushed.log[-4000:]
     wf = example("mlci-steps.yml").replace(
         "          github-token: ${{ secrets.GITHUB_TOKEN }}",
         "          github-token: ${{ secrets.GITHUB_TOKEN }}\n          poster: github")
@@ -176,31 +205,6 @@ def test_failing_gate_fails_at_evaluate_and_still_reports(act_env, github) -> No
     # warm: the venv came from the cache the push run saved, no install ran
     assert any(e.endswith("hit=true") for e in run.events()), run.events()
     assert "installed mlci" not in run.log
-
-
-def test_reusable_workflow_on_push(act_env) -> None:
-    wf = example("mlci-reusable.yml", save=False) + """
-  after:
-    needs: ml
-    runs-on: ubuntu-latest
-    timeout-minutes: 5
-    steps:
-      - shell: bash
-        env:
-          VERDICT: ${{ needs.ml.outputs.verdict }}
-          VERSION: ${{ needs.ml.outputs.model-version }}
-        run: |
-          set -euo pipefail
-          printf '{"verdict": "%s", "model-version": "%s"}' "$VERDICT" "$VERSION" \\
-            > "$MLCI_E2E_DIR/outputs.json"
-"""
-    run = act_env(wf, "push", {"ref": "refs/heads/main", "after": "3" * 40,
-                               "repository": {"full_name": "u/r", "default_branch": "main"}},
-                  name="reusable")
-    assert run.code == 0, run.log[-4000:]
-    assert run.outputs() == {"verdict": "pass", "model-version": "1"}
-    assert run.cml_calls() == []  # a push has no pull request: job summary only
-    assert "no pull request in this event" in run.log
 
 
 def test_root_action_one_step(act_env, github) -> None:
