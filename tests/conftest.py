@@ -153,13 +153,19 @@ def _mlflow_uris_per_test():
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files of deployment tests (`e2e`) first, the in-process ones after, each group in
-    collection order. pytest-xdist hands out whole files (`--dist loadfile`, with
-    `--no-loadscope-reorder` in scripts/test.sh); its default order, most tests first, left the
-    one-test act and closed-loop files for the end, one worker running them while the other had
-    nothing left. Longest first, and the many short files fill the gaps at the end."""
-    deployment = {item.path for item in items if item.get_closest_marker("e2e") is not None}
-    items.sort(key=lambda item: item.path not in deployment)  # stable: order kept within
+    """The order pytest-xdist hands out whole files in (`--dist loadfile --no-loadscope-reorder`
+    in scripts/test.sh): files of deployment tests (`e2e`) first, in collection order, then the
+    in-process ones, most tests first. xdist's own order, most tests first for all, left the
+    one-test act and closed-loop files, the longest, for the end: one worker ran them while the
+    other had nothing left. Longest first, and the many short files fill the gaps at the end."""
+    per_file: dict[Path, int] = {}
+    deployment: set[Path] = set()
+    for item in items:
+        per_file[item.path] = per_file.get(item.path, 0) + 1
+        if item.get_closest_marker("e2e") is not None:
+            deployment.add(item.path)
+    items.sort(key=lambda item: (0, 0) if item.path in deployment
+               else (1, -per_file[item.path]))  # stable: the order within a file is kept
 
 
 @pytest.hookimpl(wrapper=True)
