@@ -22,3 +22,22 @@ SAVE_STEP = """
 def save_step(job: str) -> str:
     return SAVE_STEP.replace("outputs.json", f"outputs-{job}.json").replace(
         "Save what the test checks", f"Save what the test checks ({job})")
+
+
+def after_job(job: str) -> str:
+    """A job appended to a user workflow that keeps `needs.<job>` (its result and outputs) as
+    outputs.json: the outputs of a called reusable workflow reach only a job after it."""
+    return f"""
+  after:
+    needs: {job}
+    if: ${{{{ always() }}}}
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    steps:
+      - shell: bash
+        env:
+          OUTS: ${{{{ toJSON(needs.{job}) }}}}
+        run: |
+          set -euo pipefail
+          printf '%s' "$OUTS" > "$MLCI_E2E_DIR/outputs.json"
+"""

@@ -20,7 +20,7 @@ import pytest
 
 import mlci
 from e2e.fake_github import FakeGitHub
-from e2e.support import INJECTION, SAVE_STEP, save_step
+from e2e.support import INJECTION, SAVE_STEP, after_job, save_step
 
 pytestmark = pytest.mark.e2e
 
@@ -143,27 +143,10 @@ def test_cold_cache_installs_and_a_pull_request_never_saves(cold) -> None:
     assert not any(e.startswith("setup-python") for e in events)  # a Python 3.10+ exists
 
 
-REUSABLE_AFTER = """
-  after:
-    needs: ml
-    runs-on: ubuntu-latest
-    timeout-minutes: 5
-    steps:
-      - shell: bash
-        env:
-          VERDICT: ${{ needs.ml.outputs.verdict }}
-          VERSION: ${{ needs.ml.outputs.model-version }}
-        run: |
-          set -euo pipefail
-          printf '{"verdict": "%s", "model-version": "%s"}' "$VERDICT" "$VERSION" \\
-            > "$MLCI_E2E_DIR/outputs.json"
-"""
-
-
 @pytest.fixture(scope="module")
 def pushed(act_env):
     """The reusable workflow on a push to main: the run that saves the venv cache."""
-    return act_env(example("mlci-reusable.yml", save=False) + REUSABLE_AFTER, "push", {
+    return act_env(example("mlci-reusable.yml", save=False) + after_job("ml"), "push", {
         "ref": "refs/heads/main", "after": "3" * 40,
         "repository": {"full_name": "u/r", "default_branch": "main"}}, name="reusable",
         timeout=1200)
@@ -171,7 +154,9 @@ def pushed(act_env):
 
 def test_reusable_workflow_on_push(pushed) -> None:
     assert pushed.code == 0, pushed.log[-4000:]
-    assert pushed.outputs() == {"verdict": "pass", "model-version": "1"}
+    out = pushed.outputs()
+    assert out["result"] == "success"
+    assert (out["outputs"]["verdict"], out["outputs"]["model-version"]) == ("pass", "1")
     assert pushed.cml_calls() == []  # a push has no pull request: job summary only
     assert "no pull request in this event" in pushed.log
     # a push leaves a warm cache for the pull requests after it: it saved one, or found the

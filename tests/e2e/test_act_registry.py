@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from e2e.support import after_job
+
 pytestmark = pytest.mark.e2e
 
 MLCI = str(Path(sys.executable).with_name("mlci"))
@@ -38,25 +40,16 @@ jobs:
       poster: summary
       registry-store-url: {store}
       promote-to: champion
-  after:
-    needs: ml
-    runs-on: ubuntu-latest
-    timeout-minutes: 5
-    steps:
-      - shell: bash
-        env:
-          VERDICT: ${{{{ needs.ml.outputs.verdict }}}}
-          VERSION: ${{{{ needs.ml.outputs.model-version }}}}
-          PROMOTED: ${{{{ needs.ml.outputs.promoted-version }}}}
-        run: |
-          set -euo pipefail
-          printf '{{"verdict": "%s", "model-version": "%s", "promoted": "%s"}}' \\
-            "$VERDICT" "$VERSION" "$PROMOTED" > "$MLCI_E2E_DIR/outputs.json"
-"""
+""" + after_job("ml")
 
 
 PUSH = {"ref": "refs/heads/main", "after": "3" * 40,
         "repository": {"full_name": "u/r", "default_branch": "main"}}
+
+
+def outputs(run) -> tuple[str, str, str]:
+    out = run.outputs()["outputs"]
+    return out["verdict"], out["model-version"], out["promoted-version"]
 
 
 def history(store: Path, tmp: Path) -> list[dict]:
@@ -77,13 +70,13 @@ def test_registry_survives_between_runs_and_the_promote_job_moves_champion(
     store = tmp_path / "bucket" / "iris-store.tar.gz"
     first = act_env(workflow(store), "push", PUSH, name="store1")
     assert first.code == 0, first.log[-4000:]
-    assert first.outputs() == {"verdict": "pass", "model-version": "1", "promoted": "1"}
+    assert outputs(first) == ("pass", "1", "1")
     assert [(e["action"], e["to_version"]) for e in history(store, tmp_path / "a")] == [
         ("promote", "1")]
 
     second = act_env(workflow(store), "push", PUSH, name="store2")
     assert second.code == 0, second.log[-4000:]
-    assert second.outputs() == {"verdict": "pass", "model-version": "2", "promoted": "2"}
+    assert outputs(second) == ("pass", "2", "2")
     assert "registry champion iris/1" in second.log
     events = history(store, tmp_path / "b")
     assert [(e["action"], e["from_version"], e["to_version"]) for e in events] == [

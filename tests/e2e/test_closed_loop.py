@@ -51,6 +51,7 @@ import pytest
 
 from e2e.conftest import IRIS
 from e2e.fake_github import FakeGitHub
+from e2e.support import after_job
 
 # Not `exclusive`: nothing here times the machine. The canary's latency allowance (median
 # within 10x + 1 s) and the waits (30-120 s) hold next to another test; the p95 checks that
@@ -65,22 +66,6 @@ GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 TOKEN = "ghs_e2e_secret_token"
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 FEEDBACK_TOKEN = "e2e-feedback-token-0123456789"  # the gateway's /feedback bearer token
-
-# keeps the called workflow's outputs (act's workspace is thrown away)
-AFTER = """
-  after:
-    needs: data
-    if: ${{ always() }}
-    runs-on: ubuntu-latest
-    timeout-minutes: 5
-    steps:
-      - shell: bash
-        env:
-          OUTS: ${{ toJSON(needs.data) }}
-        run: |
-          set -euo pipefail
-          printf '%s' "$OUTS" > "$MLCI_E2E_DIR/outputs.json"
-"""
 
 # a model nobody should ship: always the most frequent class of the training data
 BAD_MODEL = "  estimator: sklearn.dummy.DummyClassifier\n  params: {strategy: most_frequent}\n"
@@ -299,8 +284,9 @@ def test_drift_retrain_canary_promote_then_rollback(act_env, dispatches, tmp_pat
         with FakeGitHub() as gh:
             gh.state.token = TOKEN
             gh.state.git_remote = str(bare)
-            run = act_env(EXAMPLE.rstrip("\n") + "\n" + AFTER, "repository_dispatch", event,
-                          name="closed-loop", files=user_files, timeout=600, extra_env={
+            run = act_env(EXAMPLE.rstrip("\n") + "\n" + after_job("data"),
+                          "repository_dispatch", event, name="closed-loop", files=user_files,
+                          timeout=600, extra_env={
                               "GITHUB_REPOSITORY": "u/r",
                               "GIT_CONFIG_GLOBAL": str(gitconfig),
                               "MLCI_API_URL": gh.url,
