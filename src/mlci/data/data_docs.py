@@ -26,7 +26,7 @@ def _altair_from_dict_once() -> None:
         return
     base = schemapi.SchemaBase
     converter_type = getattr(schemapi, "_FromDict", None)
-    if getattr(base.from_dict, "_mlci_once", False) or converter_type is None:
+    if hasattr(base.from_dict, "_altair") or converter_type is None:
         return  # already in place, or an altair whose internals differ: left as it is
     converters: dict[type, Any] = {}
 
@@ -39,6 +39,5 @@ def _altair_from_dict_once() -> None:
                 cls._default_wrapper_classes())  # type: ignore[attr-defined]
         return converter.from_dict(dct, cls)
 
-    from_dict._mlci_once = True  # type: ignore[attr-defined]
-    from_dict._altair = base.__dict__["from_dict"]  # type: ignore[attr-defined]
+    from_dict._altair = base.__dict__["from_dict"]  # type: ignore[attr-defined]  # the original
     base.from_dict = classmethod(from_dict)  # type: ignore[method-assign, assignment]
