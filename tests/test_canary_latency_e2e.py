@@ -13,8 +13,9 @@ import sys
 import pytest
 from test_serve_support import GOOD, Gateway, Load, alias, canary, project
 
-# includes training the digits versions once; timed assertions: run alone under pytest-xdist
-pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(1200)]
+# Not `exclusive`: the claim is about a loaded machine, and the other xdist worker's tests are
+# more of the same load (both arms share it: each request is routed at random).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 
 # the latency allowance is left at its defaults; quality and error rate get allowances that
 # this test's traffic can show
