@@ -12,7 +12,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_project, run_mlci
+from e2e.loopback import serving
 
 GIT = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
 DVC = str(Path(sys.executable).with_name("dvc"))
@@ -212,11 +212,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def http_source(repo: Path, tmp_path: Path):
     _Handler.body = write_batch(repo, "good", tmp_path / "b.csv").read_bytes()
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    with serving(_Handler) as url:
+        yield url
 
 
 def test_http_source(repo: Path, http_source: str) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import gzip
 import http.server
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from e2e.loopback import serving
 
 from mlci.data.fetch import FetchPolicy, fetch, redact
 from mlci.errors import MlciError
@@ -70,11 +70,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 
 def _serve(host: str) -> Iterator[str]:
-    srv = http.server.ThreadingHTTPServer((host, 0), _Handler)
-    srv.daemon_threads = True
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://{host}:{srv.server_address[1]}"
-    srv.shutdown()
+    with serving(_Handler, host) as url:
+        yield url
 
 
 @pytest.fixture

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import http.server
 import json
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_project, run_mlci
+from e2e.loopback import serving
 
 
 class FakeDispatchAPI(http.server.BaseHTTPRequestHandler):
@@ -34,10 +34,8 @@ class FakeDispatchAPI(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def github_api():
     FakeDispatchAPI.received = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeDispatchAPI)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", FakeDispatchAPI.received
-    srv.shutdown()
+    with serving(FakeDispatchAPI) as url:
+        yield url, FakeDispatchAPI.received
 
 
 @pytest.fixture(scope="module")

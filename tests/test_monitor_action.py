@@ -6,13 +6,13 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_glue, run_mlci
+from e2e.loopback import serving
 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
@@ -51,11 +51,8 @@ def batch(root: Path, shift: float) -> Path:
 @pytest.fixture
 def api():
     Recorder.received = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    with serving(Recorder) as url:
+        yield url
 
 
 def run_action(root: Path, tmp_path: Path, runner: dict[str, str] | None = None,

@@ -10,12 +10,12 @@ from __future__ import annotations
 import http.server
 import json
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import run_mlci
+from e2e.loopback import serving
 
 
 class _DeniesRegistryReads(http.server.BaseHTTPRequestHandler):
@@ -54,10 +54,8 @@ class _DeniesRegistryReads(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def denied_registry() -> Iterator[str]:
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DeniesRegistryReads)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
+    with serving(_DeniesRegistryReads) as url:
+        yield url
 
 
 @pytest.fixture

@@ -20,9 +20,12 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from e2e.loopback import running
 
 
 @dataclass
@@ -53,7 +56,7 @@ class FakeGitHub:
         self.lock = threading.Lock()
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._stack = ExitStack()
 
     @property
     def url(self) -> str:
@@ -61,12 +64,11 @@ class FakeGitHub:
         return f"http://{host}:{port}"
 
     def __enter__(self) -> FakeGitHub:
-        self.thread.start()
+        self._stack.enter_context(running(self.server))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self._stack.close()
 
     def add_issue_comment(self, pr: int, body: str, user: str = "someone") -> dict[str, Any]:
         c = {"id": self.state.new_id(), "body": body, "user": {"login": user}}

@@ -51,11 +51,12 @@ import pytest
 
 from e2e.conftest import IRIS
 from e2e.fake_github import FakeGitHub
+from e2e.loopback import serving
 from e2e.support import after_job
 
 # Not `exclusive`: nothing here times the machine. The canary's latency allowance (median
 # within 10x + 1 s) and the waits (30-120 s) hold next to another test; the p95 checks that
-# need a quiet machine are tests/test_canary_e2e.py and tests/test_canary_latency_e2e.py.
+# need a quiet machine are in tests/test_canary_e2e.py.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,11 +184,8 @@ class Gateway:
 @pytest.fixture
 def dispatches():
     DispatchRecorder.received = []
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DispatchRecorder)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}", DispatchRecorder.received
-    srv.shutdown()
-    srv.server_close()
+    with serving(DispatchRecorder) as url:
+        yield url, DispatchRecorder.received
 
 
 def test_drift_retrain_canary_promote_then_rollback(act_env, dispatches, tmp_path: Path,
