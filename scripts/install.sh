@@ -132,7 +132,7 @@ echo "$want" > "$stamp"
 install_extras
 # the empty tracking store every new store copies, built now so that no later step writes
 # into the sealed venv
-"$venv/bin/python" -c 'from mlci.tracking import ensure_template; ensure_template()' >&2
+"$venv/bin/python" -c 'from mlci.registry.tracking import ensure_template; ensure_template()' >&2
 manifest > "$sealed"
 echo "installed mlci $want into $venv in $((SECONDS - start))s" >&2
 echo "$venv/bin/python"

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mlci import tracking
-from mlci.registry import audit
+from mlci.registry import audit, tracking
 
 
 @pytest.fixture

@@ -21,13 +21,13 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("flows", ("mlci.flows",)),
     ("gha", ("mlci.gha",)),
     ("serve", ("mlci.serve",)),
-    ("registry", ("mlci.registry",)),
     ("model stages", ("mlci.train", "mlci.evaluate")),
+    ("registry", ("mlci.registry",)),
     ("report", ("mlci.report",)),
     ("data", ("mlci.data",)),
     ("stats", ("mlci.stats",)),
-    ("base", ("mlci.config", "mlci.io", "mlci.errors", "mlci.context", "mlci.tracking",
-              "mlci.durations", "mlci.progress", "mlci.trust", "mlci.modelspec", "mlci")),
+    ("base", ("mlci.config", "mlci.io", "mlci.errors", "mlci.context", "mlci.durations",
+              "mlci.progress", "mlci.modelspec", "mlci")),
 ]
 
 
@@ -91,6 +91,30 @@ def test_imports_point_down(path: Path) -> None:
             upward.append(f"{path.relative_to(SRC.parent)}:{line} imports {target} "
                           f"({LAYERS[theirs][0]} is above {LAYERS[mine][0]})")
     assert not upward, "\n".join(upward)
+
+
+def third_party_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_only_the_registry_imports_mlflow(path: Path) -> None:
+    """`mlci.registry` is the one seam to MLflow (DESIGN.md §8): every other module goes
+    through its facade, so "absent" vs "error", the flavour table, the trust check and the
+    alias writer are decided in one place."""
+    if module_name(path).startswith("mlci.registry"):
+        return
+    found = [f"{path.relative_to(SRC.parent)}:{line} imports {mod}"
+             for line, mod in third_party_imports(path)
+             if mod == "mlflow" or mod.startswith("mlflow.")]
+    assert not found, "\n".join(found)
 
 
 def test_layers_cover_the_package() -> None:

@@ -478,30 +478,30 @@ def test_a_champion_not_from_the_default_branch_is_never_loaded(proj: Path, trai
                                                                 monkeypatch) -> None:
     """A version registered elsewhere (here: no recorded origin, like a pull request's
     model in a restored store) is refused as the baseline before its pickle is opened."""
-    from mlci import evaluate
+    from mlci.registry import models
 
     v = add_dummy_version(proj)
     client_for(proj).set_registered_model_alias(NAME, "champion", v)
     loaded: list[str] = []
-    real = evaluate._load_model
+    real = models.load_local
 
-    def spy(uri: str):  # records every model URI evaluate opens, then opens it
+    def spy(folder, uri: str):  # records every model URI a stage opens, then opens it
         loaded.append(uri)
-        return real(uri)
+        return real(folder, uri)
 
-    monkeypatch.setattr(evaluate, "_load_model", spy)
+    monkeypatch.setattr(models, "load_local", spy)
     import shutil
 
     shutil.copy(trained_iris / ".mlci/run.json", proj / ".mlci/run.json")  # candidate: v1
     r = mlci("evaluate", cwd=proj)
     one_line_error(r, 2)
-    assert "not from the default branch" in r.err
+    assert "has no recorded origin" in r.err and f"mlci adopt --version {v}" in r.err
     assert f"models:/{NAME}/{v}" not in loaded and len(loaded) == 1  # the candidate only
     assert not (proj / ".mlci/evaluation.json").exists()
 
 
 def test_the_default_branch_records_a_trusted_origin(proj: Path, monkeypatch) -> None:
-    from mlci import trust
+    from mlci.registry import trust
 
     run_id = client_for(proj).get_model_version(NAME, "1").run_id
     params = client_for(proj).get_run(run_id).data.params

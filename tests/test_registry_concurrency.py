@@ -49,7 +49,7 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory):
     """A real tracking server with a SQLite backend and proxied artifacts."""
     import requests
 
-    from mlci import tracking
+    from mlci.registry import tracking
 
     d = tmp_path_factory.mktemp("server")
     backend = f"sqlite:///{d / 'backend.db'}"
@@ -110,7 +110,8 @@ def _racer(root: str, uri: str | None, version: str, barrier, results) -> None:
     cfg = load_config(Path(root) / "mlci.yaml")
     barrier.wait()
     try:
-        r = gate.promote(cfg, Path(root) / ".mlci", "champion", version)
+        r = gate.promote(cfg, Path(root) / ".mlci", "champion", version,
+                         rescore=mlci.evaluate.rescore)
         results.put((version, "moved" if r["changed"] else "noop",
                      f"from {r['from_version']}; " + "; ".join(r["notes"])))
     except gate.Refused as exc:
@@ -125,7 +126,7 @@ def race(root: Path, uri: str | None, client) -> tuple[dict[str, tuple], set[str
     # by a fork server that imported the heavy modules once.
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["mlflow.sklearn", "sklearn.ensemble", "mlci.registry.gate",
-                                "mlci.evaluate", "mlci.config", "mlci.tracking"])
+                                "mlci.evaluate", "mlci.config", "mlci.registry.tracking"])
     barrier, results = ctx.Barrier(len(versions)), ctx.Queue()
     seen: set[str] = set()
     stop = threading.Event()

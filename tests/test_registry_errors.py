@@ -93,9 +93,9 @@ def test_data_update_reads_an_unreadable_registry_as_an_error(project: Path,
 def test_undo_never_deletes_a_model_that_has_other_versions(project: Path) -> None:
     """Even told the model was new (what a misread registry said), the undo removes only the
     version it registered."""
-    from mlci import tracking
     from mlci.config import load_config
     from mlci.flows.data_update import _undo_registration
+    from mlci.registry import tracking
 
     cfg = load_config(project / "mlci.yaml")
     out = project / ".mlci"

@@ -23,7 +23,7 @@ NAME = "iris"
 def _client(db: Path):
     from mlflow import MlflowClient
 
-    from mlci import tracking
+    from mlci.registry import tracking
 
     uri = f"sqlite:///{db}"
     tracking.init_store(uri)

@@ -8,6 +8,9 @@ pipeline into a real MLflow SQLite store and packs it:
     version 3  mlci.worse.yaml    same estimator, over-regularised: about half the accuracy
     version 4  mlci.broken.yaml   trained on 32 of the 64 pixels: raises on full images
 
+Every version is evaluated (each with its own config's gate, which 3 and 4 pass on purpose):
+a canary starts only on a version with passing gate evidence.
+
 `project(dest)` gives a fresh copy of the example with that store unpacked into `.mlci/`, and
 `Gateway` runs `mlci serve` on 127.0.0.1 on a free port in a subprocess.
 """
@@ -60,8 +63,9 @@ def _train_digits(folder: Path) -> None:
         "import sys\n"
         "from mlci.cli import cli\n"
         "steps = [['validate', '--no-docs'], ['train'], ['evaluate'],\n"
-        "         ['promote', '--to', 'champion', '--version', '1'], ['train'],\n"
-        "         ['train', '-c', 'mlci.worse.yaml'], ['train', '-c', 'mlci.broken.yaml']]\n"
+        "         ['promote', '--to', 'champion', '--version', '1'], ['train'], ['evaluate'],\n"
+        "         ['train', '-c', 'mlci.worse.yaml'], ['evaluate', '-c', 'mlci.worse.yaml'],\n"
+        "         ['train', '-c', 'mlci.broken.yaml'], ['evaluate', '-c', 'mlci.broken.yaml']]\n"
         "for a in steps:\n"
         "    rv = cli.main(args=a, prog_name='mlci', standalone_mode=False)\n"
         "    assert rv in (None, 0), (a, rv)\n"

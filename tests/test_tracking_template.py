@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlci import tracking
+from mlci.registry import tracking
 
 
 def _normal(statement: str) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlci.config import LOWER_IS_BETTER
 from mlci.data.hashing import data_hash
-from mlci.data.load import load_xy
+from mlci.data.load import read_input, split_xy
 from mlci.errors import MlciError
 from mlci.errors import first_line as _first_line
 from mlci.io import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_text
@@ -37,31 +37,12 @@ def load_run(out_dir: Path) -> dict[str, Any]:
     return read_json(path)
 
 
-def _load_model(uri: str):
-    """The scikit-learn object when the model has that flavour, else its pyfunc form."""
-    import mlflow.models
-    import mlflow.pyfunc
-    import mlflow.sklearn
-
-    flavors = mlflow.models.get_model_info(uri).flavors
-    if "sklearn" in flavors:
-        return mlflow.sklearn.load_model(uri)
-    return mlflow.pyfunc.load_model(uri)
-
-
-def registry_champion(client, name: str) -> Any | None:
+def registry_champion(client, name: str) -> str | None:
     """The champion version, or None when there is none; any other registry error stops
     the evaluation (a denied read must not drop the regression check)."""
-    from mlflow.exceptions import MlflowException
+    from mlci.registry.aliases import current
 
-    from mlci.errors import is_absent, registry_error
-
-    try:
-        return client.get_model_version_by_alias(name, "champion")
-    except MlflowException as exc:
-        if is_absent(exc):
-            return None
-        raise registry_error(f"{name}@champion", exc) from None
+    return current(client, name, "champion")
 
 
 _REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]{0,199}(?:[~^][0-9]{0,3})*")
@@ -104,13 +85,10 @@ def resolve_baseline(
     if kind not in ("auto", "registry", "git", "file", "none"):
         raise MlciError(f"--baseline {spec!r}: use auto, registry, git:<ref>, file:<path> or none")
     if kind in ("auto", "registry"):
-        mv = registry_champion(client, cfg.name)
-        if mv is not None and str(mv.version) != str(candidate_version):
-            from mlci.trust import check_champion
-
-            check_champion(client, mv)  # loading a model runs its code
-            return {"kind": "registry", "label": f"registry champion {cfg.name}/{mv.version}",
-                    "version": str(mv.version), "model_uri": f"models:/{cfg.name}/{mv.version}"}
+        v = registry_champion(client, cfg.name)
+        if v is not None and v != str(candidate_version):
+            return {"kind": "registry", "label": f"registry champion {cfg.name}/{v}",
+                    "version": v, "model_uri": f"models:/{cfg.name}/{v}"}
         if kind == "registry":
             return {"kind": "none", "label": "none (no champion in the registry)"}
         base = os.environ.get("GITHUB_BASE_REF")
@@ -211,17 +189,39 @@ def _compare(cand: Mapping[str, float | None], champ: Mapping[str, float | None]
     return out
 
 
-def model_inputs(model: Any, x, label: str):
-    """The raw columns a fitted model was trained on (scikit-learn records them), in order;
-    the whole frame when it does not say."""
-    names = getattr(model, "feature_names_in_", None)
-    if names is None:
-        return x
-    names = [str(n) for n in names]
-    absent = [n for n in names if n not in x.columns]
-    if absent:
-        raise MlciError(f"{label}: lacks column {absent[0]!r} the model was trained on")
-    return x[names]
+def rescore(cfg: Config, client, name: str, version: str, champion: str) -> dict[str, Any]:
+    """The gate's re-evaluation: candidate and champion scored on today's golden set, each
+    through its own signature, and the gate's checks run on the comparison."""
+    from mlci.registry import models
+    from mlci.stats import metrics as M
+
+    df = read_input(cfg, "golden")
+    _, y = split_xy(df, cfg, cfg.data.golden)
+    h = data_hash(cfg.resolve(cfg.data.golden))
+    loaded = {v: models.load_version(client, name, v, role=role)
+              for v, role in ((version, "candidate"), (champion, "champion"))}
+    cand = score(cfg, loaded[version], df, y)
+    champ = score(cfg, loaded[champion], df, y, cand.classes)
+    cm, bm = M.metrics_of(cfg.task, cand), M.metrics_of(cfg.task, champ)
+    cis = M.paired_bootstrap(cfg.task, cand, champ, cfg.gate.bootstrap, cfg.gate.confidence,
+                             seed=cfg.model.seed)
+    comparison = _compare(cm, bm, cis)
+    checks = gate_checks(cfg, cm, comparison)
+    return {"champion_version": champion, "golden_hash": f"{h['algo']}:{h['value']}",
+            "metrics": cm, "champion_metrics": bm, "checks": checks}
+
+
+def score(cfg: Config, model, golden, y, classes: list[Any] | None = None) -> Predictions:
+    """Predictions of one loaded model on the golden rows, fed the columns it was trained on
+    (a champion from before a feature change still gets its own)."""
+    from mlci.stats import metrics as M
+
+    x = model.frame(golden.drop(columns=[cfg.data.target], errors="ignore"), cfg.data.golden)
+    try:
+        return M.predict(cfg.task, model.estimator, x, y, classes)
+    except Exception as exc:
+        raise MlciError(f"{model.uri} cannot score {cfg.data.golden}: {_first_line(exc)}") \
+            from None
 
 
 def write_plots(cfg: Config, run: dict[str, Any], cand: Predictions,
@@ -265,25 +265,21 @@ def params_diff(candidate: dict[str, str] | None,
 def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str, Any]:
     import numpy as np
 
-    from mlci import tracking
+    from mlci.registry import tracking
     from mlci.stats import metrics as M
 
     t0 = time.perf_counter()
+    from mlci.registry import models
+
     run = load_run(out_dir)
-    x_all, y = load_xy(cfg, "golden")
+    golden = read_input(cfg, "golden")
+    _, y = split_xy(golden, cfg, cfg.data.golden)
     golden_hash = data_hash(cfg.resolve(cfg.data.golden))
     golden_hash_s = f"{golden_hash['algo']}:{golden_hash['value']}"
     client = tracking.client(cfg, out_dir)
     t_load = time.perf_counter()
-    try:
-        model = _load_model(run["artifact_uri"])
-    except Exception as exc:
-        raise MlciError(f"cannot load candidate {run['model_uri']}: {_first_line(exc)}") from None
-    x = model_inputs(model, x_all, cfg.data.golden)
-    try:
-        cand = M.predict(cfg.task, model, x, y)
-    except Exception as exc:
-        raise MlciError(f"candidate cannot score {cfg.data.golden}: {_first_line(exc)}") from None
+    model = models.load(run["artifact_uri"])  # this job's own: no registry trust applies
+    cand = score(cfg, model, golden, y)
     cand_metrics = M.metrics_of(cfg.task, cand)
 
     base = resolve_baseline(cfg, out_dir, baseline, client, run["model_version"], golden_hash_s)
@@ -291,12 +287,13 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     champ_pr = None
     notes: list[str] = []
     if "model_uri" in base:
+        # loading a model runs its code: the trust check comes first, and a refusal stops
+        # the evaluation (a champion that cannot be trusted is no baseline)
+        champ_model = models.load_version(client, cfg.name, base["version"], role="champion")
         try:
-            champ_model = _load_model(base["model_uri"])
-            champ_pr = M.predict(cfg.task, champ_model, model_inputs(champ_model, x_all, "golden"),
-                                 y, cand.classes)
-        except Exception as exc:  # noqa: BLE001 - schema change etc.: floors decide alone
-            notes.append(f"champion could not score the golden set: {_first_line(exc)}")
+            champ_pr = score(cfg, champ_model, golden, y, cand.classes)
+        except MlciError as exc:  # e.g. its columns are gone: the floors decide alone
+            notes.append(f"champion could not score the golden set: {exc.format_message()}")
             base = {"kind": "none", "label": f"none ({base['label']} failed to score)"}
     elif "record" in base:
         rec = base["record"]
@@ -375,12 +372,13 @@ def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str
         p = Path(tmp) / "evaluation.json"
         p.write_text(text, encoding="utf-8")
         client.log_artifact(run_id, str(p), artifact_path="mlci")
-    if version:  # where this version came from, for whoever loads it as a champion later
-        from mlci.trust import record
+    from mlci.registry.trust import record, sign_evidence
 
+    if version:  # where this version came from, for whoever loads it as a champion later
         record(client, run_id)
     # params are immutable: the gate checks the artifact against this, not against tags
     client.log_param(run_id, "mlci.evaluation.digest." + digest.split(":", 1)[1][:16], digest)
+    sign_evidence(client, run_id, digest)
     tags = {
         TAG + "gate.passed": "true" if result["verdict"] == "pass" else "false",
         TAG + "evaluation.digest": digest,

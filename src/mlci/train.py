@@ -6,10 +6,8 @@ alias: any failure before that leaves the registry as it was.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import random
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -148,22 +146,6 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def _dataset(df, cfg: Config, tags: dict[str, str]):
-    """The MLflow dataset input, digest = the full-content data hash (MLflow's own digest
-    samples rows). Its schema comes from a sample: MLflow infers it row by row in Python
-    (30 s on a million rows)."""
-    from mlflow.data.pandas_dataset import from_pandas
-
-    digest = tags[f"{TAG}data.train.hash"].split(":", 1)[1][:32]
-    ds = from_pandas(df, source=str(cfg.data.train), name="train",
-                                 targets=cfg.data.target, digest=digest)
-    if len(df) > 10_000:
-        sample = from_pandas(df.head(1000), source=str(cfg.data.train),
-                                         name="train", targets=cfg.data.target, digest=digest)
-        ds.__dict__["schema"] = sample.schema  # fills the cached_property
-    return ds
-
-
 def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) -> dict[str, str]:
     tags = {TAG + k: v for k, v in context.git_info(cfg.root).items()}
     tags[TAG + "trigger"] = context.trigger()
@@ -226,7 +208,9 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
                         f"{cfg.data.train} has")
     t_fit = time.perf_counter()
     est, x, plan = build_and_fit(cfg, x, y)
-    scorer = PyfuncScorer(est) if _is_python_model(est) else est
+    from mlci.registry import models
+
+    scorer = models.scorer(est)
     fit_seconds = time.perf_counter() - t_fit
 
     from mlci.stats.metrics import point_metrics
@@ -238,44 +222,42 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
                         f"{_first_line(exc)} (set task: in mlci.yaml)") from None
     tags = lineage_tags(cfg, validation, out_dir)
 
-    import mlflow
-
-    from mlci import tracking
+    from mlci.registry import runs, tracking
+    from mlci.registry.trust import MODEL_DIGEST
 
     client = tracking.client(cfg, out_dir)
     uri = tracking.tracking_uri(cfg, out_dir)
     exp_id = tracking.experiment_id(client, cfg.name, out_dir, uri)
     t_log = time.perf_counter()
-    # MLflow prints "View run … at" to stdout when a run against a server ends: keep stdout
-    # for mlci's own (JSON) output
-    with contextlib.redirect_stdout(sys.stderr), \
-            mlflow.start_run(experiment_id=exp_id, tags={**tags, **mlflow_tags(cfg, tags)}) as run:
-        run_id = run.info.run_id
+    with runs.training_run(exp_id, {**tags, **mlflow_tags(cfg, tags)}) as run:
+        run_id = run.run_id
         params = _flat_params(est, cfg.model.resolved_params)
-        mlflow.log_params(params)
+        run.params(params)
         # the gate reads validation evidence from params, which MLflow never lets anyone edit
-        mlflow.log_params({k: v for k, v in tags.items()
-                           if k in (TAG + "validation.success", TAG + "validation.digest")})
-        mlflow.log_metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
-        dataset = _dataset(df, cfg, tags)
-        mlflow.log_input(dataset, context="training")
+        run.params({k: v for k, v in tags.items()
+                    if k in (TAG + "validation.success", TAG + "validation.digest")})
+        run.metrics({f"train_{k}": v for k, v in train_metrics.items() if v is not None})
+        dataset_digest = run.dataset(df, str(cfg.data.train), cfg.data.target,
+                                     tags[f"{TAG}data.train.hash"].split(":", 1)[1][:32])
         if validation is not None:
-            mlflow.log_artifact(str(out_dir / "validation.json"), artifact_path="mlci")
+            run.artifact(str(out_dir / "validation.json"))
         # reference statistics for monitoring, so it never needs the raw training data
         from mlci.stats import reference
 
         ref = reference.build(x, scorer.predict(x))
         atomic_write_json(out_dir / "reference.json", ref)
-        mlflow.log_artifact(str(out_dir / "reference.json"), artifact_path="mlci")
+        run.artifact(str(out_dir / "reference.json"))
         preprocessing = {"mode": cfg.preprocess if cfg.model.estimator else "entrypoint",
                          "features": [str(c) for c in x.columns],
                          **(plan.to_json() if plan else {})}
         atomic_write_json(out_dir / "preprocessing.json", preprocessing)
-        mlflow.log_artifact(str(out_dir / "preprocessing.json"), artifact_path="mlci")
+        run.artifact(str(out_dir / "preprocessing.json"))
         info = _log_model(est, x)
-        mlflow.set_tag(TAG + "dataset.digest", dataset.digest)
+        # what every later load checks before unpickling (registry.trust.check_model)
+        run.params({MODEL_DIGEST: models.artifact_digest(info.model_uri)})
+        run.tag(TAG + "dataset.digest", dataset_digest)
     version_tags = dict(tags)
-    version_tags[TAG + "dataset.digest"] = dataset.digest
+    version_tags[TAG + "dataset.digest"] = dataset_digest
     if register:
         mv_version = _register(client, cfg, info, run_id, version_tags)
         model_uri = f"models:/{cfg.name}/{mv_version}"
@@ -304,69 +286,22 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
     return record
 
 
-def _is_python_model(est: Any) -> bool:
-    import mlflow.pyfunc
-
-    return isinstance(est, mlflow.pyfunc.PythonModel)
-
-
-class PyfuncScorer:
-    """A custom `mlflow.pyfunc.PythonModel` seen as an estimator (predict(x)) for metrics."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def predict(self, x):  # noqa: ANN001
-        import numpy as np
-
-        return np.asarray(self.model.predict(None, x))
-
-
 def _log_model(est: Any, x):
     """Log the whole fitted pipeline; the preprocessing module travels inside the pickle so
     the model loads wherever scikit-learn does, mlci installed or not. An entrypoint may
     return any `mlflow.pyfunc.PythonModel` instead: it is logged (and later evaluated)
     through the pyfunc flavour."""
-    import cloudpickle
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
-
     from mlci.data import preprocess
+    from mlci.registry import models
 
-    if _is_python_model(est):
-        import mlflow.pyfunc
-
-        sample = x.head(1000)
-        signature = infer_signature(sample, PyfuncScorer(est).predict(sample.head(5)))
-        return mlflow.pyfunc.log_model(name="model", python_model=est, signature=signature,
-                                       input_example=x.head(5),
-                                       pip_requirements=_pip_requirements())
-
-    # the schema from the training columns' own types (a column with gaps there is already
-    # float); MLflow refuses int64 rows for a double column, so integers stay integers
-    sample = x.head(1000)
-    signature = infer_signature(sample, est.predict(sample.head(5)))
-    cloudpickle.register_pickle_by_value(preprocess)
-    try:
-        return mlflow.sklearn.log_model(
-            est, name="model", signature=signature, input_example=x.head(5),
-            pip_requirements=_pip_requirements(), serialization_format="cloudpickle",
-        )
-    finally:
-        cloudpickle.unregister_pickle_by_value(preprocess)
+    return models.log(est, x, _pip_requirements(), pickle_by_value=(preprocess,))
 
 
 def _register(client, cfg: Config, info, run_id: str, version_tags: dict[str, str]) -> str:
     """Register only after the run finished cleanly: a failed run leaves no version behind."""
-    from mlflow.exceptions import MlflowException
+    from mlci.registry import runs
+    from mlci.registry.aliases import set_candidate
 
-    try:
-        client.create_registered_model(cfg.name)
-    except MlflowException as exc:
-        if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
-            raise
-    # a tracking server requires the logged model's id with a models:/m-... source
-    mv = client.create_model_version(cfg.name, source=info.model_uri, run_id=run_id,
-                                     tags=version_tags, model_id=info.model_id)
-    client.set_registered_model_alias(cfg.name, "candidate", mv.version)
-    return str(mv.version)
+    version = runs.register(client, cfg.name, info, run_id, version_tags)
+    set_candidate(client, cfg.name, version)
+    return version

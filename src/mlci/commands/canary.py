@@ -204,10 +204,18 @@ def command() -> None:
 @params_options
 @click.option("--version", required=True, envvar="MLCI_VERSION",
               help="Model version to roll out (env MLCI_VERSION).")
+@click.option("--force", is_flag=True,
+              help="Start even though VERSION's gate evidence fails (needs --reason; audited).")
+@click.option("--reason", default=None, envvar="MLCI_REASON",
+              help="Why; recorded in the audit trail (env MLCI_REASON).")
 def start(**kw: Any) -> int:
-    """Set `@challenger` to VERSION and route the first step's share to it."""
+    """Set `@challenger` to VERSION and route the first step's share to it.
+
+    VERSION needs passing gate evidence (validation, its evaluation record) as `mlci promote`
+    does; exit 1 when refused."""
     ctl = _controller(kw)
-    st = ctl.start(kw["version"], _params(kw), kw["shadow"])
+    st = ctl.start(kw["version"], _params(kw), kw["shadow"], force=kw["force"],
+                   reason=kw["reason"])
     ctl.wait_applied(st)
     _print(st, kw["as_json"])
     return 0
@@ -243,12 +251,16 @@ def status(**kw: Any) -> int:
 @shared
 @click.option("--reason", default=None, envvar="MLCI_REASON",
               help="Why promote before the last step; recorded (env MLCI_REASON).")
+@click.option("--force", is_flag=True,
+              help="Promote although the analysis or the gate evidence does not pass "
+                   "(needs --reason; audited as a force).")
 def promote(**kw: Any) -> int:
-    """Promote the challenger now (champion moves to it), with the analysis as evidence."""
+    """Promote the challenger now (champion moves to it) when its gate evidence holds and
+    the analysis passes; exit 1 when refused."""
     ctl = _controller(kw)
     with ctl.exclusive():
         ctl.recover(ctl.state())
-        st = ctl.promote(ctl.active(), None, reason=kw["reason"] or "promoted by hand")
+        st = ctl.promote(ctl.active(), None, reason=kw["reason"], force=kw["force"])
     _print(st, kw["as_json"])
     return 0
 

@@ -19,8 +19,7 @@ from mlci.commands.rollback import optional_config
               help="Only this alias (env MLCI_ALIAS).")
 def command(config_path: Path, out_dir: Path, as_json: bool, name: str, alias: str | None) -> int:
     """Print every promotion, refusal, rollback and canary decision for NAME, oldest first."""
-    from mlci import tracking
-    from mlci.registry import audit
+    from mlci.registry import audit, tracking
     from mlci.registry.aliases import require_model
 
     cfg = optional_config(config_path)

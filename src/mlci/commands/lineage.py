@@ -22,10 +22,9 @@ def command(config_path: Path, out_dir: Path, as_json: bool, ref: str, as_md: bo
 
     Also writes <out>/lineage.json.
     """
-    from mlci import tracking
     from mlci.errors import MlciError
     from mlci.io import atomic_write_json
-    from mlci.registry import audit
+    from mlci.registry import audit, tracking
     from mlci.registry.lineage import lineage, parse_ref, to_markdown, to_text
 
     if as_json and as_md:

@@ -46,13 +46,14 @@ def command(config_path: Path, out_dir: Path, as_json: bool, alias: str, version
     Exit 1 when refused (the failed checks are named), 2 on bad input.
     """
     from mlci.config import load_config
+    from mlci.evaluate import rescore
     from mlci.registry.aliases import check_alias
     from mlci.registry.gate import Refused, promote
 
     check_alias(alias)
     cfg = load_config(config_path)
     try:
-        r = promote(cfg, out_dir, alias, version, force=force, reason=reason)
+        r = promote(cfg, out_dir, alias, version, force=force, reason=reason, rescore=rescore)
     except Refused as exc:
         if as_json:
             click.echo(json.dumps(_public(exc.result)))

@@ -105,7 +105,7 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
     except ImportError as exc:
         raise MlciError(f"`mlci serve` needs the serve extra: pip install 'mlci[serve]' "
                         f"({exc.name} is missing)") from None
-    from mlci import tracking
+    from mlci.registry import tracking
     from mlci.registry.aliases import require_model
     from mlci.serve.app import Gateway
     from mlci.serve.guard import Limits

@@ -34,8 +34,8 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
 
     cfg = load(config_path)
     if not no_register:
-        from mlci.tracking import tracking_uri
-        from mlci.trust import refuse_untrusted_write
+        from mlci.registry.tracking import tracking_uri
+        from mlci.registry.trust import refuse_untrusted_write
 
         refuse_untrusted_write("register a model version", store=tracking_uri(cfg, out_dir),
                                out_dir=out_dir)

@@ -12,9 +12,13 @@ follows at runtime, plus the registry aliases `challenger` (during the rollout) 
 - **driver** (`Controller` here): bake, look, advance, promote or roll back, with an injected
   clock.
 
-Any failed check rolls back at once; a passing look advances (after the step's bake); an
-inconclusive one waits, up to `deadline` seconds after the bake, and then rolls back (a
-rollout that cannot show the challenger is within its allowances does not promote it).
+The challenger and champion aliases move only through the registry's one writer
+(`mlci.registry.gate.move`): a challenger needs passing gate evidence to start (or an audited
+`--force --reason`), and promotion needs that evidence, checked again against the champion
+of the day, plus a passing analysis. Any failed check rolls back at once; a passing look
+advances (after the step's bake); an inconclusive one waits, up to `deadline` seconds after
+the bake, and then rolls back (a rollout that cannot show the challenger is within its
+allowances does not promote it).
 Observations accumulate over the whole rollout (the models do not change between steps).
 """
 
@@ -23,7 +27,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,15 +95,14 @@ class Controller:
     @property
     def client(self):
         if self._client is None:
-            from mlci import tracking
-            from mlci.registry import aliases
+            from mlci.registry import aliases, tracking
 
             self._client = tracking.client(self.cfg, self.out_dir)
             aliases.require_model(self._client, self.name)
         return self._client
 
     def uri(self) -> str:
-        from mlci import tracking
+        from mlci.registry import tracking
 
         return tracking.tracking_uri(self.cfg, self.out_dir)
 
@@ -156,11 +159,16 @@ class Controller:
         """Finish what a killed controller left: the owed audit event, and the challenger
         alias (set while running, gone afterwards)."""
         from mlci.registry.aliases import current, set_alias
+        from mlci.registry.gate import settle
         from mlci.registry.lock import locked
 
         if st is None:
             return None
         self._flush(st)
+        for note in settle(self.client, self._exp(), self.name):
+            self.echo(note)
+        if st.promoting is not None:
+            st = self._settle_promotion(st)
         have = current(self.client, self.name, CHALLENGER_ALIAS)
         if st.running and have != st.challenger:
             with locked(self.client, self.name):
@@ -169,6 +177,24 @@ class Controller:
             with locked(self.client, self.name):
                 self._drop_challenger_alias()
         return st
+
+    def _settle_promotion(self, st: CanaryState) -> CanaryState:
+        """A promotion a killed controller left half-way: the registry says whether the
+        champion moved; the state file follows it (never the other way round)."""
+        from mlci.registry.aliases import current
+
+        p = st.promoting or {}
+        if current(self.client, self.name, "champion") == st.challenger:
+            return self._promoted(st, p.get("analysis") or {}, p.get("entry"),
+                                  p.get("reason"))
+        st.promoting = None  # the move never happened: the rollout goes on
+        self._write(st)
+        return st
+
+    def _exp(self) -> str:
+        from mlci.registry import audit
+
+        return audit.experiment_id(self.client, self.name, self.out_dir, self.uri())
 
     def _write(self, st: CanaryState) -> None:
         self.store.write(st)
@@ -182,42 +208,62 @@ class Controller:
 
     # -- commands
 
-    def start(self, version: str, params: Params, shadow: bool = False) -> CanaryState:
-        from mlci.registry.aliases import current, get_version, set_alias
-        from mlci.registry.lock import locked
+    def start(self, version: str, params: Params, shadow: bool = False, *,
+              force: bool = False, reason: str | None = None) -> CanaryState:
+        from mlci.registry import audit
+        from mlci.registry.aliases import current, get_version
+        from mlci.registry.gate import Moved, Refused, _event, decide_challenger, move
 
+        if force and not (reason and reason.strip()):
+            raise MlciError("--force needs --reason \"…\" (it is recorded in the audit trail)")
         with self.exclusive():
             st = self.recover(self.state())
             if st is not None and st.running:
                 raise MlciError(f"canary {st.id} of {self.name}/{st.challenger} is running; "
                                 "resume it with `mlci canary run` or stop it with "
                                 "`mlci canary abort`")
-            v = str(get_version(self.client, self.name, version).version)
+            mv = get_version(self.client, self.name, version)
+            v = str(mv.version)
+            champion = current(self.client, self.name, "champion")
+            if champion is None:
+                raise MlciError(f"{self.name} has no 'champion' alias; a canary needs one "
+                                "to compare against")
+            if champion == v:
+                raise MlciError(f"{self.name}/{v} is already the champion")
+            before = current(self.client, self.name, CHALLENGER_ALIAS)
+            # no live traffic for a version the gate refused, however it is rolled out
+            d = decide_challenger(self.client, self.name, mv)
+            if not d.ok and not force:
+                ev = _event("refuse", self.name, CHALLENGER_ALIAS, before, v, reason=reason,
+                            message="failed checks: " + "; ".join(d.failed))
+                audit.record(self.client, self._exp(), ev)
+                raise Refused(f"refused to start a canary of {self.name}/{v}: failed checks: "
+                              + "; ".join(d.failed), {"version": v, "checks": d.checks,
+                                                      "failed": d.failed})
             if self.backend is not None:  # e.g. KServe: the champion rolled out alone first
-                self.backend.before_start(current(self.client, self.name, "champion"))
-            with locked(self.client, self.name):
-                champion = current(self.client, self.name, "champion")
-                if champion is None:
-                    raise MlciError(f"{self.name} has no 'champion' alias; a canary needs one "
-                                    "to compare against")
-                if champion == v:
-                    raise MlciError(f"{self.name}/{v} is already the champion")
-                before = current(self.client, self.name, CHALLENGER_ALIAS)
-                now = self.clock.now()
-                st = CanaryState(id="c-" + uuid.uuid4().hex[:12], model=self.name,
-                                 champion=champion, challenger=v, steps=params.steps, step=0,
-                                 weight=params.steps[0], shadow=shadow,
-                                 params=params.to_dict(), started=now, step_started=now)
-                if self.backend is not None and getattr(self.backend, "metrics_url", None):
-                    st.backend = {"metrics_baseline": self.backend.scrape()}
-                # the state first: if the alias move fails, abort finds and cleans it
-                st.pending_audit = {
-                    "kind": "step", "frm": before, "to": v, "digest": _digest(st.params),
-                    "message": f"canary {st.id} started: {v} against champion {champion} at "
-                               f"{_pct(st.weight)} (steps {','.join(_pct(s) for s in st.steps)})"}
-                self._write(st)
-                set_alias(self.client, self.name, CHALLENGER_ALIAS, v)
-            self._flush(st)
+                self.backend.before_start(champion)
+            now = self.clock.now()
+            st = CanaryState(id="c-" + uuid.uuid4().hex[:12], model=self.name,
+                             champion=champion, challenger=v, steps=params.steps, step=0,
+                             weight=params.steps[0], shadow=shadow,
+                             params=params.to_dict(), started=now, step_started=now)
+            if self.backend is not None and getattr(self.backend, "metrics_url", None):
+                st.backend = {"metrics_baseline": self.backend.scrape()}
+            # the state first: if the alias move fails, abort finds and cleans it
+            self._write(st)
+            forced = force and not d.ok
+            ev = _event("force" if forced else "canary", self.name, CHALLENGER_ALIAS, before, v,
+                        reason=reason, evidence_digest=_digest(st.params),
+                        message=(f"canary {st.id} started: {v} against champion {champion} at "
+                                 f"{_pct(st.weight)} (steps "
+                                 f"{','.join(_pct(s) for s in st.steps)})"
+                                 + ("; forced past failed checks: " + "; ".join(d.failed)
+                                    if forced else "")))
+            try:
+                move(self.client, self._exp(), ev, d, expect=before)
+            except Moved as m:
+                raise MlciError(f"{self.name}@{CHALLENGER_ALIAS} moved to {m.now} while "
+                                "starting; abort and start again") from None
             self._report(st)
             return st
 
@@ -280,7 +326,12 @@ class Controller:
         entry = {"step": st.step + 1, "weight": st.weight, "verdict": PASS,
                  "summary": a["summary"], "analysis": a}
         if st.step + 1 >= len(st.steps):
-            return self.promote(st, a, entry=entry)
+            from mlci.registry.gate import Refused
+
+            try:
+                return self.promote(st, a, entry=entry)
+            except Refused as exc:  # e.g. the evidence no longer holds: no promotion
+                return self.rollback(st, a, exc.message)
         frm = st.weight
         st.history.append(entry)
         st.step += 1
@@ -297,31 +348,67 @@ class Controller:
         return st
 
     def promote(self, st: CanaryState, a: dict[str, Any] | None, *,
-                entry: dict[str, Any] | None = None, reason: str | None = None
-                ) -> CanaryState:
-        from mlci.registry.aliases import current, set_alias
-        from mlci.registry.lock import locked
+                entry: dict[str, Any] | None = None, reason: str | None = None,
+                force: bool = False) -> CanaryState:
+        """Move champion to the challenger through the registry's one writer: its gate
+        evidence (re-checked against today's champion) and a passing analysis (an audited
+        `force` by hand otherwise)."""
+        from mlci.evaluate import rescore
+        from mlci.registry.aliases import current, get_version
+        from mlci.registry.gate import Moved, Refused, _c, _event, decide, move
 
         a = a if a is not None else self.analyse(st)
+        now = current(self.client, self.name, "champion")
+        if now not in (st.champion, st.challenger):
+            raise MlciError(f"{self.name}@champion moved to {now} during the rollout "
+                            f"(was {st.champion}); not promoting — abort this canary")
+        if now != st.challenger:
+            mv = get_version(self.client, self.name, str(st.challenger))
+            d = decide(self.cfg, self.client, self.name, mv, "champion", now, rescore)
+            d.checks.append(_c("canary analysis passed", a.get("verdict") == PASS,
+                               value=a.get("verdict"), reason=a.get("summary")))
+            if not d.ok and not force:
+                raise Refused(f"refused to promote {self.name}/{st.challenger}: failed checks: "
+                              + "; ".join(d.failed), {"version": st.challenger,
+                                                      "checks": d.checks})
+            if force and not (reason and reason.strip()):
+                raise MlciError("--force needs --reason \"…\" (it is recorded in the audit "
+                                "trail)")
+            text = (f"canary {st.id} promoted {st.challenger} (was {st.champion}): "
+                    f"{reason or f'all {len(st.steps)} steps passed'}. " + _explain(a))
+            forced = force and not d.ok
+            ev = _event("force" if forced else "canary", self.name, "champion", now,
+                        str(st.challenger), reason=text, evidence_digest=_digest(a),
+                        message="promoted" + ("; forced past failed checks: "
+                                              + "; ".join(d.failed) if forced else ""))
+            # the state says a promotion is under way before the registry moves: a kill
+            # between the two is settled by the next command from the registry (`recover`)
+            st.promoting = {"analysis": a, "entry": entry, "reason": reason}
+            self._write(st)
+            try:
+                move(self.client, self._exp(), ev, d, expect=now)
+            except Moved as m:
+                st.promoting = None
+                self._write(st)
+                raise MlciError(f"{self.name}@champion moved to {m.now} while promoting; "
+                                "not promoting — abort this canary") from None
+        return self._promoted(st, a, entry, reason)
+
+    def _promoted(self, st: CanaryState, a: dict[str, Any], entry: dict[str, Any] | None,
+                  reason: str | None) -> CanaryState:
+        from mlci.registry.lock import locked
+
         with locked(self.client, self.name):
-            now = current(self.client, self.name, "champion")
-            if now not in (st.champion, st.challenger):
-                raise MlciError(f"{self.name}@champion moved to {now} during the rollout "
-                                f"(was {st.champion}); not promoting — abort this canary")
-            if now != st.challenger:
-                set_alias(self.client, self.name, "champion", str(st.challenger))
             self._drop_challenger_alias()
         st.history.append(entry or {"step": st.step + 1, "weight": st.weight,
                                     "verdict": "manual", "summary": reason or "promoted by hand",
                                     "analysis": a})
         old = st.champion
         st.status, st.decision = PROMOTED, "promoted"
-        st.reason = reason or f"all {len(st.steps)} steps passed"
-        st.champion, st.weight = str(st.challenger), 100.0
-        text = (f"canary {st.id} promoted {st.challenger} (was {old}): {st.reason}. "
-                + _explain(a))
-        self._commit(st, {"kind": "decision", "message": "promoted", "frm": old,
-                          "to": st.challenger, "reason": text, "digest": _digest(a)})
+        st.reason = reason or ("promoted by hand" if entry is None
+                               else f"all {len(st.steps)} steps passed")
+        st.champion, st.weight, st.promoting = str(st.challenger), 100.0, None
+        self._write(st)  # the champion move itself is audited by `move`
         self._report(st)
         self.echo(f"promoted {self.name}/{st.challenger} to champion (was {old})")
         return st
@@ -348,10 +435,9 @@ class Controller:
         return st
 
     def _drop_challenger_alias(self) -> None:
-        from mlflow.exceptions import MlflowException
+        from mlci.registry.aliases import remove
 
-        with suppress(MlflowException):  # already gone
-            self.client.delete_registered_model_alias(self.name, CHALLENGER_ALIAS)
+        remove(self.client, self.name, CHALLENGER_ALIAS)
 
     def wait_applied(self, st: CanaryState, timeout: float = 30.0) -> None:
         """With --gateway, wait until the gateway routes by this state (bounded)."""

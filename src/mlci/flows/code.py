@@ -56,9 +56,9 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
     """Run every stage; `on_stage(name, record)` is called after each one that finished."""
     from mlci.data.validate import validate
     from mlci.evaluate import evaluate
-    from mlci.tracking import tracking_uri
+    from mlci.registry.tracking import tracking_uri
+    from mlci.registry.trust import refuse_untrusted_write
     from mlci.train import train
-    from mlci.trust import refuse_untrusted_write
 
     if register:  # before any work: a pull request's run must not write to a shared registry
         refuse_untrusted_write("register a model version", store=tracking_uri(cfg, out_dir),

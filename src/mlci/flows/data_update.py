@@ -166,39 +166,20 @@ def applied_batches(train_path: Path) -> dict[str, Any]:
 
 
 def _undo_registration(cfg: Config, out_dir: Path, reg: dict[str, Any]) -> None:
-    from mlflow.exceptions import MlflowException
+    from mlci.registry import runs, tracking
 
-    from mlci import tracking
-
-    c = tracking.client(cfg, out_dir)
-    name = reg["name"]
-    try:
-        c.delete_model_version(name, reg["version"])
-    except MlflowException:
-        pass
-    c.delete_run(reg["run_id"])
-    if reg["previous_candidate"]:
-        c.set_registered_model_alias(name, "candidate", reg["previous_candidate"])
-    elif reg["model_was_new"] and not c.search_model_versions(f"name = '{name}'",
-                                                             max_results=1):
-        # only an empty model this update created; never one holding other versions
-        c.delete_registered_model(name)
+    runs.unregister(tracking.client(cfg, out_dir), reg["name"], reg["version"], reg["run_id"],
+                    previous_candidate=reg["previous_candidate"],
+                    model_was_new=reg["model_was_new"])
 
 
 def _registry_state(cfg: Config, out_dir: Path) -> tuple[str | None, bool]:
-    from mlflow.exceptions import MlflowException
-
-    from mlci import tracking
-    from mlci.errors import is_absent, registry_error
-    from mlci.registry.aliases import current
+    from mlci.registry import tracking
+    from mlci.registry.aliases import current, model_exists
 
     c = tracking.client(cfg, out_dir)
-    try:
-        c.get_registered_model(cfg.name)
-    except MlflowException as exc:
-        if is_absent(exc):
-            return None, True
-        raise registry_error(f"model {cfg.name}", exc) from None
+    if not model_exists(c, cfg.name):
+        return None, True
     return current(c, cfg.name, "candidate"), False
 
 
@@ -291,7 +272,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     from mlci.stats.drift import DriftConfig, compare
 
     if train_model:
-        from mlci.trust import refuse_untrusted_write
+        from mlci.registry.trust import refuse_untrusted_write
 
         refuse_untrusted_write("register a model version")
     mode = mode or cfg.data_update.mode

@@ -82,14 +82,9 @@ def read_window(source: Path, cfg: Config, features: list[str], since: float | N
 
 
 def resolve_model(client, name: str, ref: str) -> Any:
-    from mlflow.exceptions import MlflowException
+    from mlci.registry.aliases import version_by_ref
 
-    try:
-        if ref.isdigit():
-            return client.get_model_version(name, ref)
-        return client.get_model_version_by_alias(name, ref)
-    except MlflowException:
-        raise MlciError(f"model {name}@{ref} not found in the registry") from None
+    return version_by_ref(client, name, ref)
 
 
 def baseline_of(client, mv, cfg: Config) -> dict[str, Any]:
@@ -274,8 +269,8 @@ def to_html(r: dict[str, Any], plots: dict[str, str]) -> str:
 
 def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "champion",
             since: float | None = None, variant: str | None = None) -> dict[str, Any]:
-    from mlci import tracking
     from mlci.io import atomic_write_json, atomic_write_text
+    from mlci.registry import tracking
     from mlci.stats.drift import DriftConfig, compare_profile
 
     t0 = time.perf_counter()
@@ -333,8 +328,7 @@ def export_window(window: Window, cfg: Config, dest: Path) -> int:
 
 def previous_champion(client, cfg: Config, out_dir: Path, current: str) -> str | None:
     """The champion before `current`, from the audit trail."""
-    from mlci import tracking
-    from mlci.registry import audit
+    from mlci.registry import audit, tracking
     from mlci.registry.aliases import ROLLBACK_ALIAS
     from mlci.registry.gate import champion_stack
 
@@ -350,9 +344,8 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
           ) -> dict[str, Any]:
     """After a promotion: is the new champion's live accuracy significantly below the previous
     champion's recorded baseline? If so, roll back (alias; the gateway follows it)."""
-    from mlci import tracking
     from mlci.io import atomic_write_json, atomic_write_text
-    from mlci.registry import gate
+    from mlci.registry import gate, tracking
 
     client = tracking.client(cfg, out_dir)
     mv = resolve_model(client, cfg.name, "champion")

@@ -35,6 +35,19 @@ def require_model(client: MlflowClient, name: str) -> None:
         raise
 
 
+def model_exists(client: MlflowClient, name: str) -> bool:
+    """Whether the registered model exists; a denied or failed read is an error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_registered_model(name)
+    except MlflowException as exc:
+        if is_absent(exc):
+            return False
+        raise registry_error(f"model {name}", exc) from None
+    return True
+
+
 def get_version(client: MlflowClient, name: str, version: str):
     from mlflow.exceptions import MlflowException
 
@@ -46,6 +59,18 @@ def get_version(client: MlflowClient, name: str, version: str):
         if "RESOURCE_DOES_NOT_EXIST" in _code(exc):
             raise MlciError(f"model version {name}/{version} not found") from None
         raise
+
+
+def version_by_ref(client: MlflowClient, name: str, ref: str):
+    """A version by number or alias, or a one-line error."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.isdigit():
+            return client.get_model_version(name, ref)
+        return client.get_model_version_by_alias(name, ref)
+    except MlflowException:
+        raise MlciError(f"model {name}@{ref} not found in the registry") from None
 
 
 def current(client: MlflowClient, name: str, alias: str) -> str | None:
@@ -79,3 +104,23 @@ def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None
             return
     raise MlciError(f"alias {name}@{alias} did not stay on version {version}: "
                     "something moved it outside mlci")
+
+
+def set_candidate(client: MlflowClient, name: str, version: str) -> None:
+    """`candidate` names the newest registered version: it only moves forward (a slower job
+    that registered an older version does not take it back). Not a promotion: no evidence,
+    no audit."""
+    now = current(client, name, "candidate")
+    if now is None or int(now) < int(version):
+        set_alias(client, name, "candidate", version)
+
+
+def remove(client: MlflowClient, name: str, alias: str) -> None:
+    """Delete an alias; one that is already gone is fine."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.delete_registered_model_alias(name, alias)
+    except MlflowException as exc:
+        if not is_absent(exc) and "RESOURCE_DOES_NOT_EXIST" not in _code(exc):
+            raise registry_error(f"{name}@{alias}", exc) from None

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 SCHEMA = "mlci.audit/1"
 EXPERIMENT_PREFIX = "mlci-audit/"
 ACTIONS = ("promote", "refuse", "rollback", "canary", "force")
+PHASE = "mlci.audit.phase"  # intent | done | abandoned (see `begin`)
 _MAX_TEXT = 2000  # reasons and messages are cut to this many characters
 
 
@@ -73,7 +74,7 @@ def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,
 
 def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,
                   create: bool = True) -> str | None:
-    from mlci import tracking
+    from mlci.registry import tracking
 
     if not create:
         exp = client.get_experiment_by_name(experiment_name(model))
@@ -104,6 +105,65 @@ def record(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     event.event_id = run_id
     return run_id
+
+
+def begin(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
+    """Write a move's event as an *intent* before the alias moves: a run left RUNNING with
+    every field, which `history` does not show until `confirm` (or, after a killed process,
+    `reconcile`) finishes it."""
+    from mlflow.entities import Param
+
+    values = {f.name: getattr(event, f.name) for f in fields(event) if f.name != "event_id"}
+    params = [Param(k, _text(v)) for k, v in values.items()]
+    params.append(Param("schema", SCHEMA))
+    run = client.create_run(
+        exp_id, start_time=int(time.time() * 1000),
+        run_name=f"{event.action} {event.alias} {event.from_version or 'none'}->"
+                 f"{event.to_version or 'none'}",
+        tags={"mlci.audit.action": event.action, "mlci.audit.alias": event.alias,
+              "mlci.audit.to_version": event.to_version or "", PHASE: "intent"},
+    )
+    client.log_batch(run.info.run_id, params=params)
+    event.event_id = run.info.run_id
+    return run.info.run_id
+
+
+def confirm(client: MlflowClient, run_id: str, note: str | None = None) -> None:
+    """The alias moved as the intent said: the event becomes part of the trail."""
+    from mlflow.entities import RunStatus
+
+    if note:
+        client.log_param(run_id, "reconciled", _text(note))
+    client.set_tag(run_id, PHASE, "done")
+    with contextlib.redirect_stdout(io.StringIO()):
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def reconcile(client: MlflowClient, exp_id: str, now_of: Any) -> list[str]:
+    """Settle the intents a killed process left (call it holding the model's lock, so no live
+    writer has one open): an intent whose alias points where it said is confirmed (the move
+    happened, the confirmation was lost), any other is marked abandoned (the move never
+    happened). `now_of(alias)` reads an alias. Returns one line per settled intent."""
+    from mlflow.entities import RunStatus
+
+    done: list[str] = []
+    runs = client.search_runs([exp_id], filter_string=f"tags.`{PHASE}` = 'intent'",
+                              max_results=100)
+    for run in runs:
+        p = run.data.params
+        alias, to = p.get("alias") or "", p.get("to_version") or None
+        what = f"{p.get('action')} {p.get('model')}@{alias} {p.get('from_version') or 'none'}" \
+               f"->{to or 'none'}"
+        if alias and now_of(alias) == to:
+            confirm(client, run.info.run_id, "confirmed by a later command: the process that "
+                                             "moved the alias stopped before confirming")
+            done.append(f"confirmed an unconfirmed move ({what})")
+        else:
+            client.set_tag(run.info.run_id, PHASE, "abandoned")
+            with contextlib.redirect_stdout(io.StringIO()):
+                client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.FAILED))
+            done.append(f"abandoned a move that never happened ({what})")
+    return done
 
 
 def events(client: MlflowClient, exp_id: str | None, alias: str | None = None) -> list[AuditEvent]:

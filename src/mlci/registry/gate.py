@@ -10,11 +10,15 @@ registry does have:
    to every other), with a lease so a crashed holder does not block forever;
 3. re-read the alias: if it moved since step 1, release and start again from step 1 against
    the new value (a loser re-checks against the new champion, or is refused);
-4. set the alias (retrying the store's unique-constraint error on a first-ever set), re-read
-   it, append the audit event, release the lock.
+4. settle what a killed writer left (`audit.reconcile`), write the audit event as an intent,
+   set the alias (retrying the store's unique-constraint error on a first-ever set), re-read
+   it, confirm the event, release the lock.
 
-A refusal is recorded too. Nothing is written before the version, the alias and the evidence
-have been checked, and a refused or failed attempt never moves an alias.
+`move` is that one writer: `promote`, `rollback`, the canary's start and promotion and the
+watch's rollback all go through it, so every alias that serves traffic moves only under the
+lock, on evidence (`Decision`), and with an audit record that a kill cannot lose. A refusal
+is recorded too. Nothing is written before the version, the alias and the evidence have been
+checked, and a refused or failed attempt never moves an alias.
 """
 
 from __future__ import annotations
@@ -35,16 +39,23 @@ from mlci.registry.aliases import (
     check_alias,
     current,
     get_version,
+    remove,
     require_model,
     set_alias,
 )
 from mlci.registry.lock import locked
-from mlci.trust import refuse_untrusted_write
+from mlci.registry.trust import evidence_signed, refuse_untrusted_write
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mlflow import MlflowClient
 
     from mlci.config import Config
+
+    # scores candidate and champion on today's golden set: (cfg, client, name, version,
+    # champion) -> {"checks": [...], ...}; given by the caller (`mlci.evaluate.rescore`)
+    Rescore = Callable[[Config, MlflowClient, str, str, str], dict[str, Any]]
 
 EVIDENCE_TAGS = (
     "validation.success", "validation.digest", "gate.passed", "evaluation.digest",
@@ -127,6 +138,9 @@ def verified_evaluation(client: MlflowClient, mv) -> tuple[dict[str, Any] | None
     if digest not in recorded:
         return None, ("the evaluation record's digest matches none recorded on its run: "
                       "edited after evaluation")
+    unsigned = evidence_signed(params, mv.run_id, digest)
+    if unsigned:
+        return None, unsigned
     try:
         rec = json.loads(text)
     except ValueError:
@@ -159,7 +173,7 @@ def _passed_its_gate(client: MlflowClient, mv) -> bool:
 
 
 def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
-           champion: str | None) -> Decision:
+           champion: str | None, rescore: Rescore | None = None) -> Decision:
     """What the evidence says about moving `alias` to `mv`. The verdict, and which baseline
     it was measured against, come from the run's digest-checked evaluation record; the
     version's tags (editable by anyone with registry access) can only make it stricter."""
@@ -199,43 +213,14 @@ def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
     if evaluated_against == champion and from_registry:
         checks.append(_c(f"evaluated against champion {champion}", True))
         return Decision(checks)
-    if cfg is None:
+    if cfg is None or rescore is None:
         checks.append(_c(f"re-evaluated against champion {champion}", False,
                          reason="no config to re-score the golden set"))
         return Decision(checks)
-    re = reevaluate(cfg, client, name, v, champion)
+    re = rescore(cfg, client, name, v, champion)
     for c in re["checks"]:
         checks.append({**c, "check": f"re-evaluated vs champion {champion}: {c['check']}"})
     return Decision(checks, re)
-
-
-def reevaluate(cfg: Config, client: MlflowClient, name: str, version: str,
-               champion: str) -> dict[str, Any]:
-    """Score candidate and champion on today's golden set; run the gate's checks."""
-    import mlflow.sklearn
-
-    from mlci.data.hashing import data_hash
-    from mlci.data.load import load_xy
-    from mlci.evaluate import _compare, gate_checks
-    from mlci.stats import metrics as M
-
-    x, y = load_xy(cfg, "golden")
-    h = data_hash(cfg.resolve(cfg.data.golden))
-    models = {}
-    for v in (version, champion):
-        try:
-            models[v] = mlflow.sklearn.load_model(f"models:/{name}/{v}")
-        except Exception as exc:  # noqa: BLE001 - any load failure is one line
-            raise MlciError(f"cannot load {name}/{v} to re-evaluate: {_first_line(exc)}") from None
-    cand = M.predict(cfg.task, models[version], x, y)
-    champ = M.predict(cfg.task, models[champion], x, y, cand.classes)
-    cm, bm = M.metrics_of(cfg.task, cand), M.metrics_of(cfg.task, champ)
-    cis = M.paired_bootstrap(cfg.task, cand, champ, cfg.gate.bootstrap, cfg.gate.confidence,
-                             seed=cfg.model.seed)
-    comparison = _compare(cm, bm, cis)
-    checks = gate_checks(cfg, cm, comparison)
-    return {"champion_version": champion, "golden_hash": f"{h['algo']}:{h['value']}",
-            "metrics": cm, "champion_metrics": bm, "checks": checks}
 
 
 # ---------------------------------------------------------------- moves
@@ -249,6 +234,49 @@ def _event(action: str, name: str, alias: str, frm: str | None, to: str | None,
     return audit.AuditEvent(action=action, model=name, alias=alias, from_version=frm,
                             to_version=to, actor=context.actor(), approver=approver(),
                             ci_run_url=ci_run_url(), trigger=trigger(), git_commit=commit, **kw)
+
+
+class Moved(Exception):
+    """The alias is no longer where the decision saw it: decide again."""
+
+    def __init__(self, now: str | None) -> None:
+        super().__init__(now)
+        self.now = now
+
+
+def move(client: MlflowClient, exp_id: str, event: audit.AuditEvent, decision: Decision, *,
+         expect: str | None) -> list[str]:
+    """The one alias writer: move `event.alias` of `event.model` to `event.to_version` (None:
+    remove it) if the evidence allows and the alias still points at `expect`.
+
+    The evidence rule: `decision` must be ok, or the event a `force` with a reason (recorded).
+    Under the model's lock: intents a killed writer left are settled first, then the event is
+    written as an intent, the alias moves, and the event is confirmed; a kill anywhere leaves
+    either no move, or a move whose intent the next writer confirms. Raises Moved when the
+    alias changed since the decision, MlciError/Refused otherwise; returns notes."""
+    name, alias, to = event.model, event.alias, event.to_version
+    refuse_untrusted_write(f"move {name}@{alias}")
+    if not decision.ok and not (event.action == "force" and (event.reason or "").strip()):
+        raise MlciError(f"refusing to move {name}@{alias} to {to}: failed checks: "
+                        + "; ".join(decision.failed))
+    with locked(client, name):
+        notes = audit.reconcile(client, exp_id, lambda a: current(client, name, a))
+        now = current(client, name, alias)
+        if now != expect:
+            raise Moved(now)
+        run_id = audit.begin(client, exp_id, event)
+        if to is None:
+            remove(client, name, alias)
+        else:
+            set_alias(client, name, alias, to)
+        audit.confirm(client, run_id)
+    return notes
+
+
+def settle(client: MlflowClient, exp_id: str, name: str) -> list[str]:
+    """Settle, under the lock, the intents a killed writer left (see `audit.reconcile`)."""
+    with locked(client, name):
+        return audit.reconcile(client, exp_id, lambda a: current(client, name, a))
 
 
 def _default_version(client: MlflowClient, name: str, out_dir: Path, uri: str) -> str:
@@ -271,9 +299,10 @@ def _default_version(client: MlflowClient, name: str, out_dir: Path, uri: str) -
 
 
 def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, *,
-            force: bool = False, reason: str | None = None) -> dict[str, Any]:
+            force: bool = False, reason: str | None = None,
+            rescore: Rescore | None = None) -> dict[str, Any]:
     """Move `alias` of `cfg.name` to a version on its evidence. Raises Refused (exit 1)."""
-    from mlci import tracking
+    from mlci.registry import tracking
 
     check_alias(alias)
     refuse_untrusted_write(f"move {cfg.name}@{alias}")
@@ -294,7 +323,7 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
             return {"version": v, "alias": alias, "from_version": v, "changed": False,
                     "checks": [], "notes": notes + [f"{name}@{alias} is already {v}"]}
         champion = observed if alias == "champion" else current(client, name, "champion")
-        d = decide(cfg, client, name, mv, alias, champion)
+        d = decide(cfg, client, name, mv, alias, champion, rescore)
         digest = audit.digest({"version": v, "evidence": evidence(mv),
                                "reevaluation": d.reevaluation})
         result = {"version": v, "alias": alias, "from_version": observed, "changed": False,
@@ -308,19 +337,17 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
             result["event_id"] = ev.event_id
             raise Refused(f"refused to move {name}@{alias} to {v}: failed checks: "
                           + "; ".join(d.failed), result)
-        with locked(client, name):
-            now = current(client, name, alias)
-            if now != observed:
-                notes.append(f"{name}@{alias} moved from {observed} to {now} while deciding; "
-                             "re-checked")
-                continue
-            set_alias(client, name, alias, v)
-            action = "force" if (force and not d.ok) else "promote"
-            msg = ("forced past failed checks: " + "; ".join(d.failed) if action == "force"
-                   else "all checks passed")
-            ev = _event(action, name, alias, observed, v, reason=reason,
-                        evidence_digest=digest, message=msg)
-            audit.record(client, exp_id, ev)
+        action = "force" if (force and not d.ok) else "promote"
+        msg = ("forced past failed checks: " + "; ".join(d.failed) if action == "force"
+               else "all checks passed")
+        ev = _event(action, name, alias, observed, v, reason=reason, evidence_digest=digest,
+                    message=msg)
+        try:
+            notes += move(client, exp_id, ev, d, expect=observed)
+        except Moved as m:
+            notes.append(f"{name}@{alias} moved from {observed} to {m.now} while deciding; "
+                         "re-checked")
+            continue
         result.update(changed=True, event_id=ev.event_id, action=action)
         return result
     ev = _event("refuse", name, alias, current(client, name, alias), v, reason=reason,
@@ -330,6 +357,12 @@ def promote(cfg: Config, out_dir: Path, alias: str, version: str | None = None, 
                   f"({MAX_ATTEMPTS} attempts)", {"version": v, "alias": alias,
                                                  "from_version": None, "changed": False,
                                                  "notes": notes})
+
+
+def decide_challenger(client: MlflowClient, name: str, mv) -> Decision:
+    """What a canary challenger needs before any live traffic reaches it: the evidence a
+    promotion needs, less the champion comparison (the canary itself is that comparison)."""
+    return decide(None, client, name, mv, "challenger", None)
 
 
 def champion_stack(events: list[audit.AuditEvent]) -> list[str]:
@@ -356,7 +389,7 @@ def champion_stack(events: list[audit.AuditEvent]) -> list[str]:
 def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reason: str
              ) -> dict[str, Any]:
     """Move champion back to the previous good champion (or `to`); record `rollback_of`."""
-    from mlci import tracking
+    from mlci.registry import tracking
 
     if not (reason and reason.strip()):
         raise MlciError("--reason \"…\" is required (it is recorded in the audit trail)")
@@ -367,53 +400,59 @@ def rollback(cfg: Config | None, out_dir: Path, name: str, to: str | None, reaso
         get_version(client, name, to)
     uri = tracking.tracking_uri(cfg, out_dir)
     exp_id = audit.experiment_id(client, name, out_dir, uri)
-    with locked(client, name):
+    for _attempt in range(MAX_ATTEMPTS):
         now = current(client, name, ROLLBACK_ALIAS)
-        skipped: list[str] = []
-        if to is not None:
-            target = str(int(to))
-            mv = get_version(client, name, target)
-            if not _passed_its_gate(client, mv):
-                ev = _event("refuse", name, ROLLBACK_ALIAS, now, target, reason=reason,
-                            rollback_of=now, message=f"{name}/{target} did not pass its gate")
-                audit.record(client, exp_id, ev)
-                raise Refused(f"refused to roll {name}@champion back to {target}: it did not "
-                              "pass its gate", {"version": now, "from_version": now,
-                                                "refused": target})
-        else:
-            stack = champion_stack(audit.events(client, exp_id, ROLLBACK_ALIAS))
-            if now in stack:
-                stack = stack[: len(stack) - stack[::-1].index(now) - 1]
-            target = None
-            while stack:
-                cand = stack.pop()
-                if cand == now:
-                    continue
-                try:
-                    mv = client.get_model_version(name, cand)
-                except Exception:  # noqa: BLE001 - deleted version: skip it
-                    skipped.append(f"{cand} (deleted)")
-                    continue
-                if _passed_its_gate(client, mv):
-                    target = cand
-                    break
-                skipped.append(f"{cand} (gate not passed)")
-            if target is None:
-                raise MlciError(f"no previous good champion of {name} in the audit trail"
-                                + (f" (skipped {', '.join(skipped)})" if skipped else "")
-                                + "; give --version VERSION")
-        assert target is not None  # set above, or a "no previous good champion" error
+        target, mv, skipped = _rollback_target(client, exp_id, name, now, to, reason)
         if target == now:
             return {"version": target, "from_version": now, "changed": False,
                     "notes": [f"{name}@champion is already {target}"]}
-        set_alias(client, name, ROLLBACK_ALIAS, target)
         ev = _event("rollback", name, ROLLBACK_ALIAS, now, target, reason=reason,
                     rollback_of=now, evidence_digest=audit.digest(
                         {"version": target, "evidence": evidence(mv)}),
                     message="skipped " + ", ".join(skipped) if skipped else None)
-        audit.record(client, exp_id, ev)
-    return {"version": target, "from_version": now, "rollback_of": now, "changed": True,
-            "event_id": ev.event_id, "skipped": skipped}
+        passed = Decision([_c(f"{name}/{target} passed its gate", True)])
+        try:
+            notes = move(client, exp_id, ev, passed, expect=now)
+        except Moved:
+            continue
+        return {"version": target, "from_version": now, "rollback_of": now, "changed": True,
+                "event_id": ev.event_id, "skipped": skipped, "notes": notes}
+    raise MlciError(f"{name}@champion kept moving; gave up after {MAX_ATTEMPTS} attempts")
+
+
+def _rollback_target(client: MlflowClient, exp_id: str, name: str, now: str | None,
+                     to: str | None, reason: str) -> tuple[str, Any, list[str]]:
+    """The version to roll back to and why others were skipped; a refusal is recorded."""
+    skipped: list[str] = []
+    if to is not None:
+        target = str(int(to))
+        mv = get_version(client, name, target)
+        if not _passed_its_gate(client, mv):
+            ev = _event("refuse", name, ROLLBACK_ALIAS, now, target, reason=reason,
+                        rollback_of=now, message=f"{name}/{target} did not pass its gate")
+            audit.record(client, exp_id, ev)
+            raise Refused(f"refused to roll {name}@champion back to {target}: it did not "
+                          "pass its gate", {"version": now, "from_version": now,
+                                            "refused": target})
+        return target, mv, skipped
+    stack = champion_stack(audit.events(client, exp_id, ROLLBACK_ALIAS))
+    if now in stack:
+        stack = stack[: len(stack) - stack[::-1].index(now) - 1]
+    while stack:
+        cand = stack.pop()
+        if cand == now:
+            continue
+        try:
+            mv = client.get_model_version(name, cand)
+        except Exception:  # noqa: BLE001 - deleted version: skip it
+            skipped.append(f"{cand} (deleted)")
+            continue
+        if _passed_its_gate(client, mv):
+            return cand, mv, skipped
+        skipped.append(f"{cand} (gate not passed)")
+    raise MlciError(f"no previous good champion of {name} in the audit trail"
+                    + (f" (skipped {', '.join(skipped)})" if skipped else "")
+                    + "; give --version VERSION")
 
 
 def record_canary(client: MlflowClient, out_dir: Path, uri: str, name: str, decision: str,

@@ -32,7 +32,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import uuid
 import warnings
@@ -74,6 +73,7 @@ class Loaded:
     spec: InputSpec
     frame_only: bool = False  # takes a DataFrame only (a pipeline, or a pyfunc model)
     pyfunc: bool = False
+    types: dict[str, str] = field(default_factory=dict)  # column -> its signature's type
 
     @property
     def features(self) -> list[str] | None:
@@ -92,7 +92,10 @@ class Loaded:
 
             x = pd.DataFrame(x, columns=columns)
         if self.pyfunc:
-            out = self.model.predict(x)
+            from mlci.registry.models import cast
+
+            # JSON numbers arrive as floats; pyfunc refuses them for an integer column
+            out = self.model.predict(cast(x, self.types) if self.types else x)
             out = out.iloc[:, 0] if hasattr(out, "iloc") and out.ndim == 2 else out
             return [_py(v) for v in list(out)], None
         if self.classes is not None and hasattr(self.model, "predict_proba"):
@@ -189,25 +192,14 @@ class Gateway:
     def load(self, version: str) -> Loaded:
         if version in self._cache:
             return self._cache[version]
-        import mlflow
-        from mlflow.models import Model
+        from mlci.registry import models, tracking
 
-        with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
-            local = mlflow.artifacts.download_artifacts(f"models:/{self.name}/{version}",
-                                                        dst_path=tmp)
-            meta = Model.load(local)
-            if "sklearn" in meta.flavors:
-                import mlflow.sklearn
-
-                model, pyfunc = mlflow.sklearn.load_model(local), False
-            else:  # any other MLflow model, through its generic interface
-                import mlflow.pyfunc
-
-                model, pyfunc = mlflow.pyfunc.load_model(local), True
-            schema = meta.get_input_schema()
+        m = models.load_version(tracking.env_client(), self.name, version, role="served model")
+        model, pyfunc, schema = m.native, m.pyfunc, m.schema
         classes = None if pyfunc else getattr(model, "classes_", None)
         loaded = Loaded(version, model, [_py(c) for c in classes] if classes is not None
-                        else None, spec_of(model, schema), pyfunc or _frame_only(model), pyfunc)
+                        else None, spec_of(model, schema), pyfunc or _frame_only(model), pyfunc,
+                        dict(m.inputs or []))
         loaded.spec.missing_ok = loaded.scores_missing()
         self._cache[version] = loaded
         self._classes[version] = loaded.classes
@@ -218,11 +210,10 @@ class Gateway:
         return self.active[0] if self.active else None
 
     def champion_alias(self) -> str | None:
-        from mlflow import MlflowClient
-
+        from mlci.registry import tracking
         from mlci.registry.aliases import current
 
-        return current(MlflowClient(), self.name, "champion")
+        return current(tracking.env_client(), self.name, "champion")
 
     def desired(self) -> Routing | None:
         """The routing the state file (or, without a running rollout, the registry) asks for."""

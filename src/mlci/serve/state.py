@@ -48,6 +48,7 @@ class CanaryState:
     last_analysis: dict[str, Any] | None = None
     backend: dict[str, Any] = field(default_factory=dict)  # e.g. a metrics baseline
     pending_audit: dict[str, Any] | None = None  # written before it is recorded (see canary)
+    promoting: dict[str, Any] | None = None  # a champion move under way (see canary.promote)
     schema: str = SCHEMA
 
     @property

@@ -82,41 +82,93 @@ def refuse_untrusted_write(action: str, *, store: str | None = None,
                         "only for a throw-away registry)")
 
 
+MODEL_DIGEST = "mlci.model.digest"  # a run param, logged by train: the files of `model/`
+EVIDENCE_SIGNATURE = PARAM + "evaluation."  # + digest prefix: HMAC of an evaluation record
+
+
+def _key() -> str | None:
+    key = os.environ.get("MLCI_TRUST_KEY")
+    if key is not None and not key.strip():
+        raise MlciError("MLCI_TRUST_KEY is set but empty: set the secret, or unset it")
+    return key
+
+
 def _signature(key: str, run_id: str, values: dict[str, str]) -> str:
     msg = json.dumps({"run_id": run_id, **values}, sort_keys=True).encode()
     return hmac.new(key.encode(), msg, hashlib.sha256).hexdigest()
 
 
 def record(client: MlflowClient, run_id: str) -> dict[str, str]:
-    """Log this process's origin on the run (params: written once, never changed)."""
+    """Log this process's origin on the run (params: written once, never changed); with
+    MLCI_TRUST_KEY, sign it together with the digest of the model's files."""
     from mlflow.entities import Param
 
     values = origin()
     params = {PARAM + k: v for k, v in values.items()}
-    key = os.environ.get("MLCI_TRUST_KEY")
-    if key:
-        params[PARAM + "signature"] = _signature(key, run_id, values)
     existing = client.get_run(run_id).data.params
+    key = _key()
+    if key:
+        signed = {**values, "model_digest": existing.get(MODEL_DIGEST, "")}
+        params[PARAM + "signature"] = _signature(key, run_id, signed)
     new = [Param(k, v) for k, v in params.items() if k not in existing]
     if new:
         client.log_batch(run_id, params=new)
     return values
 
 
-def check_champion(client: MlflowClient, mv) -> None:
-    """Raise (exit 2) unless the champion `mv` was registered from the default branch."""
+def sign_evidence(client: MlflowClient, run_id: str, digest: str) -> None:
+    """With MLCI_TRUST_KEY: an HMAC over an evaluation record's digest, so that a record
+    rewritten together with a new digest param (anyone with write access can add params) is
+    still refused by the gate."""
+    key = _key()
+    if key:
+        client.log_param(run_id, EVIDENCE_SIGNATURE + digest.split(":", 1)[1][:16],
+                         _signature(key, run_id, {"evaluation_digest": digest}))
+
+
+def evidence_signed(params: dict[str, str], run_id: str, digest: str) -> str:
+    """Why an evaluation record's digest is not signed, or "" when it is (or no key is set)."""
+    key = _key()
+    if not key:
+        return ""
+    got = params.get(EVIDENCE_SIGNATURE + digest.split(":", 1)[1][:16], "")
+    good = _signature(key, run_id, {"evaluation_digest": digest})
+    return "" if hmac.compare_digest(good, got) else \
+        "the evaluation record is not signed with MLCI_TRUST_KEY"
+
+
+def check_model(client: MlflowClient, mv, files_digest: str, *, role: str = "model") -> None:
+    """Raise (exit 2) before a registered version's files are unpickled, unless:
+
+    - its files are the ones training recorded (`mlci.model.digest`): nobody swapped the
+      pickle in the artifact store since;
+    - its origin is the default branch (or a local run), as `mlci evaluate` or `mlci adopt`
+      recorded it; a version with no origin at all (registered outside mlci) is refused,
+      except by the gateway when no MLCI_TRUST_KEY is set (the operator chose that registry);
+    - with MLCI_TRUST_KEY: the origin and the files' digest carry the key's signature.
+    """
     params = client.get_run(mv.run_id).data.params
+    where = f"{role} {mv.name}/{mv.version}"
+    recorded = params.get(MODEL_DIGEST)
+    if recorded is not None and recorded != files_digest:
+        raise MlciError(f"{where}: its files differ from the ones training recorded "
+                        f"({MODEL_DIGEST}): refusing to load it")
     values = {k: params.get(PARAM + k, "") for k in FIELDS}
-    where = f"{mv.name}/{mv.version}"
+    key = _key()
+    if not values["event"]:
+        if role == "served model" and not key:
+            return
+        raise MlciError(f"{where} has no recorded origin (registered outside mlci): refusing "
+                        "to load it; bring it under mlci with `mlci adopt --version "
+                        f"{mv.version}`")
     if values["trusted"] != "true":
-        how = (f"from a {values['event']} event on {values['ref'] or 'an unknown ref'}"
-               if values["event"] else "with no origin recorded")
-        raise MlciError(f"champion {where} was registered {how}, not from the default branch: "
+        raise MlciError(f"{where} was registered from a {values['event']} event on "
+                        f"{values['ref'] or 'an unknown ref'}, not from the default branch: "
                         "refusing to load it (promote a default-branch version, or "
                         "--baseline none)")
-    key = os.environ.get("MLCI_TRUST_KEY")
     if key:
-        good = _signature(key, mv.run_id, values)
-        if not hmac.compare_digest(good, params.get(PARAM + "signature", "")):
-            raise MlciError(f"champion {where}: its origin is not signed with MLCI_TRUST_KEY: "
-                            "refusing to load it")
+        good = _signature(key, mv.run_id, {**values, "model_digest": recorded or ""})
+        if recorded is None or not hmac.compare_digest(good, params.get(PARAM + "signature",
+                                                                          "")):
+            raise MlciError(f"{where}: its origin and files are not signed with "
+                            "MLCI_TRUST_KEY: refusing to load it")

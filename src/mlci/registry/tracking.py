@@ -143,6 +143,13 @@ def client(cfg: Config | None, out_dir: Path) -> MlflowClient:
     return c
 
 
+def env_client() -> MlflowClient:
+    """A client of the store the environment names (MLFLOW_TRACKING_URI; the gateway)."""
+    from mlflow import MlflowClient
+
+    return MlflowClient()
+
+
 def _check_reachable(c: MlflowClient, uri: str, attempts: int = 3) -> None:
     """Fail fast with one line when a tracking server is down (bounded retries)."""
     import requests

@@ -1,0 +1,238 @@
+"""The flavour table: how every stage logs, loads and feeds an MLflow model.
+
+Train, evaluate, the gate's re-evaluation, the gateway and the monitor all load a model here,
+so a model one stage accepts, every stage accepts:
+
+- **flavours**: the scikit-learn object when the model has that flavour (its classes and
+  `predict_proba` are needed for probabilities), else MLflow's generic `python_function`
+  interface, through which every other flavour loads (xgboost, lightgbm, onnx, a custom
+  `PythonModel`, ...);
+- **inputs**: a frame is fed through the model's own signature: the columns it was trained on,
+  in order, cast to the signature's types (JSON and CSV give floats where a column was
+  integer, and pyfunc's schema enforcement refuses those). So a champion trained on another
+  feature set is still scored on the golden rows;
+- **trust**: a registered version is loaded only after `registry.trust.check_model` accepted
+  it (its origin, and the digest of the files about to be unpickled; see SECURITY.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlci.errors import MlciError, first_line
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+NATIVE = ("sklearn",)        # flavours loaded as their own object
+GENERIC = "python_function"  # every other flavour, through pyfunc
+_INTEGER = {"integer": "int32", "long": "int64"}
+_FLOAT = {"float": "float32", "double": "float64"}
+
+
+@dataclass
+class Model:
+    """A loaded model and what it takes."""
+
+    uri: str
+    flavour: str                              # the flavour it was loaded through
+    native: Any                               # the estimator, or the pyfunc model
+    inputs: list[tuple[str, str]] | None      # (column, MLflow type) from the signature
+    schema: Any = None                        # the MLflow input schema, for the gateway
+
+    @property
+    def pyfunc(self) -> bool:
+        return self.flavour == GENERIC
+
+    @property
+    def features(self) -> list[str] | None:
+        if self.inputs:
+            return [c for c, _ in self.inputs]
+        names = getattr(self.native, "feature_names_in_", None)
+        return [str(n) for n in names] if names is not None else None
+
+    @property
+    def estimator(self) -> Any:
+        """Something with `predict` (and `predict_proba`/`classes_` where the model has them)
+        that takes `frame(...)`'s output."""
+        return self.native if not self.pyfunc else PyfuncScorer(self.native)
+
+    def frame(self, x: pd.DataFrame, label: str) -> pd.DataFrame:
+        """The columns this model takes, in its order, cast to its signature's types."""
+        names = self.features
+        if names is None:
+            return x
+        absent = [n for n in names if n not in x.columns]
+        if absent:
+            raise MlciError(f"{label}: lacks column {absent[0]!r} that {self.uri} was trained "
+                            "on")
+        return cast(x[names], dict(self.inputs or []))
+
+
+def cast(x: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
+    """Columns cast to their signature types where the values allow it (an integer column
+    with a gap stays float: the model then says what it makes of it)."""
+    import numpy as np
+
+    out = x
+    for col, t in types.items():
+        if col not in x.columns:
+            continue
+        s = x[col]
+        try:
+            if t in _INTEGER and s.dtype.kind != "i":
+                v = s.to_numpy(dtype=float, na_value=np.nan)
+                if not np.isnan(v).any() and np.all(v == np.round(v)):
+                    out = out if out is not x else x.copy()
+                    out[col] = v.astype(_INTEGER[t])
+            elif t in _FLOAT and s.dtype.kind in "iub":
+                out = out if out is not x else x.copy()
+                out[col] = s.to_numpy(dtype=_FLOAT[t])
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+class PyfuncScorer:
+    """A pyfunc model (or a `PythonModel` object) seen as an estimator: `predict(x)` gives one
+    value per row."""
+
+    def __init__(self, model: Any, *, python_model: bool = False) -> None:
+        self.model, self.python_model = model, python_model
+
+    def predict(self, x):  # noqa: ANN001
+        import numpy as np
+
+        out = self.model.predict(None, x) if self.python_model else self.model.predict(x)
+        if hasattr(out, "iloc") and getattr(out, "ndim", 1) == 2:
+            out = out.iloc[:, 0]
+        out = np.asarray(out)
+        return out.reshape(len(out), -1)[:, 0] if out.ndim > 1 else out
+
+
+def is_python_model(est: Any) -> bool:
+    import mlflow.pyfunc
+
+    return isinstance(est, mlflow.pyfunc.PythonModel)
+
+
+def scorer(est: Any) -> Any:
+    """What scores a freshly fitted object: the estimator, or its `PythonModel` as one."""
+    return PyfuncScorer(est, python_model=True) if is_python_model(est) else est
+
+
+# ---------------------------------------------------------------- logging
+
+
+def log(est: Any, x: pd.DataFrame, pip_requirements: list[str], pickle_by_value: tuple = ()):
+    """Log a fitted estimator (sklearn flavour) or `PythonModel` (pyfunc) as `model`, with a
+    signature from the training columns' own types; returns MLflow's ModelInfo."""
+    import cloudpickle
+    from mlflow.models import infer_signature
+
+    sample = x.head(1000)
+    signature = infer_signature(sample, scorer(est).predict(sample.head(5)))
+    if is_python_model(est):
+        import mlflow.pyfunc
+
+        return mlflow.pyfunc.log_model(name="model", python_model=est, signature=signature,
+                                       input_example=x.head(5),
+                                       pip_requirements=pip_requirements)
+    import mlflow.sklearn
+
+    for module in pickle_by_value:
+        cloudpickle.register_pickle_by_value(module)
+    try:
+        return mlflow.sklearn.log_model(
+            est, name="model", signature=signature, input_example=x.head(5),
+            pip_requirements=pip_requirements, serialization_format="cloudpickle")
+    finally:
+        for module in pickle_by_value:
+            cloudpickle.unregister_pickle_by_value(module)
+
+
+# ---------------------------------------------------------------- digests and loading
+
+
+_NOT_HASHED = {"registered_model_meta"}  # written by MLflow on download: name and version
+
+
+def files_digest(folder: Path) -> str:
+    """One sha256 over every file of a model folder (relative path and content)."""
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.relative_to(folder).as_posix() not in _NOT_HASHED:
+            h.update(p.relative_to(folder).as_posix().encode() + b"\0")
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            h.update(b"\0")
+    return "sha256:" + h.hexdigest()
+
+
+def download(uri: str, dst: Path) -> Path:
+    import mlflow.artifacts
+
+    try:
+        return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(dst)))
+    except Exception as exc:  # noqa: BLE001 - any failure to fetch is one line
+        raise MlciError(f"cannot download {uri}: {first_line(exc)}") from None
+
+
+def load_local(folder: Path, uri: str) -> Model:
+    """Load a downloaded model folder through the flavour table."""
+    from mlflow.models import Model as MlflowModel
+
+    try:
+        meta = MlflowModel.load(str(folder))
+        schema = meta.get_input_schema()
+        if "sklearn" in meta.flavors:
+            import mlflow.sklearn
+
+            native, flavour = mlflow.sklearn.load_model(str(folder)), "sklearn"
+        elif GENERIC in meta.flavors:
+            import mlflow.pyfunc
+
+            native, flavour = mlflow.pyfunc.load_model(str(folder)), GENERIC
+        else:
+            raise MlciError(f"{uri}: has neither the sklearn nor the python_function flavour "
+                            f"(has {', '.join(sorted(meta.flavors))})")
+    except MlciError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken or foreign model is one line
+        raise MlciError(f"cannot load {uri}: {first_line(exc)}") from None
+    inputs = None
+    if schema is not None and not schema.is_tensor_spec():
+        named = [c for c in schema.inputs if getattr(c, "name", None)]
+        if named and len(named) == len(schema.inputs):
+            inputs = [(str(c.name), str(getattr(c.type, "name", c.type))) for c in named]
+    return Model(uri, flavour, native, inputs, schema)
+
+
+def load(uri: str) -> Model:
+    """A model by URI (a run's own, just logged): no registry trust check applies."""
+    with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
+        return load_local(download(uri, Path(tmp)), uri)
+
+
+def load_version(client: MlflowClient, name: str, version: str, *,
+                 role: str = "model") -> Model:
+    """A registered version, after the trust check of its origin and files."""
+    from mlci.registry.trust import check_model
+
+    mv = client.get_model_version(name, str(version))
+    uri = f"models:/{name}/{mv.version}"
+    with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
+        local = download(uri, Path(tmp))
+        check_model(client, mv, files_digest(local), role=role)
+        return load_local(local, uri)
+
+
+def artifact_digest(uri: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
+        return files_digest(download(uri, Path(tmp)))
