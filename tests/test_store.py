@@ -45,3 +45,37 @@ def test_store_pull_errors_are_one_line(tmp_path: Path) -> None:
     assert len(r.err.strip().splitlines()) == 1
     r = run_mlci("store", "push", "--url", str(tmp_path / "x.tar.gz"), cwd=tmp_path)
     assert r.code == 2 and "no embedded store to pack" in r.err
+
+
+def test_a_stale_store_is_never_pushed_over_a_newer_one(tmp_path: Path, trained_iris: Path
+                                                        ) -> None:
+    """Two jobs pull the same store; the first pushes; the second, whose store no longer
+    is the one at the URL, is refused and the first one's push stays (compare-and-set)."""
+    import hashlib
+
+    from test_registry import mlci
+
+    from mlci.registry import store
+
+    url = tmp_path / "remote" / "iris-store.tar.gz"
+    url.parent.mkdir()
+    store.pack_store(trained_iris / ".mlci", url)
+    jobs = [make_project(tmp_path / f"job{i}" / "iris") for i in (1, 2)]
+    for job in jobs:
+        assert mlci("store", "pull", "--url", str(url), cwd=job).code == 0
+    assert mlci("promote", "--to", "champion", "--version", "1", cwd=jobs[0]).code == 0
+    assert mlci("store", "push", "--url", str(url), cwd=jobs[0]).code == 0
+    first = hashlib.sha256(url.read_bytes()).hexdigest()
+    r = mlci("store", "push", "--url", str(url), cwd=jobs[1])
+    assert r.code == 2 and "changed since this job pulled it" in r.err, r.err
+    assert len(r.err.strip().splitlines()) == 1
+    assert hashlib.sha256(url.read_bytes()).hexdigest() == first  # nothing lost
+    # pull again (the first job's promotion comes along), then the push goes through
+    assert mlci("store", "pull", "--url", str(url), cwd=jobs[1]).code == 0
+    assert mlci("store", "push", "--url", str(url), cwd=jobs[1]).code == 0
+    # a job that never pulled does not replace an existing store either
+    fresh = make_project(tmp_path / "job3" / "iris")
+    shutil.copytree(jobs[0] / ".mlci", fresh / ".mlci", dirs_exist_ok=True)
+    (fresh / ".mlci" / "store.pulled.json").unlink()
+    r = mlci("store", "push", "--url", str(url), cwd=fresh)
+    assert r.code == 2 and "never pulled" in r.err, r.err

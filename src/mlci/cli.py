@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "comment": ("mlci.commands.comment", "Post or update the report as a sticky PR comment."),
     "promote": ("mlci.commands.promote", "Move a registry alias on recorded evidence."),
     "rollback": ("mlci.commands.rollback", "Move champion back to a previous good version."),
+    "adopt": ("mlci.commands.adopt", "Bring a version registered outside mlci under the gate."),
     "history": ("mlci.commands.history", "Print the audit trail of alias moves for a model."),
     "lineage": ("mlci.commands.lineage", "Where a registered model came from."),
     "store": ("mlci.commands.store", "Carry the embedded registry between CI runs."),

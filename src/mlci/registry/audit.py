@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 SCHEMA = "mlci.audit/1"
 EXPERIMENT_PREFIX = "mlci-audit/"
-ACTIONS = ("promote", "refuse", "rollback", "canary", "force")
+ACTIONS = ("promote", "refuse", "rollback", "canary", "force", "adopt")
 PHASE = "mlci.audit.phase"  # intent | done | abandoned (see `begin`)
 _MAX_TEXT = 2000  # reasons and messages are cut to this many characters
 
@@ -36,7 +36,7 @@ class AuditEvent:
     """One alias decision. `to_version` is the version the alias points at afterwards
     (for a refusal: the version that was refused)."""
 
-    action: str                      # promote | refuse | rollback | canary | force
+    action: str                      # promote | refuse | rollback | canary | force | adopt
     model: str
     alias: str
     from_version: str | None

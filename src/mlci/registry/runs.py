@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -100,3 +101,28 @@ def unregister(client: MlflowClient, name: str, version: str, run_id: str, *,
                                                             max_results=1):
         # only an empty model this update created; never one holding other versions
         client.delete_registered_model(name)
+
+
+def adopt(client: MlflowClient, name: str, version: str, run_id: str, *, model_digest: str,
+          validation_success: bool, validation_file: Path) -> None:
+    """Record on a foreign version's run what mlci's own training records: the digest of the
+    model's files and the validation verdict (params: MLflow never lets them change)."""
+    from mlci.io import sha256_file
+    from mlci.registry.trust import MODEL_DIGEST
+
+    success = "true" if validation_success else "false"
+    values = {MODEL_DIGEST: model_digest, "mlci.validation.success": success}
+    if validation_file.is_file():
+        values["mlci.validation.digest"] = "sha256:" + sha256_file(validation_file)
+        client.log_artifact(run_id, str(validation_file), artifact_path="mlci")
+    existing = client.get_run(run_id).data.params
+    clash = [k for k, v in values.items() if k in existing and existing[k] != v]
+    if clash:
+        from mlci.errors import MlciError
+
+        raise MlciError(f"{name}/{version}: its run already records {clash[0]} with another "
+                        "value; not adopting it")
+    for k, v in values.items():
+        if k not in existing:
+            client.log_param(run_id, k, v)
+    client.set_model_version_tag(name, version, "mlci.validation.success", success)
