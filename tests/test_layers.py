@@ -26,8 +26,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("report", ("mlci.report",)),
     ("data", ("mlci.data",)),
     ("stats", ("mlci.stats",)),
+    # gha.env reads the job's context (GITHUB_*, the event file) for every layer
     ("base", ("mlci.config", "mlci.io", "mlci.errors", "mlci.context", "mlci.durations",
-              "mlci.progress", "mlci.modelspec", "mlci")),
+              "mlci.progress", "mlci.modelspec", "mlci.gha.env", "mlci")),
 ]
 
 
@@ -115,6 +116,32 @@ def test_only_the_registry_imports_mlflow(path: Path) -> None:
              for line, mod in third_party_imports(path)
              if mod == "mlflow" or mod.startswith("mlflow.")]
     assert not found, "\n".join(found)
+
+
+def _reads_github_env(node: ast.AST) -> bool:
+    """`os.environ.get("GITHUB_…")`, `os.getenv("GITHUB_…")` or `os.environ["GITHUB_…"]`."""
+    def github_literal(n: ast.AST | None) -> bool:
+        return isinstance(n, ast.Constant) and isinstance(n.value, str) and \
+            n.value.startswith("GITHUB_")
+
+    if isinstance(node, ast.Call) and node.args and github_literal(node.args[0]):
+        f = node.func
+        return isinstance(f, ast.Attribute) and f.attr in ("get", "getenv", "pop")
+    if isinstance(node, ast.Subscript):
+        return github_literal(node.slice) and "environ" in ast.unparse(node.value)
+    return False
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[module_name(p) for p in MODULES])
+def test_only_gha_env_reads_the_github_context(path: Path) -> None:
+    """One reader of `GITHUB_*` and the event file (`mlci.gha.env`): one place decides what
+    an absent or empty value means, and the event file is parsed once."""
+    if module_name(path) == "mlci.gha.env":
+        return
+    text = path.read_text(encoding="utf-8")
+    found = [f"{path.relative_to(SRC.parent)}:{n.lineno}" for n in ast.walk(ast.parse(text))
+             if _reads_github_env(n)]
+    assert not found, "read GITHUB_* through mlci.gha.env: " + ", ".join(found)
 
 
 def test_layers_cover_the_package() -> None:

@@ -91,7 +91,9 @@ def resolve_baseline(
                     "version": v, "model_uri": f"models:/{cfg.name}/{v}"}
         if kind == "registry":
             return {"kind": "none", "label": "none (no champion in the registry)"}
-        base = os.environ.get("GITHUB_BASE_REF")
+        from mlci.gha import env
+
+        base = env.github("BASE_REF")
         if base:
             spec, kind = f"git:origin/{base}", "git"
             kinds = spec.split(":", 1)

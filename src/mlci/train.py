@@ -189,9 +189,11 @@ def mlflow_tags(cfg: Config, tags: dict[str, str]) -> dict[str, str]:
     if tags[TAG + "git.branch"] != "unknown":
         out["mlflow.source.git.branch"] = tags[TAG + "git.branch"]
     if repo != "unknown":
-        server = os.environ.get("GITHUB_SERVER_URL")
+        from mlci.gha import env
+
+        server = env.github("SERVER_URL")
         out["mlflow.source.git.repoURL"] = f"{server}/{repo}" if server and \
-            os.environ.get("GITHUB_REPOSITORY") == repo else repo
+            env.github("REPOSITORY") == repo else repo
     return out
 
 

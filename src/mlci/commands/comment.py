@@ -10,7 +10,6 @@ either poster: the report goes to the job summary and a warning is printed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,9 @@ class PostFailed(MlciError):
 
 
 def default_title() -> str:
-    workflow = os.environ.get("GITHUB_WORKFLOW", "").strip()
+    from mlci.gha import env
+
+    workflow = env.github("WORKFLOW")
     return f"mlci report · {workflow}" if workflow else "mlci report"
 
 

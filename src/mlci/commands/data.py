@@ -123,7 +123,6 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
     """Open the pull request of a data-update branch, or update its body (one per branch).
     The token comes from the environment (MLCI_GITHUB_TOKEN, else GITHUB_TOKEN), never printed."""
     import json
-    import os
 
     from mlci.commands.comment import PostFailed
     from mlci.errors import MlciError
@@ -134,7 +133,9 @@ def pr_cmd(out_dir: Path, as_json: bool, branch: str, base: str, title: str,
         raise MlciError(f"no report at {body_path}: run `mlci data update` first")
     if repo is None or not repo.strip() or "/" not in repo:
         raise MlciError("no repository: set GITHUB_REPOSITORY or --repo owner/name")
-    token = os.environ.get("MLCI_GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN") or ""
+    from mlci.gha import env
+
+    token = env.token()
     if not token:
         raise MlciError("no token: set GITHUB_TOKEN (or MLCI_GITHUB_TOKEN)")
     gh = github.GitHub(api_url=api_url, repo=repo.strip(), token=token,

@@ -1,4 +1,6 @@
-"""What a job tells a step: the action's inputs (`MLCI_*`), the repository and the event file.
+"""What a job tells a step: the action's inputs (`MLCI_*`), the `GITHUB_*` context and the event
+file. This module is the only reader of `GITHUB_*` and of the event file in the package (a
+layer test holds it to that): every other module, at any layer, asks it.
 
 Inputs reach Python only through `env:` (never interpolated into shell code); an empty input
 means "not set" so that the command's own default applies."""
@@ -25,29 +27,56 @@ def flag(name: str, default: bool = False) -> bool:
 
 def repository() -> str:
     """owner/name: MLCI_REPO, else GITHUB_REPOSITORY (empty when neither is set)."""
-    return value("REPO") or os.environ.get("GITHUB_REPOSITORY", "").strip()
+    return value("REPO") or github("REPOSITORY")
 
 
 def api_url() -> str:
-    return value("API_URL") or os.environ.get("GITHUB_API_URL", "").strip() \
-        or "https://api.github.com"
+    return value("API_URL") or github("API_URL") or "https://api.github.com"
 
 
 def token() -> str:
     """MLCI_GITHUB_TOKEN (the action's `github-token` input), else GITHUB_TOKEN."""
-    return value("GITHUB_TOKEN") or os.environ.get("GITHUB_TOKEN", "").strip()
+    return value("GITHUB_TOKEN") or github("TOKEN")
+
+
+def github(name: str) -> str:
+    """`GITHUB_<name>`, stripped ("" outside Actions)."""
+    return os.environ.get(f"GITHUB_{name}", "").strip()
+
+
+def event_name() -> str:
+    return github("EVENT_NAME")
+
+
+def actor() -> str:
+    return github("ACTOR")
+
+
+def default_branch() -> str:
+    """MLCI_DEFAULT_BRANCH, else the event's repository.default_branch ("" when unknown)."""
+    return value("DEFAULT_BRANCH") or \
+        str((event().get("repository") or {}).get("default_branch") or "")
+
+
+_parsed: dict[tuple[str, int, int], dict[str, Any]] = {}
 
 
 def event() -> dict[str, Any]:
-    """The webhook payload GitHub wrote to GITHUB_EVENT_PATH ({} when absent or unreadable)."""
+    """The webhook payload GitHub wrote to GITHUB_EVENT_PATH ({} when absent or unreadable);
+    parsed once per file version."""
     path = os.environ.get("GITHUB_EVENT_PATH")
     if not path:
         return {}
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        st = Path(path).stat()
+        key = (path, st.st_mtime_ns, st.st_size)
+        if key not in _parsed:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            _parsed.clear()
+            _parsed[key] = data if isinstance(data, dict) else {}
+        return _parsed[key]
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def event_pr(ev: dict[str, Any]) -> int | None:
@@ -74,6 +103,6 @@ def from_fork(ev: dict[str, Any]) -> bool:
 
 def run_url() -> str:
     """The run's page (its artifacts are listed there); empty outside Actions."""
-    server = os.environ.get("GITHUB_SERVER_URL", "").rstrip("/")
-    repo, run_id = os.environ.get("GITHUB_REPOSITORY", ""), os.environ.get("GITHUB_RUN_ID", "")
+    server = github("SERVER_URL").rstrip("/")
+    repo, run_id = github("REPOSITORY"), github("RUN_ID")
     return f"{server}/{repo}/actions/runs/{run_id}" if server and repo and run_id else ""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sys
 from pathlib import Path
 from typing import Any
+
+from mlci.gha import env
 
 
 def _text(v: Any) -> str:
@@ -25,7 +26,7 @@ def heredoc(name: str, text: str) -> str:
 
 def set_outputs(values: dict[str, Any]) -> None:
     """Append to $GITHUB_OUTPUT (multiline-safe); outside Actions print them."""
-    path = os.environ.get("GITHUB_OUTPUT")
+    path = env.github("OUTPUT")
     if not path:
         for k, v in values.items():
             print(f"output {k}={_text(v)}")
@@ -36,7 +37,7 @@ def set_outputs(values: dict[str, Any]) -> None:
 
 def append_summary(text: str) -> bool:
     """Append to the job summary unless the same text is already there; False outside Actions."""
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    path = env.github("STEP_SUMMARY")
     if not path:
         return False
     p = Path(path)

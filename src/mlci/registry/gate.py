@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from mlci import context
 from mlci.errors import MlciError, VerdictFailed
 from mlci.errors import first_line as _first_line
+from mlci.gha import env
 from mlci.registry import audit
 from mlci.registry.aliases import (
     ROLLBACK_ALIAS,
@@ -76,23 +77,18 @@ class Refused(VerdictFailed):
 
 def approver() -> str:
     """Who approved: MLCI_APPROVER, else the reviewer in the GitHub event, else the actor."""
-    env = os.environ.get("MLCI_APPROVER")
-    if env:
-        return env
-    path = os.environ.get("GITHUB_EVENT_PATH")
-    if path:
-        try:
-            ev = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            ev = {}
-        for keys in (("review", "user", "login"), ("approver", "login"),
-                     ("deployment_review", "approver", "login")):
-            v: Any = ev
-            for k in keys:
-                v = v.get(k) if isinstance(v, dict) else None
-            if isinstance(v, str) and v:
-                return v
-    return os.environ.get("GITHUB_ACTOR") or context.actor()
+    named = os.environ.get("MLCI_APPROVER")
+    if named:
+        return named
+    ev = env.event()
+    for keys in (("review", "user", "login"), ("approver", "login"),
+                 ("deployment_review", "approver", "login")):
+        v: Any = ev
+        for k in keys:
+            v = v.get(k) if isinstance(v, dict) else None
+        if isinstance(v, str) and v:
+            return v
+    return context.actor()
 
 
 def evidence(mv) -> dict[str, str]:
@@ -230,7 +226,7 @@ def _event(action: str, name: str, alias: str, frm: str | None, to: str | None,
            **kw: Any) -> audit.AuditEvent:
     from mlci.context import ci_run_url, git_info, trigger
 
-    commit = os.environ.get("GITHUB_SHA") or git_info(Path.cwd()).get("git.commit")
+    commit = env.github("SHA") or git_info(Path.cwd()).get("git.commit")
     return audit.AuditEvent(action=action, model=name, alias=alias, from_version=frm,
                             to_version=to, actor=context.actor(), approver=approver(),
                             ci_run_url=ci_run_url(), trigger=trigger(), git_commit=commit, **kw)

@@ -64,7 +64,9 @@ def artifact_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any
 def _commit_url(repo: str | None, commit: str | None) -> str | None:
     if not repo or not commit or commit == "unknown":
         return None
-    server = os.environ.get("GITHUB_SERVER_URL", "https://github.com").rstrip("/")
+    from mlci.gha import env
+
+    server = (env.github("SERVER_URL") or "https://github.com").rstrip("/")
     m = re.match(r"^(?:https://github\.com/|git@github\.com:)?([\w.-]+/[\w.-]+?)(?:\.git)?$",
                  repo)
     return f"{server}/{m[1]}/commit/{commit}" if m else None

@@ -18,9 +18,10 @@ import hmac
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlci.errors import MlciError
+from mlci.gha import env
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -31,25 +32,12 @@ PR_EVENTS = frozenset({"pull_request", "pull_request_target", "pull_request_revi
 FIELDS = ("event", "ref", "default_branch", "trusted")
 
 
-def _event_json() -> dict[str, Any]:
-    path = os.environ.get("GITHUB_EVENT_PATH")
-    if not path:
-        return {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def origin() -> dict[str, str]:
     """This process's origin. Outside GitHub Actions (no GITHUB_EVENT_NAME) it is a local
     run by whoever owns the store: trusted."""
-    event = os.environ.get("GITHUB_EVENT_NAME") or "local"
-    ref = os.environ.get("GITHUB_REF") or ""
-    default = (os.environ.get("MLCI_DEFAULT_BRANCH")
-               or str((_event_json().get("repository") or {}).get("default_branch") or ""))
+    event = env.event_name() or "local"
+    ref = env.github("REF")
+    default = env.default_branch()
     if not default and event == "schedule" and ref.startswith("refs/heads/"):
         default = ref[len("refs/heads/"):]  # GitHub runs schedules on the default branch only
     if event == "local":
@@ -71,7 +59,7 @@ def refuse_untrusted_write(action: str, *, store: str | None = None,
     only from default-branch pushes, and its champion is loaded only when trusted (see
     `check_champion`). Every other store is shared, and a pull request never writes to it.
     """
-    event = os.environ.get("GITHUB_EVENT_NAME") or ""
+    event = env.event_name()
     allowed = (os.environ.get("MLCI_ALLOW_PR_REGISTRY") or "").lower() in ("1", "true", "yes")
     if store is not None and out_dir is not None and \
             store == f"sqlite:///{(out_dir / 'mlflow.db').resolve()}":

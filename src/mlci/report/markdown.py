@@ -6,7 +6,6 @@ matrix is also a text table) and stays under GitHub's 65,536-character comment l
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -343,7 +342,9 @@ def _lineage_section(run, validation) -> list[str]:
 
 
 def write_step_summary(text: str) -> bool:
-    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    from mlci.gha import env
+
+    path = env.github("STEP_SUMMARY")
     if not path:
         return False
     with open(path, "a", encoding="utf-8") as fh:
