@@ -134,34 +134,70 @@ def rules_project(root: Path) -> Path:
     return root
 
 
-def test_a_pyfunc_model_with_integer_columns_goes_through_every_stage(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def lightgbm_project(root: Path) -> Path:
+    """Iris with a LightGBM classifier: a model library mlci itself does not depend on."""
+    from conftest import make_project
+
+    make_project(root)
+    cfg = root / "mlci.yaml"
+    cfg.write_text(cfg.read_text().replace(
+        "estimator: sklearn.ensemble.RandomForestClassifier\n"
+        "  params: {n_estimators: 200, random_state: 0}",
+        "estimator: lightgbm.LGBMClassifier\n"
+        "  params: {n_estimators: 30, min_child_samples: 5, verbose: -1, n_jobs: 1}"))
+    assert "lightgbm" in cfg.read_text()
+    return root
+
+
+MODELS = {
+    "pyfunc-integer-columns": (rules_project, "rules",
+                               [{"a": 7.0, "b": 3}, {"a": 1, "b": 9}], ["yes", "no"]),
+    "lightgbm": (lightgbm_project, "iris",
+                 [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
+                   "petal_width": 0.2}], ["setosa"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_any_mlflow_model_goes_through_every_stage(kind: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """train -> evaluate -> promote -> serve -> canary -> promotion -> rollback, with one
+    loader: a pyfunc `PythonModel` on integer columns (JSON gives 7.0), and LightGBM."""
     from starlette.testclient import TestClient
 
     from mlci.serve.app import Gateway
 
-    root = rules_project(tmp_path / "rules")
+    make, name, rows, expected = MODELS[kind]
+    root = make(tmp_path / name)
     r = mlci("run", cwd=root)
     assert r.code == 0, r.err
     assert mlci("promote", "--to", "champion", cwd=root).code == 0
-    # a second version, compared against the pyfunc champion by the gate's re-evaluation
-    assert mlci("train", cwd=root).code == 0
-    assert mlci("evaluate", "--baseline", "none", cwd=root).code == 0
-    r = mlci("promote", "--to", "champion", "--version", "2", "--json", cwd=root)
-    assert r.code == 0, r.err
-    checks = json.loads(r.out)["checks"]
-    assert any("re-evaluated vs champion 1" in c["check"] for c in checks)
-
+    v2 = new_version(root)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / '.mlci/mlflow.db'}")
-    gw = Gateway("rules", log_path=root / ".mlci/predictions.db",
-                 state_file=root / ".mlci/canary/state.json")
-    gw.apply(gw.desired())
-    with TestClient(gw.app()) as http:
-        # JSON numbers: 7.0 and 3 both reach the model as the integers it was trained on
-        res = http.post("/predict", json={"instances": [{"a": 7.0, "b": 3}, {"a": 1, "b": 9}]})
-        assert res.status_code == 200, res.text
-        assert res.json()["predictions"] == ["yes", "no"]
-        assert res.json()["model_version"] == "2"
+
+    def served() -> tuple[str, list]:
+        gw = Gateway(name, log_path=root / ".mlci/predictions.db",
+                     state_file=root / ".mlci/canary/state.json")
+        gw.apply(gw.desired())
+        with TestClient(gw.app()) as http:
+            res = http.post("/predict", json={"instances": rows})
+            assert res.status_code == 200, res.text
+            return res.json()["model_version"], res.json()["predictions"]
+
+    assert served() == ("1", expected)
+    assert mlci("canary", "start", "--version", v2, "--steps", "50,100", cwd=root).code == 0
+    r = mlci("canary", "promote", "--force", "--reason", "no live traffic in this test",
+             cwd=root)
+    assert r.code == 0, r.err
+    assert served() == (v2, expected)
+    r = mlci("rollback", name, "--reason", "back to the first version", cwd=root)
+    assert r.code == 0, r.err
+    assert served() == ("1", expected)
+    c = client_for(root)
+    exp = c.get_experiment_by_name(audit.experiment_name(name)).experiment_id
+    actions = [(e.action, e.alias, e.to_version) for e in audit.events(c, exp)]
+    assert actions[-3:] == [("canary", "challenger", v2), ("force", "champion", v2),
+                            ("rollback", "champion", "1")]
 
 
 def test_a_changed_feature_set_is_still_compared_and_promoted(proj: Path) -> None:

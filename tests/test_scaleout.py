@@ -256,11 +256,13 @@ def test_pipeline_registry_lineage_canary_and_monitor_on_the_team_stack(team: Te
 
     # a second version rolled out by the canary and promoted: aliases move on PostgreSQL
     _timed("mlci train", "train", cwd=root, env=env)
+    _timed("mlci evaluate", "evaluate", cwd=root, env=env)  # a canary needs gate evidence
     _timed("mlci canary", "canary", "start", "--version", "2", "--steps", "50,100", "--json",
            cwd=root, env=env)
     assert team.aliases(MODEL) == {"candidate": 2, "challenger": 2, "champion": 1}
-    _timed("mlci canary", "canary", "promote", "--reason", "team stack test", "--json",
-           cwd=root, env=env)
+    # no traffic reached it here: promoting before the analysis passes is an audited force
+    _timed("mlci canary", "canary", "promote", "--force", "--reason", "team stack test",
+           "--json", cwd=root, env=env)
     assert team.aliases(MODEL) == {"candidate": 2, "champion": 2}
     r = _timed("mlci history", "history", MODEL, "--json", cwd=root, env=env)
     assert "promoted" in r.out and "team stack test" in r.out
