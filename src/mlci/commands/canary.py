@@ -204,8 +204,9 @@ def command() -> None:
 @params_options
 @click.option("--version", required=True, envvar="MLCI_VERSION",
               help="Model version to roll out (env MLCI_VERSION).")
-@click.option("--force", is_flag=True,
-              help="Start even though VERSION's gate evidence fails (needs --reason; audited).")
+@click.option("--force", is_flag=True, envvar="MLCI_FORCE",
+              help="Start even though VERSION's gate evidence fails (needs --reason; audited; "
+                   "env MLCI_FORCE).")
 @click.option("--reason", default=None, envvar="MLCI_REASON",
               help="Why; recorded in the audit trail (env MLCI_REASON).")
 def start(**kw: Any) -> int:
@@ -251,9 +252,9 @@ def status(**kw: Any) -> int:
 @shared
 @click.option("--reason", default=None, envvar="MLCI_REASON",
               help="Why promote before the last step; recorded (env MLCI_REASON).")
-@click.option("--force", is_flag=True,
+@click.option("--force", is_flag=True, envvar="MLCI_FORCE",
               help="Promote although the analysis or the gate evidence does not pass "
-                   "(needs --reason; audited as a force).")
+                   "(needs --reason; audited as a force; env MLCI_FORCE).")
 def promote(**kw: Any) -> int:
     """Promote the challenger now (champion moves to it) when its gate evidence holds and
     the analysis passes; exit 1 when refused."""
