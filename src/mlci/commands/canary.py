@@ -306,6 +306,7 @@ def plan(**kw: Any) -> int:
     of promoting an identical challenger and the expected time to the decision (exit 2 when
     it is below --min-power)."""
     ctl = _controller(kw)
+    ctl.echo = lambda s: None  # the plan below says it all
     p = ctl.plan(_params({**kw, "preflight": "warn"}))
     pf = p.plan
     if pf is None:

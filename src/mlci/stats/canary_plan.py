@@ -12,8 +12,8 @@ rolls back for lack of evidence. So the deadline fixes the maximum sample:
     n_max = sum over judged steps of  rate * share * w (1 - w) * seconds
 
 (w the challenger's weight; `share` 1 for requests, the label share for labels; latency
-excludes each step's bake; the last step's last `label_delay` seconds bring no labels in
-time). `n_max` is in the unit of the stratified contrast's effective size, n1 n0 / (n1 + n0).
+excludes each step's bake; requests served in the last `label_delay` seconds of the rollout
+bring no labels in time). `n_max` is in the unit of the stratified contrast's effective size, n1 n0 / (n1 + n0).
 
 Power: the group-sequential bound of `mlci.stats.sequential` is crossed by an identical
 challenger with the first-passage probability `gs_power` of its drift theta / se at n_max, with
@@ -53,13 +53,14 @@ def n_max(steps: list[float], bake: float, deadline: float, prof: Profile) -> di
     """The planned maximum effective size of each kind of data at the deadline."""
     ws = judged_weights(steps)
     out = {"requests": 0.0, "latency": 0.0, "labels": 0.0}
+    seconds = bake + deadline
+    last_label = len(ws) * seconds - prof.label_delay  # later requests' labels come too late
     for i, w in enumerate(ws):
         h = prof.rate * w * (1 - w)
-        seconds = bake + deadline
         out["requests"] += h * seconds
         out["latency"] += h * deadline
-        labelled = seconds - (prof.label_delay if i == len(ws) - 1 else 0.0)
-        out["labels"] += prof.label_share * h * max(labelled, 0.0)
+        labelled = min(seconds, max(last_label - i * seconds, 0.0))
+        out["labels"] += prof.label_share * h * labelled
     return out
 
 
@@ -131,7 +132,8 @@ def preflight(p: Any, prof: Profile, metric: str = "accuracy") -> dict[str, Any]
     # once every check is shown, each later judged step takes its bake and one look
     promote_at = (when + (n_judged - 1 - done_step) * (p.bake + p.poll)
                   if math.isfinite(when) else None)
-    ok = power >= p.min_power
+    ok = power >= p.min_power and promote_at is not None and \
+        promote_at <= n_judged * step_len
     out: dict[str, Any] = {"ok": ok, "power": round(power, 4), "checks": checks,
                            "n_max": {k: round(v, 1) for k, v in nmax.items()},
                            "expected_seconds_to_promotion": None if promote_at is None

@@ -107,7 +107,8 @@ def halfwidth(var: np.ndarray | float, alpha: float, *, design: str = SEQUENTIAL
         raise ValueError("the group-sequential half-width needs the information fraction: "
                          "use gs_halfwidth")
     u = mixture_u(np.asarray(1.0 / var), alpha, rho)
-    return u * np.sqrt(var * (1.0 + var / (rho * rho)))
+    with np.errstate(over="ignore"):
+        return u * np.sqrt(var * (1.0 + var / (rho * rho)))
 
 
 def gs_halfwidth(var: np.ndarray | float, frac: np.ndarray | float, alpha: float
@@ -118,7 +119,8 @@ def gs_halfwidth(var: np.ndarray | float, frac: np.ndarray | float, alpha: float
 
     var = np.maximum(np.asarray(var, dtype=float), 1e-300)
     f = np.clip(np.asarray(frac, dtype=float), 1e-9, 1.0)
-    return ndtri(1 - alpha / 2) * np.sqrt(var / f)
+    with np.errstate(over="ignore"):
+        return ndtri(1 - alpha / 2) * np.sqrt(var / f)
 
 
 def gs_power(drift: float, alpha: float) -> float:
@@ -227,9 +229,10 @@ def stratified(s1: list[Arm], s0: list[Arm], *, scale: float, margin: float, bin
         num = num + h * est
         den = den + h
         vsum = vsum + h * h * v
-    den_ = np.maximum(np.asarray(den, dtype=float), 1e-300)
-    est = np.where(np.asarray(den) > 0, num / den_, 0.0)
-    var = np.where(np.asarray(den) > 0, vsum / (den_ * den_), 1e300)
+    some = np.asarray(den) > 0
+    den_ = np.where(some, den, 1.0)
+    est = np.where(some, num / den_, 0.0)
+    var = np.where(some, vsum / (den_ * den_), 1e300)
     return est, var, np.asarray(den, dtype=float)
 
 
