@@ -63,7 +63,7 @@ def test_worse_challenger_is_rolled_back_on_quality_alone(live) -> None:
     assert checks["error rate"] != "fail" and checks["p95 latency (non-inferiority)"] != "fail"
     acc = [c for c in res["checks"] if c["check"].startswith("accuracy")][0]
     # shown worse than the allowance: the whole confidence bound of the loss contrast is > 0
-    assert acc["test"]["design"] == "sequential" and acc["test"]["lower"] > 0, acc
+    assert acc["test"]["design"] == "group-sequential" and acc["test"]["lower"] > 0, acc
     assert alias(root, "champion") == champion and alias(root, "challenger") is None
     assert gw.readyz()["challenger"] is None  # traffic back on the champion
     assert (root / ".mlci" / "canary" / "report.md").read_text().count("fail") >= 1

@@ -13,7 +13,8 @@ rolls back for lack of evidence. So the deadline fixes the maximum sample:
 
 (w the challenger's weight; `share` 1 for requests, the label share for labels; latency
 excludes each step's bake; requests served in the last `label_delay` seconds of the rollout
-bring no labels in time). `n_max` is in the unit of the stratified contrast's effective size, n1 n0 / (n1 + n0).
+bring no labels in time). `n_max` is in the unit of the stratified contrast's effective
+size, n1 n0 / (n1 + n0).
 
 Power: the group-sequential bound of `mlci.stats.sequential` is crossed by an identical
 challenger with the first-passage probability `gs_power` of its drift theta / se at n_max, with

@@ -11,7 +11,8 @@ combined; requests served at 100 % (no concurrent champion) are not judged:
 - **latency**: a non-inferiority test on the `latency_quantile` (default p95) against a
   threshold t **fixed before the tested data**: the champion's quantile on its traffic before
   the rollout (`latency_threshold_ms`, set when the rollout starts), or else on its requests
-  during the first step's bake. Requests served during any step's bake are not tested (warm-up
+  during the first step's bake (its first `min_requests` if the bake had fewer; those are
+  not tested). Requests served during any step's bake are not tested (warm-up
   excluded by design). A challenger request is slow when it takes more than
   `max_latency_ratio * t + latency_slack_ms`, a champion request when it takes more than t
   (the same strict inequality on both sides: with timer steps, a challenger exactly at the
@@ -231,10 +232,11 @@ def latency_threshold(cb: Observations, p: Params, steps: Steps = ONE
     if p.latency_threshold_ms is not None:
         return float(p.latency_threshold_ms), "the champion's traffic before the rollout", \
             np.ones(n, dtype=bool)
+    cal = np.zeros(n, dtype=bool)
     if cb.latency_ts is not None and len(cb.latency_ts) == n and steps is not ONE:
         cal = np.asarray(cb.latency_ts) < steps.starts[0] + steps.bake
         where = "the champion's requests during the first step's bake"
-    else:  # no times: its first min_requests answered requests
+    if cal.sum() < p.min_requests:  # no times, or a bake too short: its first requests
         cal = np.arange(n) < p.min_requests
         where = f"the champion's first {p.min_requests} answered requests"
     if cal.sum() < p.min_requests:
