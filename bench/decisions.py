@@ -1,33 +1,25 @@
 """Error rates of the canary's and the watch's decisions under continuous monitoring.
 
-Simulates whole rollouts, thousands at once (numpy), with the judge's own statistics
-(`mlci.stats.sequential`): steps 5,25,50,100 % with a 60 s bake each, 20 requests/s, every
-request labelled, a look every `poll` seconds while a step waits, and a rollback 1800 s after a
-bake that stays inconclusive. Designs:
+The first section is the canary's default design (`group-sequential`, `bench/canary_sim.py`):
+whole rollouts with all checks at once at 20 requests/s and a 30-minute step deadline, against
+the targets: an identical challenger promoted >= 90 % with every label at once and >= 80 % with
+30 % of the requests labelled after 10 minutes, a challenger worse by an allowance promoted
+<= alpha, each rate with its 95 % Clopper-Pearson interval, beside the pre-flight check's
+prediction (power, expected minutes to the promotion); and the shadow-disagreement ceiling.
 
-- `today`: the previous controller: the fixed-sample test (quality: Agresti-Caffo Wald z) re-run
-  at level alpha on every look; error rate and p99 latency judged on raw point values;
-- `sequential`: the confidence sequences of `mlci.stats.sequential` (the default);
-- `fixed`: one look per check at a planned size with power 90% against "better by the margin".
+The later sections measure, one check at a time, the confidence-sequence design (`--design
+sequential`) against the previous controller (`today`: the fixed-sample test re-run at level
+alpha on every look, the error rate judged on raw point values) and the fixed design, with
+steps 5,25,50,100 %, a 60 s bake, 20 requests/s, every request labelled and a rollback 1800 s
+after a bake that stays inconclusive:
 
-Cells (alpha = 0.05, `--reps` replications each, 2,000 by default):
-
-- promote rate of a challenger worse by exactly the margin (today's design beside it, for
-  several numbers of looks): must be <= alpha;
-- rollback rate of an identical challenger, on quality, error rate and latency: <= alpha
-  (latency on a loaded machine: a load factor shared by both variants changes every 5 s and one
-  request in 50 stalls);
-- power and median labelled samples (challenger arm) to a decision for a challenger better by
-  the margin, against the fixed-sample design;
-- latency, where the champion's threshold is calibrated (its first 50 answered requests, the
-  previous judge, or every other one, recomputed at every look, the judge now), on the loaded
-  machine and with a warm-up spike at the start of the rollout: rollback of an identical
-  challenger and promotion of challengers slower than the allowance (1.5x + 2 ms everywhere,
-  or a pure factor that is the allowance at p95 only), each <= alpha, and the power;
+- promote rate of a challenger worse by exactly the margin, for several numbers of looks;
+- rollback rate of an identical challenger on quality and error rate;
+- power and median labelled samples to a decision for a challenger better by the margin;
 - sticky routing with users that differ in difficulty: iid variance against cluster-robust;
 - the watch: rollback of a fine champion (<= alpha) and of one decayed by twice the margin.
 
-    python bench/decisions.py            # 2,000 replications per cell (about two minutes)
+    python bench/decisions.py            # 2,000 replications per cell (about six minutes)
     python bench/decisions.py --quick    # 300 replications, CI smoke run
 """
 
@@ -46,6 +38,9 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mlci.stats.sequential import FIXED, SEQUENTIAL, Arm, decide, halfwidth  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import canary_sim as gs  # noqa: E402
 
 ALPHA = 0.05
 STEPS = (5.0, 25.0, 50.0, 100.0)
@@ -117,187 +112,6 @@ class ErrorRateToday(Bernoulli):
         r1 = self.x1 / np.maximum(self.n1, 1)
         r0 = self.x0 / np.maximum(self.n0, 1)
         return np.where(r1 <= r0 + self.margin, "pass", "fail")
-
-
-class Histograms:
-    """Per-replication counts on the bins of a grid, with per-block sums (blocks of `W`
-    bins) so that an order statistic or a tail count costs a pass over the blocks and one
-    block instead of a cumulative sum over every bin."""
-
-    W = 64
-
-    def __init__(self, reps: int, bins: int) -> None:
-        assert bins % self.W == 0
-        self.h = np.zeros((reps, bins // self.W, self.W), dtype=np.int32)
-        self.blocks = np.zeros((reps, bins // self.W), dtype=np.int64)
-        self.n = np.zeros(reps, dtype=np.int64)
-
-    def add(self, rep: np.ndarray, b: np.ndarray) -> None:
-        nb = self.blocks.shape[1]
-        np.add.at(self.h.reshape(-1), rep * (nb * self.W) + b, 1)
-        np.add.at(self.blocks.reshape(-1), rep * nb + b // self.W, 1)
-        self.n += np.bincount(rep, minlength=len(self.n))
-
-    def order(self, rows: np.ndarray, k: np.ndarray) -> np.ndarray:
-        """The bin of the k-th smallest value (0-based) of each replication in `rows`."""
-        c = np.cumsum(self.blocks[rows], axis=1)
-        blk = np.argmax(c > k[:, None], axis=1)
-        before = np.where(blk > 0, np.take_along_axis(c, np.maximum(blk - 1, 0)[:, None],
-                                                      axis=1)[:, 0], 0)
-        inside = np.cumsum(self.h[rows, blk], axis=1)
-        return blk * self.W + np.argmax(inside > (k - before)[:, None], axis=1)
-
-    def at_or_above(self, rows: np.ndarray, j: np.ndarray) -> np.ndarray:
-        """How many values of each replication in `rows` lie in bin j or above."""
-        nb = self.blocks.shape[1]
-        past = j >= nb * self.W
-        j = np.minimum(j, nb * self.W - 1)
-        blk, off = j // self.W, j % self.W
-        c = np.cumsum(self.blocks[rows], axis=1)
-        after = self.n[rows] - np.take_along_axis(c, blk[:, None], axis=1)[:, 0]
-        inside = (self.h[rows, blk] * (np.arange(self.W) >= off[:, None])).sum(axis=1)
-        return np.where(past, 0, after + inside)
-
-
-class Latency:
-    """The judge's latency test, simulated exactly. Latencies on a loaded machine: lognormal
-    model time (median 8 ms) times a load factor shared by both variants (new every tick), and
-    one request in 50 stalled 5-20x; optionally a warm-up spike (`warmup` = (seconds, factor):
-    the rollout's first seconds slower for both variants, as while the gateway loads the
-    challenger). The challenger's latency is `scale * L + shift` of a champion-like draw.
-
-    `calibration="split"` (the judge): the champion's answered requests alternate by position
-    (even: calibration, odd: test); at every look t is the q-quantile of the whole calibration
-    half so far (numpy's linear interpolation), the champion's loss is 1 at or above t, the
-    challenger's above ratio * t + slack. `calibration="first"` (the previous judge): t is the
-    quantile of the champion's first MIN_REQUESTS answered requests, tested on the rest.
-
-    Each replication keeps three histograms (calibration, champion test, challenger) on a log
-    grid of 0.5% steps from 0.25 ms to 4 s, i.e. latencies read with a timer of that resolution
-    (values are the grid points, so the judge's rule, ties included, is applied to them
-    exactly), so the moving threshold and both shares are recomputed at every look without
-    storing draws."""
-
-    STALL_P = 0.02
-    GRID = 0.25 * 1.005 ** np.arange(31 * Histograms.W)  # ms: 0.25 ms to 5 s
-
-    def __init__(self, reps: int, rng: np.random.Generator, scale: float = 1.0,
-                 shift: float = 0.0, q: float = 0.95, ratio: float = 1.5,
-                 slack: float = 2.0, keep_raw: bool = False, calibration: str = "split",
-                 warmup: tuple[float, float] = (0.0, 1.0)) -> None:
-        assert calibration in ("split", "first")
-        self.keep_raw, self.calibration, self.warmup = keep_raw, calibration, warmup
-        self.reps, self.scale, self.shift = reps, scale, shift
-        self.q, self.ratio, self.slack = q, ratio, slack
-        self.clock = 0.0
-        self.cal, self.test0, self.ch = (Histograms(reps, len(self.GRID)) for _ in range(3))
-        self.raw1: list[np.ndarray] = []  # today's design: raw samples per tick
-        self.raw0: list[np.ndarray] = []
-
-    @classmethod
-    def draw(cls, rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
-        """Champion-like latencies (ms) at load 1."""
-        base = rng.lognormal(math.log(8.0), 0.35, shape)
-        return base * np.where(rng.random(shape) < cls.STALL_P, rng.uniform(5, 20, shape), 1.0)
-
-    @classmethod
-    def bin_of(cls, ms: np.ndarray) -> np.ndarray:
-        i = np.floor(np.log(ms / cls.GRID[0]) / math.log(1.005)).astype(np.int64)
-        return np.clip(i, 0, len(cls.GRID) - 1)
-
-    def _requests(self, rng: np.random.Generator, new: np.ndarray, load: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One tick's requests of one variant, flat and in arrival order per replication:
-        (replication, position within the tick, latency at load 1 times load and warm-up)."""
-        new = new.astype(np.int64)
-        rep = np.repeat(np.arange(self.reps), new)
-        pos = np.arange(len(rep)) - np.repeat(np.cumsum(new) - new, new)
-        ms = self.draw(rng, len(rep)) * load[rep]
-        seconds, factor = self.warmup
-        share = min(max((seconds - (self.clock - TICK)) / TICK, 0.0), 1.0)
-        if share > 0:  # arrivals are uniform in the tick: the first Binomial(n, share) spike
-            ms = ms * np.where(pos < np.repeat(rng.binomial(new, share), new), factor, 1.0)
-        return rep, pos, ms
-
-    @property
-    def n1(self) -> np.ndarray:  # challenger requests (the rollout reports them)
-        return self.ch.n
-
-    def add(self, rng: np.random.Generator, new1: np.ndarray, new0: np.ndarray) -> None:
-        self.clock += TICK
-        load = rng.lognormal(0.0, 0.4, self.reps)
-        rep1, _, ms1 = self._requests(rng, new1, load)
-        ms1 = self.scale * ms1 + self.shift
-        self.ch.add(rep1, self.bin_of(ms1))
-        rep0, pos0, ms0 = self._requests(rng, new0, load)
-        index = (self.cal.n + self.test0.n)[rep0] + pos0  # position among the champion's
-        cal = index % 2 == 0 if self.calibration == "split" else index < MIN_REQUESTS
-        b0 = self.bin_of(ms0)
-        self.cal.add(rep0[cal], b0[cal])
-        self.test0.add(rep0[~cal], b0[~cal])
-        if self.keep_raw:  # today's design judges raw p99s
-            for raw, rep, ms, new in ((self.raw1, rep1, ms1, new1), (self.raw0, rep0, ms0, new0)):
-                a = np.full((self.reps, int(max(new.max(), 1))), np.nan)
-                a[rep, np.arange(len(rep)) - np.repeat(np.cumsum(new) - new,
-                                                        new.astype(np.int64))] = ms
-                raw.append(a)
-
-    def threshold(self, rows: np.ndarray) -> np.ndarray:
-        """np.quantile(calibration, q) of each replication in `rows`, from its histogram."""
-        n = np.maximum(self.cal.n[rows], 1)
-        virtual = (n - 1) * self.q
-        lo = np.floor(virtual).astype(np.int64)
-        a = self.GRID[self.cal.order(rows, lo)]  # the order statistics around the quantile
-        b = self.GRID[self.cal.order(rows, np.minimum(lo + 1, n - 1))]
-        frac = virtual - lo
-        return np.where(frac >= 0.5, b - (b - a) * (1 - frac), a + (b - a) * frac)  # numpy's
-
-    def shares(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(t, challenger requests slower than ratio * t + slack, champion test requests at
-        or above t) of each replication in `rows`."""
-        t = self.threshold(rows)
-        x0 = self.test0.at_or_above(rows, np.searchsorted(self.GRID, t, side="left"))
-        x1 = self.ch.at_or_above(rows, np.searchsorted(self.GRID, self.ratio * t + self.slack,
-                                                       side="right"))
-        return t, x1, x0
-
-    def verdict(self, design: str, planned: int, rows: np.ndarray | None = None
-                ) -> np.ndarray:
-        out = np.full(self.reps, "wait", dtype=object)
-        rows = np.arange(self.reps) if rows is None else np.flatnonzero(rows)
-        if design == "today":
-            r1, r0 = np.concatenate(self.raw1, axis=1), np.concatenate(self.raw0, axis=1)
-            n1, n0 = np.isfinite(r1).sum(axis=1), np.isfinite(r0).sum(axis=1)
-            with np.errstate(all="ignore"):
-                c99, b99 = np.nanpercentile(r1, 99, axis=1), np.nanpercentile(r0, 99, axis=1)
-            v = np.where(c99 <= b99 * self.ratio + self.slack, "pass", "fail")
-            out[:] = np.where(np.minimum(n1, n0) >= MIN_REQUESTS, v, "wait")
-            return out
-        ready = (self.ch.n[rows] >= MIN_REQUESTS) & \
-            (self.cal.n[rows] + self.test0.n[rows] >= 2 * MIN_REQUESTS)
-        rows = rows[ready]
-        if len(rows):
-            _, x1, x0 = self.shares(rows)
-            d = decide(Arm(self.ch.n[rows], x1, x1), Arm(self.test0.n[rows], x0, x0), margin=0.0,
-                       alpha=ALPHA, alpha_fail=ALPHA / 3, binary=True, design=design,
-                       rho=1 - self.q, planned=planned)
-            out[rows] = d.verdict
-        return out
-
-
-def at_the_allowance_by_factor(q: float = 0.95, ratio: float = 1.5, slack: float = 2.0
-                               ) -> float:
-    """The pure slow-down factor f (no shift) whose q-quantile is ratio x the champion's +
-    slack on the loaded machine: f = ratio + slack / Q(q) (Q by Monte Carlo, 4M draws)."""
-    rng = np.random.default_rng(12345)
-    x = Latency.draw(rng, 4_000_000) * rng.lognormal(0.0, 0.4, 4_000_000)
-    return ratio + slack / float(np.quantile(x, q))
-
-
-WARMUP = (2.0, 4.0)                 # the rollout's first 2 s at 4x load
-FACTOR = at_the_allowance_by_factor()
-LATENCY_CHALLENGERS = {"identical": (1.0, 0.0), "1.5x + 2 ms": (1.5, 2.0),
-                       f"{FACTOR:.2f}x": (FACTOR, 0.0)}
 
 
 def rollout(check, design: str, *, reps: int, poll: float, rng: np.random.Generator,
@@ -426,6 +240,77 @@ def watch(design: str, *, reps: int, looks: int, rng: np.random.Generator, drop:
 # ------------------------------------------------------------------ the table
 
 
+IDENTICAL = {
+    "every label at once": gs.Scenario(),
+    "30% labelled after 10 min": gs.Scenario(label_share=0.3, label_delay=600),
+    "every label after 10 min": gs.Scenario(label_delay=600),
+    "every label after 1 hour": gs.Scenario(label_delay=3600),
+    "shared drift: accuracy 0.94 -> 0.86, errors 0.5% -> 3% in 40 min":
+        gs.Scenario(wrong=0.06, wrong_end=0.14, error=0.005, error_end=0.03),
+    "cold start: the first 30 challenger requests 20x slower": gs.Scenario(cold=30),
+    "2 requests/s (the pre-flight check refuses)": gs.Scenario(rate=2.0),
+}
+WORSE = {
+    "accuracy worse by the margin (0.02)": gs.Scenario(d_wrong=0.02),
+    "accuracy worse by the margin, under the shared drift":
+        gs.Scenario(d_wrong=0.02, wrong=0.06, wrong_end=0.14, error=0.005, error_end=0.03),
+    "accuracy worse by the margin, 30% labelled after 10 min":
+        gs.Scenario(d_wrong=0.02, label_share=0.3, label_delay=600),
+    "error rate worse by the allowance (+1 point)": gs.Scenario(d_error=0.01),
+    "latency at the allowance (1.5x + 2 ms, whole-ms timer)":
+        gs.Scenario(lat_scale=1.5, lat_shift=2.0),
+    "latency 1 ms beyond the allowance": gs.Scenario(lat_scale=1.5, lat_shift=3.0),
+}
+
+
+def _ci(r: gs.Result, rate: float) -> str:
+    lo, hi = r.bounds(rate)
+    return f"{rate:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def _minutes(r: gs.Result) -> str:
+    if not len(r.minutes):
+        return "—"
+    return f"{np.median(r.minutes):.0f} ({np.percentile(r.minutes, 90):.0f})"
+
+
+def group_sequential(reps: int, rng: np.random.Generator) -> None:
+    """The default design's cells (see the module docstring)."""
+    print("## The default design: group-sequential, stratified by step (20 requests/s, steps "
+          "5,25,50,100, bake 60 s, deadline 30 min, a look every 5 s)\n")
+    print("Rates with their 95% Clopper-Pearson interval. `pre-flight`: the plan's chance of "
+          "promoting an identical challenger and its expected minutes to the promotion; "
+          "minutes: median (90th percentile) of the promoted rollouts.\n")
+    print("### An identical challenger (the errors: any rollback)\n")
+    print("| traffic | pre-flight | promoted | rolled back on evidence | rolled back for lack "
+          "of evidence | minutes to promotion |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, sc in IDENTICAL.items():
+        r = gs.simulate(sc, reps, rng)
+        pf = r.plan
+        when = pf["expected_seconds_to_promotion"]
+        plan = (f"{pf['power']:.2f}, {when / 60:.0f} min" if when is not None else
+                f"{pf['power']:.2f}") + ("" if pf["ok"] else " (refused)")
+        print(f"| {name} | {plan} | {_ci(r, r.promoted)} | {_ci(r, r.evidence)} | "
+              f"{_ci(r, r.lack)} | {_minutes(r)} |")
+    print("\n### A challenger worse by an allowance (the error: promotion, <= alpha)\n")
+    print("| challenger | promoted | rolled back on evidence | rolled back for lack of "
+          "evidence |")
+    print("|---|---:|---:|---:|")
+    for name, sc in WORSE.items():
+        r = gs.simulate(sc, reps, rng)
+        print(f"| {name} | {_ci(r, r.promoted)} | {r.evidence:.3f} | {r.lack:.3f} |")
+    print("\n### Shadow disagreement against a ceiling of 0.10 (confidence sequences both "
+          "ways; rollback at alpha/4)\n")
+    print("| true disagreement | rolled back | shown below the ceiling |")
+    print("|---:|---:|---:|")
+    for true in (0.05, 0.095, 0.10, 0.15):
+        fail, ok = gs.shadow_ceiling(true, 0.10, reps, rng)
+        k = round(fail * reps)
+        hi = 1.0 if k >= reps else float(stats.beta.ppf(0.975, k + 1, reps - k))
+        print(f"| {true:.3f} | {fail:.3f} (≤{hi:.3f}) | {ok:.3f} |")
+
+
 def _fmt(o: Outcome, what: str) -> str:
     rate = getattr(o, what)
     return f"{rate:.3f} (≤{o.bound(rate):.3f})"
@@ -444,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     e_m, e_p = 0.01, 0.01                  # error rate: 1%, allowance +1 point
     fixed_n = planned_n(p_err, m)
     print(f"# Canary and watch decisions, alpha = {ALPHA}, {reps} replications per cell\n")
+    group_sequential(reps, rng)
+    print("\n# The confidence-sequence design (`--design sequential`)\n")
     print("Rates with the upper 99% Clopper-Pearson bound of the rate in brackets.\n")
 
     print("## Promote rate of a challenger worse by exactly the margin (must be <= alpha)\n")
@@ -465,42 +352,18 @@ def main(argv: list[str] | None = None) -> int:
                         poll=poll, rng=rng)
         print(f"| error rate (+{e_m}) | {poll:g} | {looks} | {_fmt(today, 'promote')} | "
               f"{_fmt(seq, 'promote')} |")
-    lat: dict[tuple[str, str, str], Outcome] = {}
-
-    def latency(challenger: str, machine: str = "loaded", calibration: str = "split"
-                ) -> Outcome:
-        key = (challenger, machine, calibration)
-        if key not in lat:
-            scale, shift = LATENCY_CHALLENGERS[challenger]
-            chk = Latency(reps, rng, scale=scale, shift=shift, calibration=calibration,
-                          warmup=WARMUP if machine == "warm-up" else (0.0, 1.0))
-            lat[key] = rollout(chk, SEQUENTIAL, reps=reps, poll=5.0, rng=rng)
-        return lat[key]
-
-    lat_today = rollout(Latency(reps, rng, scale=1.5, shift=2.0, keep_raw=True), "today",
-                        reps=reps, poll=60.0, rng=rng)
-    print(f"| p95 latency (1.5x + 2 ms) | 5 | 361 | {_fmt(lat_today, 'promote')} (p99, poll "
-          f"60) | {_fmt(latency('1.5x + 2 ms'), 'promote')} |")
-
     print("\n## Rollback of an identical challenger (on evidence: must be <= alpha)\n")
     print("| check | design | rolled back on evidence | inconclusive at the deadline | "
           "promoted |")
     print("|---|---|---:|---:|---:|")
     cells = [("accuracy", lambda: Bernoulli(p_err, 0.0, m, False, reps)),
-             ("error rate", lambda: Bernoulli(e_p, 0.0, e_m, True, reps)),
-             ("p95 latency, loaded machine", lambda: Latency(reps, rng))]
+             ("error rate", lambda: Bernoulli(e_p, 0.0, e_m, True, reps))]
     for name, make in cells:
         for design in ("today", SEQUENTIAL):
-            if design == SEQUENTIAL and name.startswith("p95"):
-                o = latency("identical")
-            else:
-                chk = make()
-                if design == "today" and name.startswith("p95"):
-                    chk = Latency(reps, rng, keep_raw=True)
-                if design == "today" and name == "error rate":
-                    chk = ErrorRateToday(e_p, 0.0, e_m, True, reps)
-                o = rollout(chk, design, reps=reps, poll=60.0 if name.startswith("p95") and
-                            design == "today" else 5.0, rng=rng)
+            chk = make()
+            if design == "today" and name == "error rate":
+                chk = ErrorRateToday(e_p, 0.0, e_m, True, reps)
+            o = rollout(chk, design, reps=reps, poll=5.0, rng=rng)
             print(f"| {name} | {design} | {_fmt(o, 'rollback')} | {o.deadline:.3f} | "
                   f"{o.promote:.3f} |")
 
@@ -512,37 +375,6 @@ def main(argv: list[str] | None = None) -> int:
         o = rollout(Bernoulli(p_err, -m, m, False, reps), design, reps=reps, poll=5.0, rng=rng,
                     planned=planned)
         print(f"| accuracy | {design} | {o.promote:.3f} | {o.median_n:.0f} |")
-    o = latency("identical")
-    print(f"| p95 latency, identical | sequential | {o.promote:.3f} | {o.median_n:.0f} "
-          "(requests) |")
-
-    print("\n## p95 latency: where the champion's threshold t is calibrated\n\n"
-          f"Previous judge: on the champion's first {MIN_REQUESTS} answered requests of the "
-          "rollout. Now: on every other champion request (even positions), recomputed at every "
-          "look; the odd ones are tested. Loaded machine as above; warm-up: besides, the "
-          f"rollout's first {WARMUP[0]:g} s at {WARMUP[1]:g}x load for both variants. Promoting "
-          "the slower challengers is the error (<= alpha), and so is rolling back the "
-          "identical one; the allowance is 1.5x + 2 ms at p95, which "
-          f"{FACTOR:.2f}x (no shift) meets at the p95 only.\n")
-    print("| challenger | machine | t calibrated on | promoted | rolled back on evidence | "
-          "inconclusive at the deadline | median challenger requests at the deciding look |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for challenger, machine, calibrations in (
-            ("identical", "loaded", ("first", "split")),
-            ("identical", "warm-up", ("first", "split")),
-            ("1.5x + 2 ms", "loaded", ("first", "split")),
-            ("1.5x + 2 ms", "warm-up", ("split",)),
-            (f"{FACTOR:.2f}x", "loaded", ("first", "split")),
-            (f"{FACTOR:.2f}x", "warm-up", ("split",))):
-        for calibration in calibrations:
-            o = latency(challenger, machine, calibration)
-            where = f"first {MIN_REQUESTS}" if calibration == "first" else "every other"
-            same = challenger == "identical"  # the error: rollback if so, else promotion
-            promoted = f"{o.promote:.3f}" if same else _fmt(o, "promote")
-            rolled = _fmt(o, "rollback") if same else f"{o.rollback:.3f}"
-            print(f"| {challenger} | {machine} | {where} | {promoted} | {rolled} | "
-                  f"{o.deadline:.3f} | {o.median_n:.0f} |")
-
     print("\n## Sticky routing: users of unequal difficulty (ICC 0.2), promote rate when worse "
           "by the margin\n")
     print("| variance | promote rate |")

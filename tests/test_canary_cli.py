@@ -121,4 +121,5 @@ def test_inconclusive_step_waits_then_rolls_back_at_the_deadline(root: Path) -> 
     r = mlci(root, "canary", "step")
     st = json.loads(path.read_text())
     assert st["status"] == "rolled-back" and "still inconclusive" in st["reason"]
+    assert "lack of evidence" in st["reason"] and st["history"][-1]["basis"] == "lack of evidence"
     assert alias(root, "challenger") is None and alias(root, "champion") == "1"

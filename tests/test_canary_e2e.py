@@ -63,7 +63,7 @@ def test_worse_challenger_is_rolled_back_on_quality_alone(live) -> None:
     assert checks["error rate"] != "fail" and checks["p95 latency (non-inferiority)"] != "fail"
     acc = [c for c in res["checks"] if c["check"].startswith("accuracy")][0]
     # shown worse than the allowance: the whole confidence bound of the loss contrast is > 0
-    assert acc["test"]["design"] == "sequential" and acc["test"]["lower"] > 0, acc
+    assert acc["test"]["design"] == "group-sequential" and acc["test"]["lower"] > 0, acc
     assert alias(root, "champion") == champion and alias(root, "challenger") is None
     assert gw.readyz()["challenger"] is None  # traffic back on the champion
     assert (root / ".mlci" / "canary" / "report.md").read_text().count("fail") >= 1
@@ -105,7 +105,8 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
     assert res["decision"] == "promoted" and res["champion"] == GOOD
     assert alias(root, "champion") == GOOD and alias(root, "challenger") is None
     st = state(root)
-    assert [h["weight"] for h in st["history"]] == [10, 50, 100]
+    # the last step with a champion share (50 %) promotes: 100 % has none to compare with
+    assert [h["weight"] for h in st["history"]] == [10, 50]
     assert all(h["verdict"] == "pass" for h in st["history"])
     assert all(_checks(res)[c] == "pass" for c in ("error rate",
                                                      "p95 latency (non-inferiority)",
@@ -138,7 +139,8 @@ def test_good_challenger_is_promoted_through_every_step(live) -> None:
            and st["id"] in (e.message or "") + (e.reason or "")]
     msgs = [(e.alias, e.message) for e in evs]
     assert any(a == "challenger" and "started" in m for a, m in msgs)
-    assert sum(1 for a, m in msgs if a == "challenger" and "passed" in m) == 2
+    assert sum(1 for a, m in msgs if a == "challenger" and "passed" in m) == 1  # 10 %; 50 %
+    # is the promotion below
     promoted = [e for e in evs if e.message == "promoted"]
     assert len(promoted) == 1 and promoted[0].to_version == GOOD
     assert promoted[0].from_version == before and promoted[0].evidence_digest

@@ -83,12 +83,12 @@ def test_restart_of_gateway_and_controller_resumes_without_losing_predictions(
     assert len(ok) > 200 and ok <= logged, f"{len(ok - logged)} answered but not logged"
     final = _state(root)
     assert final["status"] == "promoted"
-    assert [h["weight"] for h in final["history"]] == [10, 50, 100]
+    # the last step with a champion share (50 %) promotes: 100 % has none to compare with
+    assert [h["weight"] for h in final["history"]] == [10, 50]
     evs = [e for e in audit_events(root) if st["id"] in (e.message or "") + (e.reason or "")]
     # every step reaches the trail at least once (an event owed by the killed controller is
     # recorded by the resumed one); a repeat is possible only for a kill in a tiny window
     msgs = [e.message or "" for e in evs]
     assert 1 <= sum("started" in m for m in msgs) <= 2
     assert 1 <= sum("step 1/3 passed" in m for m in msgs) <= 2
-    assert 1 <= sum("step 2/3 passed" in m for m in msgs) <= 2
     assert sum(m == "promoted" for m in msgs) == 1

@@ -13,7 +13,7 @@ from mlci.errors import MlciError
 from mlci.flows.canary import FAIL, PASS, WAIT, Params, parse_steps
 from mlci.serve.predlog import percentile
 from mlci.serve.routing import Routing, bucket
-from mlci.stats.judge import Observations, analyse, latency_check
+from mlci.stats.judge import Observations, Steps, analyse, latency_check
 
 NO_SHADOW = {"compared": 0, "disagreements": 0, "errors": 0}
 P = Params(steps=[10, 100], min_samples=100, min_requests=20, margin=0.05)
@@ -82,49 +82,6 @@ def _latencies(lat: np.ndarray) -> Observations:
     return Observations(version="1", errors=np.zeros(len(lat)), latency_ms=lat)
 
 
-def test_latency_threshold_is_not_set_by_a_slow_start() -> None:
-    """The champion's first 50 answered requests are slow (2 ms: the gateway loading the
-    challenger), the rest take 0.3-0.6 ms. Calibrated on those 50, t was 2 ms, which no later
-    champion request reaches, so both shares were 0 and an identical challenger waited
-    whatever the traffic. Calibrated on every other request, t is the rollout's p95 and the
-    challenger passes."""
-    rng = np.random.default_rng(21)
-    champion = np.r_[np.full(50, 2.0), rng.uniform(0.3, 0.6, 3950)]
-    assert not (champion[50:] >= np.quantile(champion[:50], 0.95)).any()  # the old t
-    same = np.r_[np.full(3, 2.0), rng.uniform(0.3, 0.6, 1997)]
-    p = Params(steps=[100], min_samples=100, min_requests=50)
-    c = latency_check(_latencies(same), _latencies(champion), p, 3)
-    assert c["verdict"] == PASS, c["detail"]
-    assert c["threshold_ms"] == pytest.approx(np.quantile(champion[0::2], 0.95), abs=1e-3)
-    assert 0.55 < c["threshold_ms"] < 0.6 and c["calibration_n"] == 2000
-    assert "every other" in c["detail"] and "slower than" in c["detail"]
-
-
-def test_latency_after_a_slow_start_still_fails_a_slower_challenger() -> None:
-    rng = np.random.default_rng(22)
-    champion = np.r_[np.full(50, 2.0), rng.uniform(0.3, 0.6, 3950)]
-    slower = np.r_[np.full(3, 2.0), rng.uniform(1.5, 4.0, 1997)]  # p95 3.9 > 1.5 x 0.59 + 2
-    p = Params(steps=[100], min_samples=100, min_requests=50)
-    c = latency_check(_latencies(slower), _latencies(champion), p, 3)
-    assert c["verdict"] == FAIL, c["detail"]
-    assert c["limit_ms"] == pytest.approx(1.5 * c["threshold_ms"] + 2, abs=2e-3)
-
-
-def test_latency_tests_the_other_half_with_its_routing_keys() -> None:
-    """Routing keys go with their requests into the tested half (clustered variance, arrays
-    aligned)."""
-    rng = np.random.default_rng(23)
-    champion = rng.uniform(0.3, 0.6, 4000)
-    keys = np.array([f"k{i % 40}" for i in range(4000)], dtype=object)
-    ch = Observations(errors=np.zeros(2000), latency_ms=rng.uniform(0.3, 0.6, 2000),
-                      latency_keys=np.array([f"c{i % 40}" for i in range(2000)], dtype=object))
-    cb = Observations(errors=np.zeros(4000), latency_ms=champion, latency_keys=keys)
-    p = Params(steps=[100], min_samples=100, min_requests=50)
-    c = latency_check(ch, cb, p, 3)
-    assert c["test"]["clustered"] and c["test"]["n_champion"] == 2000
-    assert c["verdict"] == PASS
-
-
 def test_regression_quality_is_mae_non_inferiority() -> None:
     rng = np.random.default_rng(9)
     y = rng.normal(0, 1, 4000)
@@ -190,3 +147,227 @@ def test_sticky_routing_is_stable_and_monotone() -> None:
     # another rollout reshuffles who goes first
     assert bucket("c-x", "user-1") != bucket("c-y", "user-1") or \
         bucket("c-x", "user-2") != bucket("c-y", "user-2")
+
+
+# ---------------------------------------------------------------- the group-sequential design
+
+
+def _sim():
+    import importlib.util
+    import sys
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("canary_sim", REPO / "bench" / "canary_sim.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["canary_sim"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+SIM = _sim()
+
+
+def _at_most(rate: float, reps: int, level: float, confidence: float = 0.95) -> bool:
+    """Not rejected: 'the true rate is <= level', one-sided binomial at 1 - confidence; the
+    limit is tight enough that a true rate of twice the level passes with probability below
+    5%. (Rates near their level are measured with 99% confidence, on more replications.)"""
+    from scipy import stats
+
+    limit = stats.binom.ppf(confidence, reps, level)
+    assert stats.binom.cdf(limit, reps, 2 * level) < 0.05, (reps, level)
+    return round(rate * reps) <= limit
+
+
+def _at_least(rate: float, reps: int, level: float) -> bool:
+    """Not rejected: 'the true rate is >= level'; a failure share twice 1 - level is caught
+    with probability above 95%."""
+    return _at_most(1 - rate, reps, 1 - level, 0.99)
+
+
+def test_identical_challenger_meets_the_targets_with_every_label_at_once() -> None:
+    """20 requests/s, 30-minute deadlines, every request labelled at once: promoted >= 90%
+    (measured 100%), never rolled back on evidence (<= alpha), about 43 minutes as planned."""
+    r = SIM.simulate(SIM.Scenario(), 400, np.random.default_rng(31))
+    assert _at_least(r.promoted, 400, 0.90) and r.promoted >= 0.97
+    assert _at_most(r.evidence, 400, 0.05)
+    assert r.plan["ok"] and 35 < r.plan["expected_seconds_to_promotion"] / 60 < 50
+    assert 35 < np.median(r.minutes) < 55
+
+
+def test_identical_challenger_meets_the_target_with_a_third_labelled_late() -> None:
+    """30% of the requests labelled 10 minutes later: promoted >= 80% (measured 99.6%)."""
+    r = SIM.simulate(SIM.Scenario(label_share=0.3, label_delay=600), 300,
+                     np.random.default_rng(32))
+    assert _at_least(r.promoted, 300, 0.80) and r.promoted >= 0.95
+    assert _at_most(r.evidence, 300, 0.05)
+
+
+@pytest.mark.parametrize("kw", [{"d_wrong": 0.02}, {"d_error": 0.01},
+                                {"lat_scale": 1.5, "lat_shift": 2.0}],
+                         ids=["accuracy", "error rate", "latency"])
+def test_worse_by_the_allowance_is_promoted_at_most_alpha(kw) -> None:
+    """Worse by exactly one allowance (the others identical), all checks looked at every 5 s
+    over the whole rollout: promoted at most alpha (latency with a whole-ms timer: the
+    symmetric tie rule)."""
+    r = SIM.simulate(SIM.Scenario(**kw), 600, np.random.default_rng(33))
+    assert _at_most(r.promoted, 600, 0.05, 0.99), r.promoted
+
+
+def test_shared_drift_and_a_cold_start_roll_nothing_back() -> None:
+    """Both arms drift (accuracy 0.94 -> 0.86, errors 0.5% -> 3% in 40 minutes); the steps are
+    strata, so the drift cancels (pooled, it rolled an identical challenger back 15.7% / 8%).
+    A 30-request cold start falls in the bake, which latency does not test (it rolled an
+    identical challenger back 99.5%)."""
+    rng = np.random.default_rng(34)
+    drift = SIM.simulate(SIM.Scenario(wrong=0.06, wrong_end=0.14, error=0.005, error_end=0.03),
+                         300, rng)
+    assert _at_most(drift.by_check["quality"] + drift.by_check["error rate"], 300, 0.05)
+    assert drift.promoted >= 0.95
+    cold = SIM.simulate(SIM.Scenario(cold=30), 300, rng)
+    assert _at_most(cold.by_check["latency"], 300, 0.05) and cold.promoted >= 0.95
+
+
+def test_shadow_ceiling_rolls_back_on_evidence_only() -> None:
+    """A true disagreement of 0.095 under a ceiling of 0.10 (rolled back 49.5% by the point
+    rule): rolled back at most alpha/4; one of 0.15 is caught."""
+    rng = np.random.default_rng(35)
+    fail, _ = SIM.shadow_ceiling(0.10, 0.10, 2000, rng, ticks=400)
+    assert _at_most(fail, 2000, 0.05 / 4)  # at the ceiling itself: fail at alpha / 4
+    fail, ok = SIM.shadow_ceiling(0.15, 0.10, 200, rng, ticks=100)
+    assert fail >= 0.99 and ok == 0
+
+
+def test_preflight_plans_refuses_and_advises() -> None:
+    from mlci.stats.canary_plan import Profile, preflight
+
+    p = Params(steps=[5, 25, 50, 100])
+    ok = preflight(p, Profile(rate=20.0))
+    assert ok["ok"] and ok["power"] > 0.99 and ok["max_seconds"] == 3 * 1860
+    slow = preflight(p, Profile(rate=2.0))
+    assert not slow["ok"] and "--deadline" in slow["advice"]
+    assert not preflight(Params(steps=[100]), Profile(rate=20.0))["ok"]
+    # the plan's power against the simulated rate at 2 requests/s (refused: it is low)
+    r = SIM.simulate(SIM.Scenario(rate=2.0), 200, np.random.default_rng(36))
+    assert r.promoted < 0.9 and slow["power"] <= r.promoted + 0.05  # the plan is not rosy
+
+
+def test_canary_plan_command(tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from mlci.cli import cli
+
+    base = ["canary", "plan", "--model", "m", "-c", str(tmp_path / "none.yaml"), "--out",
+            str(tmp_path / ".mlci")]
+    r = CliRunner().invoke(cli, [*base, "--traffic", "20"])
+    assert r.exit_code == 0, r.output
+    assert "identical challenger promoted: 100.0%" in r.output and "min" in r.output
+    r = CliRunner().invoke(cli, [*base, "--traffic", "2", "--label-share", "0.3"])
+    assert r.exit_code == 2 and "refused" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(cli, base)
+    assert r.exit_code == 2 and "give --traffic" in r.output
+
+
+# ---------------------------------------------------------------- the judge's rules
+
+
+def _timed(lat: np.ndarray, ts: np.ndarray) -> Observations:
+    return Observations(version="1", errors=np.zeros(len(lat)), latency_ms=lat,
+                        request_ts=ts, latency_ts=ts)
+
+
+def test_latency_threshold_is_fixed_and_bakes_are_not_tested() -> None:
+    """t comes from the champion's traffic before the rollout; the challenger's cold start
+    (its first 30 requests, 40 ms) falls in the bake and is not tested; ties are symmetric:
+    a challenger at exactly ratio x t + slack is not slow, as a champion at t is not."""
+    rng = np.random.default_rng(41)
+    steps = Steps([0.0], [50.0], bake=60.0)
+    ts1, ts0 = np.linspace(0, 600, 2000), np.linspace(0, 600, 2000)
+    champion = np.round(rng.lognormal(np.log(8), 0.35, 2000))
+    same = np.round(rng.lognormal(np.log(8), 0.35, 2000))
+    same[:30] = 40.0
+    p = Params(steps=[50, 100], min_requests=50, latency_threshold_ms=14.0)
+    c = latency_check(_timed(same, ts1), _timed(champion, ts0), p, 3, steps)
+    assert c["verdict"] == PASS and c["threshold_ms"] == 14.0, c["detail"]
+    assert c["test"]["n_challenger"] == int((ts1 >= 60).sum())
+    # at the allowance exactly (1.5 x 14 + 2 = 23): both shares count "above", not "at"
+    at = np.where(champion > 14, 23.5, 23.0)
+    c = latency_check(_timed(at, ts1), _timed(champion, ts0), p, 3, steps)
+    assert c["test"]["estimate"] == pytest.approx(0.0, abs=1e-12)
+    # judged with the bake included, the cold start alone rolled it back
+    p0 = Params(steps=[50, 100], min_requests=50, latency_threshold_ms=14.0, bake=0.0)
+    c = latency_check(_timed(same[:300], ts1[:300]), _timed(champion[:600], ts0[:600]), p0, 3,
+                      Steps([0.0], [50.0], bake=0.0))
+    assert c["verdict"] == FAIL
+
+
+def test_latency_threshold_without_prior_traffic_is_the_first_bake() -> None:
+    rng = np.random.default_rng(42)
+    ts = np.linspace(0, 600, 3000)
+    champion = rng.lognormal(np.log(8), 0.35, 3000)
+    p = Params(steps=[50, 100], min_requests=50)
+    c = latency_check(_timed(champion.copy(), ts), _timed(champion, ts), p, 3,
+                      Steps([0.0], [50.0], bake=60.0))
+    cal = champion[ts < 60]
+    assert c["threshold_ms"] == pytest.approx(np.quantile(cal, 0.95), abs=1e-3)
+    assert c["test"]["n_champion"] == int((ts >= 60).sum())
+
+
+def test_auto_quality_is_mae_for_a_regressor_whatever_its_labels() -> None:
+    """Whole-number labels (counts) and a regressor 16x worse in MAE: `auto` judged accuracy
+    before (exact matches are rare for both, so it passed); now MAE, and it fails."""
+    rng = np.random.default_rng(43)
+    y = rng.poisson(20, 3000).astype(int)
+
+    def reg(noise: float, seed: int) -> Observations:
+        r = np.random.default_rng(seed)
+        return Observations(version="1", errors=np.zeros(3000), latency_ms=np.full(3000, 5.0),
+                            predictions=list(y + r.normal(0, noise, 3000)), labels=list(y))
+
+    p = Params(steps=[100], min_samples=100, min_requests=50, margin=0.1, latency_slack_ms=50)
+    a = _judge(reg(8.0, 1), reg(0.5, 2), p)
+    q = [c for c in a["checks"] if c["check"].startswith("mae")][0]
+    assert q["verdict"] == FAIL
+    # with the task from the config, MAE even when predictions are whole numbers too
+    rounded = reg(8.0, 1)
+    rounded.predictions = [round(v) for v in rounded.predictions]
+    champion = reg(0.5, 2)
+    champion.predictions = [round(v) for v in champion.predictions]
+    a = _judge(rounded, champion, Params(**{**p.to_dict(), "task": "regression"}))
+    assert _verdicts(a)["mae"] == FAIL
+    assert "accuracy" in _verdicts(_judge(rounded, champion, p))  # no task: classes
+
+
+def test_steps_are_strata_shared_drift_cancels() -> None:
+    """Errors rise from 1% to 4% between two steps for both arms. Pooled, the challenger
+    (mostly seen in the second step, at 50%) looks 1.8 points worse than the champion (mostly
+    seen in the first, at 5%); within each step the two are the same."""
+    n = 100_000
+    ts = np.sort(np.random.default_rng(44).uniform(0, 2000, n))
+    second = ts >= 1000
+    arm = np.where(second, np.arange(n) % 2 == 0, np.arange(n) % 20 == 0)
+    rate = np.where(second, 0.04, 0.01)
+    errors = (np.random.default_rng(45).random(n) < rate).astype(float)
+    ch = Observations(errors=errors[arm], request_ts=ts[arm], latency_ms=np.zeros(0))
+    cb = Observations(errors=errors[~arm], request_ts=ts[~arm], latency_ms=np.zeros(0))
+    p = Params(steps=[5, 50, 100], max_error_increase=0.01, min_requests=50)
+    from mlci.stats.judge import error_check
+
+    pooled = error_check(ch, cb, p, 3)
+    strata = error_check(ch, cb, p, 3, Steps([0.0, 1000.0], [5.0, 50.0]))
+    assert pooled["verdict"] == FAIL and pooled["test"]["estimate"] > 0.005
+    assert strata["verdict"] == PASS and strata["test"]["strata"] == 2
+    assert abs(strata["test"]["estimate"] + 0.01) < 0.004
+
+
+def test_shown_checks_stay_shown_and_the_plan_ends_the_test() -> None:
+    ok = {"labelled": 300, "wrong": 30}
+    a = _judge(_obs(60, **ok), _obs(60, **ok))
+    assert a["verdict"] == WAIT
+    b = analyse(_obs(60, **ok), _obs(60, **ok), NO_SHADOW, P, now=0.0,
+                shown=[c["check"] for c in a["checks"]])
+    assert b["verdict"] == PASS and "earlier look" in b["checks"][0]["detail"]
+    planned = Params(**{**P.to_dict(), "plan": {"n_max": {"requests": 10.0, "latency": 10.0,
+                                                           "labels": 10.0}}})
+    c = analyse(_obs(60, **ok), _obs(60, **ok), NO_SHADOW, planned, now=0.0)
+    assert c["exhausted"] and all(x["test"]["final"] for x in c["checks"] if "test" in x)

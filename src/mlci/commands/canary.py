@@ -95,10 +95,37 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--poll", default="5s", show_default=True,
                      type=Duration(minimum=0.01), envvar="MLCI_POLL",
                      help="Time between looks while waiting (env MLCI_POLL)."),
-        click.option("--design", type=click.Choice(["sequential", "fixed"]),
-                     default="sequential", show_default=True, envvar="MLCI_DESIGN",
-                     help="sequential: confidence sequences, valid at every look; fixed: one "
-                          "test per check at --min-requests / --min-samples (env MLCI_DESIGN)."),
+        click.option("--design", type=click.Choice(["group-sequential", "sequential", "fixed"]),
+                     default="group-sequential", show_default=True, envvar="MLCI_DESIGN",
+                     help="group-sequential: alpha spent over the sample the deadlines allow, "
+                          "stratified by step; sequential: confidence sequences, valid at "
+                          "every look; fixed: one test per check at --min-requests / "
+                          "--min-samples (env MLCI_DESIGN)."),
+        click.option("--traffic", "rate", default=None, type=click.FloatRange(0, min_open=True),
+                     envvar="MLCI_TRAFFIC",
+                     help="Expected requests/s for the plan (default: the champion's in the "
+                          "prediction log's last hour) (env MLCI_TRAFFIC)."),
+        click.option("--label-share", default=None, type=click.FloatRange(0, 1),
+                     envvar="MLCI_LABEL_SHARE",
+                     help="Share of requests that get a label (default: the log's) "
+                          "(env MLCI_LABEL_SHARE)."),
+        click.option("--label-delay", default=None, type=Duration(),
+                     envvar="MLCI_LABEL_DELAY",
+                     help="Time from a request to its label, e.g. 10m (default: the log's "
+                          "median) (env MLCI_LABEL_DELAY)."),
+        click.option("--min-power", default=0.8, show_default=True,
+                     type=click.FloatRange(0, 1, max_open=True), envvar="MLCI_MIN_POWER",
+                     help="Pre-flight: the least chance of promoting an identical challenger "
+                          "by the deadlines (env MLCI_MIN_POWER)."),
+        click.option("--preflight", type=click.Choice(["refuse", "warn"]), default="refuse",
+                     show_default=True, envvar="MLCI_PREFLIGHT",
+                     help="A plan below --min-power: refuse to start (exit 2) or warn "
+                          "(env MLCI_PREFLIGHT)."),
+        click.option("--latency-threshold-ms", default=None, type=click.FloatRange(0),
+                     envvar="MLCI_LATENCY_THRESHOLD_MS",
+                     help="The champion's latency quantile t, fixed before the rollout "
+                          "(default: from its traffic in the log's last hour, else its "
+                          "requests during the first bake) (env MLCI_LATENCY_THRESHOLD_MS)."),
         click.option("--quality-metric", type=click.Choice(["auto", "accuracy", "mae", "mse"]),
                      default="auto", show_default=True, envvar="MLCI_QUALITY_METRIC",
                      help="Quality loss on labelled feedback; auto: accuracy for class labels, "
@@ -130,7 +157,10 @@ def _params(kw: dict[str, Any]):
                   latency_slack_ms=kw["latency_slack_ms"],
                   max_disagreement=kw["max_disagreement"], deadline=kw["deadline"],
                   poll=kw["poll"], design=kw["design"], quality_metric=kw["quality_metric"],
-                  latency_quantile=kw["latency_quantile"])
+                  latency_quantile=kw["latency_quantile"], rate=kw["rate"],
+                  label_share=kw["label_share"], label_delay=kw["label_delay"],
+                  min_power=kw["min_power"], preflight=kw["preflight"],
+                  latency_threshold_ms=kw["latency_threshold_ms"])
 
 
 def _controller(kw: dict[str, Any]):
@@ -169,7 +199,9 @@ def _result(st) -> dict[str, Any]:
             "decision": st.decision, "reason": st.reason, "challenger": st.challenger,
             "champion": st.champion, "step": st.step + 1, "steps": st.steps,
             "weight": st.weight, "verdict": a.get("verdict"), "summary": a.get("summary"),
-            "checks": a.get("checks", []), "variants": a.get("variants")}
+            "checks": a.get("checks", []), "variants": a.get("variants"),
+            "basis": st.history[-1].get("basis") if st.history and not st.running else None,
+            "plan": (st.params or {}).get("plan")}
 
 
 def _print(st, as_json: bool) -> None:
@@ -276,6 +308,42 @@ def abort(**kw: Any) -> int:
     ctl = _controller(kw)
     st = ctl.abort(kw["reason"])
     _print(st, kw["as_json"])
+    return 0
+
+
+@command.command("plan")
+@shared
+@params_options
+def plan(**kw: Any) -> int:
+    """The pre-flight check alone: each check's maximum sample by the deadlines, the chance
+    of promoting an identical challenger and the expected time to the decision (exit 2 when
+    it is below --min-power)."""
+    ctl = _controller(kw)
+    ctl.echo = lambda s: None  # the plan below says it all
+    p = ctl.plan(_params({**kw, "preflight": "warn"}))
+    pf = p.plan
+    if pf is None:
+        raise MlciError("no traffic to plan from: give --traffic (requests/s), or run the "
+                        "gateway on the champion first")
+    if kw["as_json"]:
+        click.echo(json.dumps(pf, default=str))
+    else:
+        prof = pf["profile"]
+        click.echo(f"traffic: {prof['rate']:.3g} requests/s ({prof['source']}), "
+                   f"{prof['label_share']:.0%} labelled after {prof['label_delay']:.0f}s")
+        for name, c in pf["checks"].items():
+            when = c["expected_seconds"]
+            click.echo(f"  {name}: power {c['power']:.1%}, maximum effective sample "
+                       f"{c['n_max']:.0f}, expected shown after "
+                       + (f"{when / 60:.1f} min" if when is not None else "never"))
+        total = pf["expected_seconds_to_promotion"]
+        click.echo(f"identical challenger promoted: {pf['power']:.1%}; expected after "
+                   + (f"{total / 60:.1f} min" if total is not None else "—")
+                   + f" (at most {pf['max_seconds'] / 60:.0f} min)")
+        if not pf["ok"]:
+            click.echo(f"refused: {pf['advice']}")
+    if not pf["ok"]:
+        raise MlciError(f"pre-flight: power {pf['power']:.0%} < --min-power; {pf['advice']}")
     return 0
 
 

@@ -6,20 +6,27 @@ follows at runtime, plus the registry aliases `challenger` (during the rollout) 
 
 - **state** (`mlci.serve.state.RolloutStore`): the state file, the controller lock, abort
   requests;
-- **judge** (`mlci.stats.judge.analyse`): the checks on the rollout's observations, with
-  anytime-valid confidence sequences (`mlci.stats.sequential`), so looking every `poll`
-  seconds keeps its error rates (see docs/canary.md);
+- **judge** (`mlci.stats.judge.analyse`): the checks on the rollout's observations,
+  stratified by step, with a group-sequential design over the rollout's planned maximum
+  sample (`mlci.stats.sequential`), so looking every `poll` seconds keeps its error rates
+  (see docs/canary.md);
+- **plan** (`mlci.stats.canary_plan`): at the start, the traffic of the champion before the
+  rollout (or `--traffic`, `--label-share`, `--label-delay`) gives each check's maximum sample
+  by the deadlines and the power against an identical challenger; a plan below `min_power`
+  is refused with what to change;
 - **driver** (`Controller` here): bake, look, advance, promote or roll back, with an injected
   clock.
 
 The challenger and champion aliases move only through the registry's one writer
 (`mlci.registry.gate.move`): a challenger needs passing gate evidence to start (or an audited
 `--force --reason`), and promotion needs that evidence, checked again against the champion
-of the day, plus a passing analysis. Any failed check rolls back at once; a passing look
-advances (after the step's bake); an inconclusive one waits, up to `deadline` seconds after
-the bake, and then rolls back (a rollout that cannot show the challenger is within its
-allowances does not promote it).
-Observations accumulate over the whole rollout (the models do not change between steps).
+of the day, plus a passing analysis.
+
+Any failed check rolls back at once. A step whose checks are all shown within their
+allowances advances after its bake; one still inconclusive `deadline` seconds after its bake
+advances too (the evidence carries over: the steps are strata of one test), except the last
+step with a champion share, which rolls back *for lack of evidence*. Passing that last judged
+step promotes: the step at 100 % has no concurrent champion to judge against.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlci.errors import MlciError
 from mlci.serve.state import (
     PROMOTED,
@@ -39,13 +48,15 @@ from mlci.serve.state import (
     CanaryState,
     RolloutStore,
 )
-from mlci.stats.judge import Params
-from mlci.stats.sequential import FAIL, PASS, WAIT
+from mlci.stats.judge import Params, Steps
+from mlci.stats.sequential import FAIL, GROUP, PASS, WAIT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 CHALLENGER_ALIAS = "challenger"
+PROFILE_WINDOW = 3600.0  # seconds of champion traffic before a rollout that plan it
+MIN_PROFILE_REQUESTS = 200
 __all__ = ["FAIL", "PASS", "WAIT", "Clock", "Controller", "Params", "parse_steps"]
 
 
@@ -240,6 +251,7 @@ class Controller:
                 raise Refused(f"refused to start a canary of {self.name}/{v}: failed checks: "
                               + "; ".join(d.failed), {"version": v, "checks": d.checks,
                                                       "failed": d.failed})
+            params = self.plan(params)
             if self.backend is not None:  # e.g. KServe: the champion rolled out alone first
                 self.backend.before_start(champion)
             now = self.clock.now()
@@ -278,12 +290,88 @@ class Controller:
             raise MlciError(f"{self.log_path}: cannot read the prediction log ({exc})") \
                 from None
 
+    def profile(self, params: Params) -> tuple[Any, Any]:
+        """(the traffic profile, the champion's latencies before the rollout) from the
+        options or the prediction log's last hour; (None, None) when neither has it."""
+        from mlci.serve.observations import traffic_before
+        from mlci.stats.canary_plan import Profile
+
+        now = self.clock.now()
+        seen = None
+        if not (self.backend is not None and getattr(self.backend, "metrics_url", None)):
+            try:
+                seen = traffic_before(self.log_path, self.name, now - PROFILE_WINDOW, now)
+            except Exception:  # noqa: BLE001 - an unreadable log plans nothing
+                seen = None
+            if seen is not None and seen["requests"] < MIN_PROFILE_REQUESTS:
+                seen = None
+        rate = params.rate if params.rate is not None else seen and seen["rate"]
+        if not rate:
+            return None, seen
+        share = params.label_share if params.label_share is not None else \
+            seen["label_share"] if seen else 1.0
+        delay = params.label_delay if params.label_delay is not None else \
+            seen["label_delay"] if seen else 0.0
+        prof = Profile(rate=float(rate), label_share=float(share), label_delay=float(delay),
+                       source="prediction log" if params.rate is None else "given")
+        if seen:
+            prof.error_rate = seen["error_rate"] or prof.error_rate
+            prof.label_error = seen["label_error"] or prof.label_error
+        return prof, seen
+
+    def plan(self, params: Params) -> Params:
+        """Fill in the design's plan (maximum samples, task, latency threshold) and run the
+        pre-flight check: refuse (or, with preflight=warn, say) when an identical challenger
+        would not be promoted with `min_power` by the deadlines."""
+        from dataclasses import replace
+
+        from mlci.stats.canary_plan import judged_weights, preflight
+
+        if not judged_weights(params.steps):
+            raise MlciError("--steps: a canary needs a step below 100% (the step at 100% has "
+                            "no champion to compare with)")
+        if params.task is None and self.cfg is not None:
+            params = replace(params, task=getattr(self.cfg, "task", None))
+        prof, seen = self.profile(params)
+        if params.latency_threshold_ms is None and seen is not None \
+                and len(seen["latency_ms"]) >= MIN_PROFILE_REQUESTS:
+            t = float(np.quantile(seen["latency_ms"], params.latency_quantile))
+            params = replace(params, latency_threshold_ms=round(t, 4))
+        if prof is None or params.design != GROUP:
+            return params
+        metric = params.quality_metric if params.quality_metric != "auto" else \
+            "mae" if params.task == "regression" else "accuracy"
+        pf = preflight(params, prof, metric)
+        params = replace(params, plan=pf)
+        if not pf["ok"]:
+            text = (f"pre-flight: at {prof.rate:.3g} requests/s ({prof.source}), "
+                    f"{prof.label_share:.0%} labelled after {prof.label_delay:.0f}s, an "
+                    f"identical challenger would be promoted in only {pf['power']:.0%} of "
+                    f"rollouts by the deadlines ({_weakest(pf)}); {pf['advice']}")
+            if params.preflight == "refuse":
+                raise MlciError(text + " (or --preflight warn)")
+            self.echo("warning: " + text)
+        return params
+
+    def steps_of(self, st: CanaryState) -> Steps:
+        """The rollout's steps so far, the strata of its tests."""
+        starts = [st.started]
+        for h in st.history[:st.step]:
+            starts.append(float(h.get("ended", (h.get("analysis") or {}).get("time",
+                                                                               starts[-1]))))
+        return Steps(starts, list(st.steps[:len(starts)]), Params.from_dict(st.params).bake)
+
     def analyse(self, st: CanaryState) -> dict[str, Any]:
         from mlci.stats.judge import analyse
 
         obs = self.observations(st)
         return analyse(obs["variants"]["challenger"], obs["variants"]["champion"],
-                       obs["shadow"], Params.from_dict(st.params), now=self.clock.now())
+                       obs["shadow"], Params.from_dict(st.params), now=self.clock.now(),
+                       steps=self.steps_of(st), shown=st.params.get("shown", []))
+
+    def _last_judged(self, st: CanaryState) -> bool:
+        """The step is the last one with a champion share (after it: promotion)."""
+        return st.step + 1 >= len(st.steps) or st.steps[st.step + 1] >= 100
 
     def step(self, st: CanaryState, *, wait: bool = False) -> CanaryState:
         """Judge the current step once (wait=False) or until it is decided (wait=True)."""
@@ -292,7 +380,7 @@ class Controller:
             now = self.clock.now()
             aborted = self.store.abort_request(st.id)
             if aborted is not None:
-                st = self.rollback(st, None, aborted)
+                st = self.rollback(st, None, aborted, basis="by hand")
                 self.store.clear_abort()
                 return st
             bake_end = st.step_started + p.bake
@@ -305,27 +393,48 @@ class Controller:
                 continue
             a = self.analyse(st)
             st.last_analysis = a
+            shown = sorted(set(st.params.get("shown", [])) | set(a.get("shown", [])))
+            if shown != st.params.get("shown", []) and a["verdict"] != FAIL:
+                st.params["shown"] = shown  # kept across looks and restarts
+                self._write(st)
+            where = f"step {st.step + 1}/{len(st.steps)} at {_pct(st.weight)}"
             if a["verdict"] == FAIL:
-                return self.rollback(st, a, f"step {st.step + 1}/{len(st.steps)} at "
-                                            f"{_pct(st.weight)}: {a['summary']}")
+                return self.rollback(st, a, f"{where}: {a['summary']}")
             if a["verdict"] == PASS:
                 st = self.advance(st, a)
                 if not wait:
                     return st
                 continue
+            if a.get("exhausted"):
+                return self.rollback(st, a, f"{where}: the planned maximum sample is reached "
+                                            f"for {', '.join(a['exhausted'])}: rolled back "
+                                            f"for lack of evidence ({a['summary']})",
+                                     basis="lack of evidence")
             if now > bake_end + p.deadline:
-                return self.rollback(st, a, f"step {st.step + 1}/{len(st.steps)} at "
-                                            f"{_pct(st.weight)}: still inconclusive "
-                                            f"{p.deadline:.0f}s after its bake ({a['summary']})")
+                if self._last_judged(st):
+                    return self.rollback(st, a, f"{where}: still inconclusive "
+                                                f"{p.deadline:.0f}s after its bake: rolled "
+                                                f"back for lack of evidence ({a['summary']})",
+                                         basis="lack of evidence")
+                st = self.advance(st, a, shown=False)
+                if not wait:
+                    return st
+                continue
             if not wait:
                 return st
             self.clock.sleep(p.poll)
         return st
 
-    def advance(self, st: CanaryState, a: dict[str, Any]) -> CanaryState:
-        entry = {"step": st.step + 1, "weight": st.weight, "verdict": PASS,
-                 "summary": a["summary"], "analysis": a}
-        if st.step + 1 >= len(st.steps):
+    def advance(self, st: CanaryState, a: dict[str, Any], *, shown: bool = True
+                ) -> CanaryState:
+        """The next step; from the last judged step, promotion. `shown` False: the step
+        reached its deadline undecided (not the last judged one) and the rollout goes on."""
+        entry = {"step": st.step + 1, "weight": st.weight,
+                 "verdict": PASS if shown else "continue",
+                 "summary": a["summary"] if shown else
+                 f"undecided at the deadline, continuing ({a['summary']})", "analysis": a,
+                 "ended": self.clock.now()}
+        if shown and self._last_judged(st):
             from mlci.registry.gate import Refused
 
             try:
@@ -339,10 +448,12 @@ class Controller:
         st.step_started = self.clock.now()
         self._commit(st, {"kind": "step", "frm": st.challenger, "to": st.challenger,
                           "message": f"canary {st.id} step {entry['step']}/{len(st.steps)} "
-                                     f"passed at {_pct(frm)}; now {_pct(st.weight)}",
+                                     f"{'passed' if shown else 'undecided'} at {_pct(frm)}; "
+                                     f"now {_pct(st.weight)}",
                           "reason": _explain(a), "digest": _digest(a)})
         self._report(st)
-        self.echo(f"step {entry['step']}/{len(st.steps)} at {_pct(frm)}: pass; "
+        self.echo(f"step {entry['step']}/{len(st.steps)} at {_pct(frm)}: "
+                  f"{'pass' if shown else 'undecided at its deadline, continuing'}; "
                   f"challenger now at {_pct(st.weight)}")
         self.wait_applied(st)
         return st
@@ -413,13 +524,15 @@ class Controller:
         self.echo(f"promoted {self.name}/{st.challenger} to champion (was {old})")
         return st
 
-    def rollback(self, st: CanaryState, a: dict[str, Any] | None, reason: str) -> CanaryState:
+    def rollback(self, st: CanaryState, a: dict[str, Any] | None, reason: str, *,
+                 basis: str = "evidence") -> CanaryState:
+        """Roll back; `basis`: evidence (a check failed), lack of evidence, or by hand."""
         from mlci.registry.lock import locked
 
         a = a if a is not None else self.analyse(st)
         # traffic first: the gateway stops routing to the challenger on its next poll
         st.history.append({"step": st.step + 1, "weight": st.weight, "verdict": FAIL,
-                           "summary": reason, "analysis": a})
+                           "summary": reason, "analysis": a, "basis": basis})
         st.status, st.decision, st.reason = ROLLED_BACK, "rolled-back", reason
         st.weight = 0.0
         st.pending_audit = {"kind": "decision", "message": "rolled-back", "frm": st.champion,
@@ -493,7 +606,7 @@ class Controller:
         with self.store.exclusive() as held:
             if held:
                 self.recover(self.state())
-                return self.rollback(self.active(), None, reason)
+                return self.rollback(self.active(), None, reason, basis="by hand")
         st = self.active()
         self.store.request_abort(st.id, reason)
         end = self.clock.now() + timeout
@@ -504,6 +617,10 @@ class Controller:
             self.clock.sleep(0.2)
         raise MlciError(f"the controller running canary {st.id} did not act on the abort "
                         f"within {timeout:.0f}s; it will on its next look")
+
+
+def _weakest(pf: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v['power']:.0%}" for k, v in pf["checks"].items())
 
 
 def _pct(w: float) -> str:

@@ -26,17 +26,18 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
         try:
             rows = con.execute(
                 "SELECT p.request_id, p.variant, p.version, p.route_key, p.latency_ms, "
-                "p.error, p.outputs, f.label, p.shadow_outputs, p.shadow_error "
+                "p.error, p.outputs, f.label, p.shadow_outputs, p.shadow_error, p.ts "
                 "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id "
                 "WHERE p.canary_id = ? ORDER BY p.ts", (canary_id,)).fetchall()
         finally:
             con.close()
     acc: dict[str, dict[str, list[Any]]] = {
-        v: {"err": [], "rkey": [], "lat": [], "lkey": [], "pred": [], "label": [], "ykey": []}
+        v: {"err": [], "rkey": [], "lat": [], "lkey": [], "pred": [], "label": [], "ykey": [],
+            "rts": [], "lts": [], "yts": []}
         for v in VARIANTS}
     versions: dict[str, str | None] = dict.fromkeys(VARIANTS)
     shadow = {"compared": 0, "disagreements": 0, "errors": 0}
-    for rid, variant, version, rkey, lat, err, outputs, label, s_out, s_err in rows:
+    for rid, variant, version, rkey, lat, err, outputs, label, s_out, s_err, ts in rows:
         a = acc.get(variant)
         if a is None:
             continue
@@ -44,10 +45,12 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
         key = rkey or f"request:{rid}"
         a["err"].append(1.0 if err else 0.0)
         a["rkey"].append(key)
+        a["rts"].append(float(ts))
         if err:
             continue
         a["lat"].append(float(lat))
         a["lkey"].append(key)
+        a["lts"].append(float(ts))
         preds = json.loads(outputs) if outputs else []
         if label is not None:
             labels = json.loads(label)
@@ -56,6 +59,7 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
                 a["pred"].append(p)
                 a["label"].append(y)
                 a["ykey"].append(key)
+                a["yts"].append(float(ts))  # the stratum is the request's step
         if s_err:
             shadow["errors"] += 1
         elif s_out:
@@ -67,7 +71,10 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
                            latency_ms=np.asarray(a["lat"], dtype=float),
                            latency_keys=np.asarray(a["lkey"], dtype=object),
                            predictions=a["pred"], labels=a["label"],
-                           label_keys=np.asarray(a["ykey"], dtype=object))
+                           label_keys=np.asarray(a["ykey"], dtype=object),
+                           request_ts=np.asarray(a["rts"], dtype=float),
+                           latency_ts=np.asarray(a["lts"], dtype=float),
+                           label_ts=np.asarray(a["yts"], dtype=float))
            for v, a in acc.items()}
     return {"variants": out, "shadow": shadow}
 
@@ -84,3 +91,40 @@ def from_variant_stats(stats: dict[str, Any]) -> dict[str, Any]:
                               predictions=[1] * s.correct + [0] * (s.labelled - s.correct),
                               labels=[1] * s.labelled)
     return {"variants": out, "shadow": stats["shadow"]}
+
+
+def traffic_before(path: Path, model: str, since: float, until: float) -> dict[str, Any] | None:
+    """The model's traffic in the prediction log between `since` and `until` (before a
+    rollout): request rate, label share and median label delay, error rate, label error
+    share, and the answered requests' latencies (for a latency threshold fixed in advance).
+    None without a log or without rows."""
+    if not Path(path).exists():
+        return None
+    con = connect(path, readonly=True)
+    try:
+        rows = con.execute(
+            "SELECT p.ts, p.latency_ms, p.error, p.outputs, f.label, f.ts FROM predictions p "
+            "LEFT JOIN feedback f ON f.request_id = p.request_id "
+            "WHERE p.ts >= ? AND p.ts < ? AND (p.model = ? OR p.model IS NULL) "
+            "AND p.variant = 'champion' ORDER BY p.ts", (since, until, model)).fetchall()
+    finally:
+        con.close()
+    if not rows:
+        return None
+    ts = np.asarray([r[0] for r in rows], dtype=float)
+    errors = np.asarray([1.0 if r[2] else 0.0 for r in rows])
+    lat = np.asarray([float(r[1]) for r in rows if not r[2] and r[1] is not None])
+    labelled = [r for r in rows if r[4] is not None and not r[2]]
+    wrong = 0
+    for r in labelled:
+        preds, labels = json.loads(r[3]) if r[3] else [], json.loads(r[4])
+        labels = labels if isinstance(labels, list) else [labels]
+        wrong += any(not same(p, y) for p, y in zip(preds, labels, strict=False))
+    span = max(float(ts[-1] - ts[0]), 1.0)
+    return {"requests": len(rows), "seconds": span, "rate": len(rows) / span,
+            "label_share": len(labelled) / len(rows),
+            "label_delay": float(np.median([r[5] - r[0] for r in labelled])) if labelled
+            else 0.0,
+            "error_rate": float(errors.mean()),
+            "label_error": wrong / len(labelled) if labelled else None,
+            "latency_ms": lat}
