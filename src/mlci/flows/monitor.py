@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlci.config import Config
 
 SCHEMA = "mlci.monitor/1"
+WINDOWS = 100  # drift's alpha is spent over this many monitor windows unless configured
 
 
 @dataclass
@@ -246,6 +247,11 @@ def to_markdown(r: dict[str, Any]) -> str:
                    f"{'–' if v is None else f'{v:.4g}'} | {rule} |")
     out += ["", f"Drifted columns: {len(d['drifted_columns'])} ({d['share_drifted']:.0%}); "
             f"dataset drift: {'yes' if d['dataset_drift'] else 'no'}."]
+    if "level" in d:
+        out.append(f"Columns are judged together (Holm) at family-wise level {d['level']:.2g}: "
+                   f"alpha {d['alpha']:g} spent over {d['windows']} windows, so same-"
+                   f"distribution data triggers at most {d['alpha']:.0%} of runs of "
+                   f"{d['windows']} windows.")
     if d.get("prediction"):
         p = d["prediction"]
         out.append(f"Prediction drift: {'yes' if p['drifted'] else 'no'} ({p['method']}).")
@@ -286,12 +292,15 @@ def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "
         raise MlciError(f"{cfg.name}/{mv.version} has no reference statistics "
                         "(mlci/reference.json); retrain it with this mlci version")
     window = read_window(window_path, cfg, profile["features"], since, variant)
-    d = compare_profile(profile, window.features, DriftConfig(**cfg.monitor.drift.model_dump()),
+    settings = cfg.monitor.drift.model_dump()
+    settings["windows"] = settings["windows"] or WINDOWS
+    d = compare_profile(profile, window.features, DriftConfig(**settings),
                         window.predictions.dropna() if window.predictions is not None else None)
     dec = decay(window, baseline_of(client, mv, cfg), cfg)
     reasons = []
     if d["dataset_drift"] and "dataset_drift" in cfg.monitor.retrain_on:
-        reasons.append(f"dataset drift ({d['share_drifted']:.0%} of columns)")
+        reasons.append(f"dataset drift in {', '.join(d['drifted_columns'])} "
+                       f"({d['share_drifted']:.0%} of columns)")
     elif d["any_drift"] and "drift" in cfg.monitor.retrain_on:
         reasons.append("drift in " + ", ".join(d["drifted_columns"]))
     if dec.get("decayed") and "decay" in cfg.monitor.retrain_on:
