@@ -191,6 +191,10 @@ def test_watch_rolls_a_bad_champion_back(iris_champion: Path) -> None:
     ok = run_mlci("monitor", "--watch", "--window", str(window(iris_champion, "same")),
                   cwd=iris_champion)
     assert ok.code == 0, ok.err
+    dec = json.loads((iris_champion / ".mlci/watch.json").read_text())["decay"]
+    # v1 is replayed on the very rows v2 answered: a paired comparison on live traffic
+    assert dec["comparison"] == "paired" and dec["baseline_version"] == "1"
+    assert dec["n"] == dec["n_baseline"] == 300 and dec["decayed"] is False
     bad = run_mlci("monitor", "--watch", "--window",
                    str(window(iris_champion, "same", wrong=0.4)), "--json", cwd=iris_champion)
     assert bad.code == 1, bad.err
