@@ -91,6 +91,11 @@ def paired_bounds(n: np.ndarray, total: np.ndarray, sumsq: np.ndarray, *, margin
     return est, est - h, est + h
 
 
+def watch_rho(margin: float, binary: bool, old_mean: float) -> float:
+    """The confidence sequence's tuning: detect soonest an excess of twice the allowance."""
+    return 2 * margin * (1.0 if binary else max(old_mean, 1e-9)) or 0.02
+
+
 def watch_test(new: np.ndarray, old: np.ndarray, keys: np.ndarray | None, *, paired: bool,
                margin: float, alpha: float, binary: bool) -> dict[str, Any]:
     """Is the new champion worse than the old one on live traffic by more than the allowance?
@@ -100,8 +105,7 @@ def watch_test(new: np.ndarray, old: np.ndarray, keys: np.ndarray | None, *, pai
     routing keys of the new champion's rows (cluster-robust variance; paired only)."""
     new, old = np.asarray(new, dtype=float), np.asarray(old, dtype=float)
     scale, m_abs = (1.0, margin) if binary else (1.0 + margin, 0.0)
-    rho = 2 * margin * (1.0 if binary else max(float(old.mean()) if len(old) else 0.0, 1e-9)) \
-        or 0.02
+    rho = watch_rho(margin, binary, float(old.mean()) if len(old) else 0.0)
     if paired:
         d = new - scale * old
         arm = Arm.of(d, keys)
