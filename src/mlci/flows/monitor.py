@@ -111,8 +111,7 @@ def decay_metric(cfg: Config) -> str:
     return m if m != "auto" else ("mae" if cfg.task == "regression" else "accuracy")
 
 
-def decay(window: Window, baseline: dict[str, Any], cfg: Config,
-          version: str | None = None, *, design: str = "fixed") -> dict[str, Any]:
+def decay(window: Window, baseline: dict[str, Any], cfg: Config) -> dict[str, Any]:
     """Live quality on labelled rows against the baseline: decayed when shown worse than it
     by more than `decay_margin` (absolute for accuracy, relative for MAE); see
     `mlci.stats.decay` for the test and its error rate."""
@@ -125,8 +124,6 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config,
     if window.labels is None or window.predictions is None:
         return {"status": "no labels", "decayed": None}
     mask = window.labels.notna() & window.predictions.notna()
-    if version is not None and window.versions is not None:
-        mask &= window.versions == str(version)
     n = int(mask.sum())
     if baseline.get("value") is None or not baseline.get("n"):
         return {"status": "no baseline", "decayed": None, "n": n}
@@ -145,7 +142,7 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config,
             return {"status": "labels or predictions are not numeric", "decayed": None, "n": n}
         base = float(baseline["value"])
     t = decay_test(losses, keys, baseline=base, baseline_n=int(baseline["n"]),
-                   margin=m.decay_margin, alpha=m.alpha, binary=binary, design=design)
+                   margin=m.decay_margin, alpha=m.alpha, binary=binary)
     live = float(losses.mean())
     sign = -1.0 if binary else 1.0  # report accuracy, not its loss
     return {
@@ -158,7 +155,7 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config,
         "bound": sign * (t["lower"] + (m.decay_margin if binary else
                                        m.decay_margin * base)),
         "confidence": 1 - m.alpha, "margin": m.decay_margin, "relative_margin": not binary,
-        "design": design, "clustered": t["clustered"],
+        "design": t["design"], "clustered": t["clustered"],
         "p_value": t["p_value"],
     }
 

@@ -6,11 +6,9 @@ for accuracy, relative `scale = 1 + margin` for MAE), the model has *decayed* wh
 bound of theta is above 0.
 
 - `monitor` (design "fixed"): each window is one test, a one-sided z-test at level alpha.
-- the post-promotion watch (design "sequential"): the same watch runs again and again on a
-  growing log, so the live mean gets a confidence sequence at alpha/2 (valid at every run,
-  see `mlci.stats.sequential`) and the fixed baseline a z bound at alpha/2; by Bonferroni a
-  fine champion is rolled back with probability at most alpha, however many times it is
-  watched.
+- design "sequential", for a check repeated on a growing log: the live mean gets a confidence
+  sequence at alpha/2 (valid at every run, see `mlci.stats.sequential`) and the fixed
+  baseline a z bound at alpha/2; by Bonferroni at most alpha however often it runs.
 
 A baseline accuracy's variance is binomial; a baseline MAE's is unknown from the record, so
 the live losses' variance stands in for it (the same model on comparable data).
