@@ -174,13 +174,13 @@ def test_psi_bins_are_cut_one_way() -> None:
 
 
 def test_holm_spent_over_100_windows_keeps_noise_dispatches_under_alpha() -> None:
-    """The decision rule on exact p-values (uniform under no drift), 20,000 runs of 100
+    """The decision rule on exact p-values (uniform under no drift), 10,000 runs of 100
     windows x 5 columns, vectorised: P(any dispatch in a run) <= alpha = 5%. A rule twice
-    as loose (10%) would exceed the bound by 30 standard deviations."""
+    as loose (10%) would exceed the bound by 15 standard deviations."""
     from mlci.stats.drift import holm
 
     rng = np.random.default_rng(0)
-    runs, windows, cols = 20_000, 100, 5
+    runs, windows, cols = 10_000, 100, 5
     cfg = DriftConfig(alpha=0.05, windows=windows)
     rejected, _ = holm(rng.random((runs, windows, cols)), cfg.window_level)
     rate = rejected.any(axis=(1, 2)).mean()
