@@ -168,7 +168,7 @@ def detection_cells(quick: bool) -> None:
         for _ in range(runs):
             prof = build(numeric_frame(rng, REF_ROWS, 5))
             for w in range(1, cap + 1):
-                now, _old, old_half = judge(prof, numeric_frame(rng, n, 5, shift=0.2))
+                now, _old, old_half, _ = judge(prof, numeric_frame(rng, n, 5, shift=0.2))
                 half += old_half if w == 1 else 0
                 if now:
                     first += w == 1
