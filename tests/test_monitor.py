@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from conftest import make_project, run_mlci
 from e2e.loopback import serving
+from scipy import stats
 
 
 class FakeDispatchAPI(http.server.BaseHTTPRequestHandler):
@@ -191,6 +192,10 @@ def test_watch_rolls_a_bad_champion_back(iris_champion: Path) -> None:
     ok = run_mlci("monitor", "--watch", "--window", str(window(iris_champion, "same")),
                   cwd=iris_champion)
     assert ok.code == 0, ok.err
+    dec = json.loads((iris_champion / ".mlci/watch.json").read_text())["decay"]
+    # v1 is replayed on the very rows v2 answered: a paired comparison on live traffic
+    assert dec["comparison"] == "paired" and dec["baseline_version"] == "1"
+    assert dec["n"] == dec["n_baseline"] == 300 and dec["decayed"] is False
     bad = run_mlci("monitor", "--watch", "--window",
                    str(window(iris_champion, "same", wrong=0.4)), "--json", cwd=iris_champion)
     assert bad.code == 1, bad.err
@@ -207,3 +212,71 @@ def test_watch_rolls_a_bad_champion_back(iris_champion: Path) -> None:
 def test_bad_window_is_an_input_error(iris_champion: Path) -> None:
     r = run_mlci("monitor", "--window", "nope.csv", cwd=iris_champion)
     assert r.code == 2 and r.err.strip() == "mlci: error: --window nope.csv: not found"
+
+
+# ---------------------------------------------------------------- the watch's error rates
+
+
+def test_watch_rolls_back_an_equal_champion_at_most_alpha_whatever_the_golden_gap() -> None:
+    """The paired watch (old champion replayed on the same rows), 20,000 simulated watches
+    looking every 50 labels up to 2,000, vectorised with the watch's own bounds. Live
+    accuracy 0.90 for both (0.05 below a golden 0.95 -- which no longer enters): rolled back
+    at most alpha; at exactly the allowance still at most alpha (a true 10% rate would
+    exceed the bound by 20 standard deviations); a champion worse by 3x the allowance is
+    caught in nearly every watch."""
+    from mlci.stats.decay import paired_bounds, watch_rho
+
+    rng = np.random.default_rng(0)
+    reps, looks, batch, margin, alpha = 20_000, 40, 50, 0.02, 0.05
+    n = batch * np.arange(1, looks + 1)
+
+    def rolled_back(new_alone: float, old_alone: float) -> float:
+        c = rng.multinomial(batch, [new_alone, old_alone, 1 - new_alone - old_alone],
+                            size=(reps, looks))
+        plus, minus = c[..., 0].cumsum(axis=1), c[..., 1].cumsum(axis=1)
+        _, lower, _ = paired_bounds(n, plus - minus, plus + minus, margin=margin,
+                                    alpha=alpha, rho=watch_rho(margin, True, 0.0))
+        return float(((lower > 0) & (n >= 100)).any(axis=1).mean())
+
+    bound = stats.binom.ppf(0.99, reps, alpha) / reps
+    assert rolled_back(0.09, 0.09) <= bound      # equal, independent errors
+    assert rolled_back(0.045, 0.025) <= bound    # worse by exactly the allowance
+    assert rolled_back(0.085, 0.025) >= 0.95     # worse by 0.06
+
+
+def _window(rng: np.random.Generator, errors: dict[str, float], n: int = 1000):
+    from mlci.flows.monitor import Window
+
+    versions = np.repeat(list(errors), n)
+    labels = rng.integers(0, 3, len(versions))
+    wrong = rng.random(len(versions)) < np.repeat(list(errors.values()), n)
+    preds = np.where(wrong, (labels + 1) % 3, labels)
+    return Window(pd.DataFrame({"x": np.zeros(len(versions))}), pd.Series(labels),
+                  pd.Series(preds), pd.Series(versions), "log")
+
+
+class _WatchCfg:
+    class monitor:  # noqa: N801 - the shape of Config.monitor
+        decay_metric, decay_margin, alpha, min_labels = "accuracy", 0.02, 0.05, 100
+
+    task = "classification"
+
+
+def test_watch_without_a_replay_uses_the_old_champions_own_live_rows() -> None:
+    """No replay (the old model cannot be loaded): the prediction log's rows of the old
+    version are the baseline. Equal live error: kept in at most alpha of 400 windows;
+    three times the error: rolled back; the log must hold enough of the old rows."""
+    from mlci.flows.monitor import watch_decision
+
+    rng = np.random.default_rng(1)
+    rolled = 0
+    for _ in range(400):
+        dec = watch_decision(_window(rng, {"1": 0.1, "2": 0.1}), _WatchCfg(), "2", "1", None)
+        assert dec["comparison"] == "live baseline" and dec["n"] == dec["n_baseline"] == 1000
+        rolled += dec["decayed"]
+    assert rolled <= stats.binom.ppf(0.99, 400, 0.05), rolled
+    bad = watch_decision(_window(rng, {"1": 0.1, "2": 0.3}), _WatchCfg(), "2", "1", None)
+    assert bad["decayed"] is True and bad["difference"] < -0.1
+    none = watch_decision(_window(rng, {"2": 0.1}), _WatchCfg(), "2", "1", None,
+                          "v1 could not be loaded (OSError)")
+    assert none["decayed"] is None and none["status"].startswith("no live baseline for v1")

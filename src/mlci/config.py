@@ -166,9 +166,14 @@ class DriftSettings(_Strict):
     jensenshannon_threshold: float = Field(default=0.1, gt=0, le=1)
     psi_threshold: float = Field(default=0.2, gt=0)
     min_samples: int = Field(default=30, ge=1)
-    share_threshold: float = Field(default=0.5, gt=0, le=1)
+    share_threshold: float = Field(
+        default=0.0, ge=0, le=1, description="Dataset drift when more than this share of the "
+                                             "columns is shown drifted (0: any column).")
     method: Literal["auto", "ks", "wasserstein", "chi2", "jensenshannon", "psi"] = "auto"
     per_column: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    windows: int | None = Field(
+        default=None, ge=1, description="alpha is spent over this many windows (monitor "
+                                        "default 100, data update 1).")
 
 
 class FetchConfig(_Strict):

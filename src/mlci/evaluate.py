@@ -152,13 +152,38 @@ def gate_checks(cfg: Config, metrics: Mapping[str, float | None],
                 continue
             worse_by = c["worse_by"]
             shown, rule = shown_worse_by(metric, c, cfg.gate.regression_rule)
+            passed = shown <= allowed + 1e-12
             checks.append(_check(
-                f"{metric} not worse than champion by > {allowed}", shown <= allowed + 1e-12,
+                f"{metric} not worse than champion by > {allowed}", passed,
                 kind="regression", metric=metric, allowed=allowed, worse_by=worse_by,
                 shown_worse_by=shown, rule=rule,
                 candidate=c["candidate"], champion=c["champion"], ci=c.get("ci"),
+                **regression_power(c.get("ci"), allowed, rule, cfg.gate.confidence),
+                point_breaks=bool(passed and worse_by > allowed + 1e-12),
             ))
     return checks
+
+
+POWER = 0.8  # the power at which the gate states the smallest drop it detects
+
+
+def regression_power(ci: list[float] | None, allowed: float, rule: str,
+                     confidence: float) -> dict[str, Any]:
+    """The smallest true drop the gate fails with probability `POWER`, and whether the golden
+    set is too small to catch a drop of twice the allowance that often.
+
+    The delta's standard error comes from its bootstrap interval (width / 2z). The bound rule
+    fails when estimate - z se > allowance, so it detects allowance + (z + z_power) se; the
+    point rule fails when estimate > allowance: allowance + z_power se."""
+    if not ci or rule.startswith("point (no"):
+        return {"detectable": None, "underpowered": None}
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    se = (ci[1] - ci[0]) / (2 * z)
+    detectable = allowed + (float(norm.ppf(POWER)) + (z if rule == "bound" else 0.0)) * se
+    return {"detectable": detectable, "power": POWER,
+            "underpowered": bool(allowed > 0 and detectable > 2 * allowed)}
 
 
 def shown_worse_by(metric: str, c: dict[str, Any], rule: str) -> tuple[float, str]:
@@ -172,7 +197,7 @@ def shown_worse_by(metric: str, c: dict[str, Any], rule: str) -> tuple[float, st
     ci = c.get("ci")
     if rule == "point" or not ci:
         return c["worse_by"], "point" if rule == "point" else "point (no interval)"
-    return (ci[0] if metric in LOWER_IS_BETTER else -ci[1]), "bound"
+    return (ci[0] if metric in LOWER_IS_BETTER else -ci[1]) + 0.0, "bound"  # no "-0.0000"
 
 
 def _compare(cand: Mapping[str, float | None], champ: Mapping[str, float | None],

@@ -398,7 +398,7 @@ def test_drift_retrain_canary_promote_then_rollback(act_env, dispatches, tmp_pat
     assert "non-inferiority" in promoted[0]["reason"]
     assert lin["rollback_of"] == "3" and lin["approval"]["action"] == "rollback"
     reason = lin["approval"]["reason"]
-    assert reason.startswith("automatic rollback: v3 is shown worse than v2's baseline")
+    assert reason.startswith("automatic rollback: v3 is shown worse than v2 on live traffic")
     assert "live accuracy" in reason
 
     p = mlci("history", "iris", "--json", cwd=repo, env=env)

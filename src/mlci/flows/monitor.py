@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci.errors import MlciError
+from mlci.errors import MlciError, first_line
 from mlci.registry.lineage import artifact_json
 from mlci.stats.drift import deciding_value
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from mlci.config import Config
 
 SCHEMA = "mlci.monitor/1"
+WINDOWS = 100  # drift's alpha is spent over this many monitor windows unless configured
 
 
 @dataclass
@@ -105,8 +106,7 @@ def decay_metric(cfg: Config) -> str:
     return m if m != "auto" else ("mae" if cfg.task == "regression" else "accuracy")
 
 
-def decay(window: Window, baseline: dict[str, Any], cfg: Config,
-          version: str | None = None, *, design: str = "fixed") -> dict[str, Any]:
+def decay(window: Window, baseline: dict[str, Any], cfg: Config) -> dict[str, Any]:
     """Live quality on labelled rows against the baseline: decayed when shown worse than it
     by more than `decay_margin` (absolute for accuracy, relative for MAE); see
     `mlci.stats.decay` for the test and its error rate."""
@@ -119,8 +119,6 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config,
     if window.labels is None or window.predictions is None:
         return {"status": "no labels", "decayed": None}
     mask = window.labels.notna() & window.predictions.notna()
-    if version is not None and window.versions is not None:
-        mask &= window.versions == str(version)
     n = int(mask.sum())
     if baseline.get("value") is None or not baseline.get("n"):
         return {"status": "no baseline", "decayed": None, "n": n}
@@ -139,7 +137,7 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config,
             return {"status": "labels or predictions are not numeric", "decayed": None, "n": n}
         base = float(baseline["value"])
     t = decay_test(losses, keys, baseline=base, baseline_n=int(baseline["n"]),
-                   margin=m.decay_margin, alpha=m.alpha, binary=binary, design=design)
+                   margin=m.decay_margin, alpha=m.alpha, binary=binary)
     live = float(losses.mean())
     sign = -1.0 if binary else 1.0  # report accuracy, not its loss
     return {
@@ -152,7 +150,7 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config,
         "bound": sign * (t["lower"] + (m.decay_margin if binary else
                                        m.decay_margin * base)),
         "confidence": 1 - m.alpha, "margin": m.decay_margin, "relative_margin": not binary,
-        "design": design, "clustered": t["clustered"],
+        "design": t["design"], "clustered": t["clustered"],
         "p_value": t["p_value"],
     }
 
@@ -241,6 +239,11 @@ def to_markdown(r: dict[str, Any]) -> str:
                    f"{'–' if v is None else f'{v:.4g}'} | {rule} |")
     out += ["", f"Drifted columns: {len(d['drifted_columns'])} ({d['share_drifted']:.0%}); "
             f"dataset drift: {'yes' if d['dataset_drift'] else 'no'}."]
+    if "level" in d:
+        out.append(f"Columns are judged together (Holm) at family-wise level {d['level']:.2g}: "
+                   f"alpha {d['alpha']:g} spent over {d['windows']} windows, so same-"
+                   f"distribution data triggers at most {d['alpha']:.0%} of runs of "
+                   f"{d['windows']} windows.")
     if d.get("prediction"):
         p = d["prediction"]
         out.append(f"Prediction drift: {'yes' if p['drifted'] else 'no'} ({p['method']}).")
@@ -281,12 +284,15 @@ def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "
         raise MlciError(f"{cfg.name}/{mv.version} has no reference statistics "
                         "(mlci/reference.json); retrain it with this mlci version")
     window = read_window(window_path, cfg, profile["features"], since, variant)
-    d = compare_profile(profile, window.features, DriftConfig(**cfg.monitor.drift.model_dump()),
+    settings = cfg.monitor.drift.model_dump()
+    settings["windows"] = settings["windows"] or WINDOWS
+    d = compare_profile(profile, window.features, DriftConfig(**settings),
                         window.predictions.dropna() if window.predictions is not None else None)
     dec = decay(window, baseline_of(client, mv, cfg), cfg)
     reasons = []
     if d["dataset_drift"] and "dataset_drift" in cfg.monitor.retrain_on:
-        reasons.append(f"dataset drift ({d['share_drifted']:.0%} of columns)")
+        reasons.append(f"dataset drift in {', '.join(d['drifted_columns'])} "
+                       f"({d['share_drifted']:.0%} of columns)")
     elif d["any_drift"] and "drift" in cfg.monitor.retrain_on:
         reasons.append("drift in " + ", ".join(d["drifted_columns"]))
     if dec.get("decayed") and "decay" in cfg.monitor.retrain_on:
@@ -340,10 +346,114 @@ def previous_champion(client, cfg: Config, out_dir: Path, current: str) -> str |
     return stack[-1] if stack else None
 
 
+def _wrong(labels: Any, predictions: Any) -> Any:
+    """0/1 errors; numbers compare as numbers (a label 1 read from CSV equals a prediction
+    1.0), anything else as text."""
+    import numpy as np
+    import pandas as pd
+
+    y, p = pd.Series(np.asarray(labels)), pd.Series(np.asarray(predictions))
+    yn, pn = pd.to_numeric(y, errors="coerce"), pd.to_numeric(p, errors="coerce")
+    if yn.notna().all() and pn.notna().all():
+        return (yn.to_numpy(dtype=float) != pn.to_numpy(dtype=float)).astype(float)
+    return (y.astype(str).to_numpy() != p.astype(str).to_numpy()).astype(float)
+
+
+def _losses(labels: Any, predictions: Any, binary: bool) -> Any:
+    import numpy as np
+
+    if binary:
+        return _wrong(labels, predictions)
+    return np.abs(np.asarray(predictions, dtype=float) - np.asarray(labels, dtype=float))
+
+
+def replayer(client: Any, cfg: Config, version: str) -> tuple[Any | None, str]:
+    """A function giving the old champion's answers for feature rows, or None and why. The
+    old champion loads through the registry's trust check like every other model."""
+    import numpy as np
+
+    from mlci.registry import models
+
+    try:
+        model = models.load_version(client, cfg.name, version, role="previous champion")
+    except Exception as exc:  # noqa: BLE001 - any load failure means: use the live baseline
+        return None, f"v{version} could not be loaded ({first_line(exc)[:160]})"
+
+    def replay(x: pd.DataFrame) -> Any:
+        return np.asarray(model.estimator.predict(model.frame(x, "window")))
+    return replay, ""
+
+
+def watch_decision(window: Window, cfg: Config, version: str, prev: str,
+                   replay: Any | None, why_not: str = "") -> dict[str, Any]:
+    """The watch's evidence: the new champion's losses on the rows it answered, against the
+    old champion's on the same rows (replayed: paired) or, when it cannot be replayed, on its
+    own answered rows in the log (the live baseline). See `mlci.stats.decay.watch_test`."""
+    from mlci.stats.decay import watch_test
+
+    m = cfg.monitor
+    metric = decay_metric(cfg)
+    binary = metric == "accuracy"
+    if window.labels is None or window.predictions is None:
+        return {"status": "no labels", "decayed": None}
+    labelled = window.labels.notna() & window.predictions.notna()
+    mine = labelled & (window.versions == version) if window.versions is not None else labelled
+    n = int(mine.sum())
+    if n < m.min_labels:
+        return {"status": f"not enough labels ({n} < {m.min_labels})", "decayed": None, "n": n}
+    y = window.labels[mine]
+    try:
+        new = _losses(y, window.predictions[mine], binary)
+        old, paired = None, False
+        if replay is not None:
+            try:
+                old, paired = _losses(y, replay(window.features[mine.to_numpy()]), binary), True
+            except (MlciError, ValueError, TypeError, KeyError) as exc:
+                why_not = f"v{prev} could not answer the window ({type(exc).__name__})"
+        if old is None and window.versions is not None:
+            theirs = labelled & (window.versions == prev)
+            if int(theirs.sum()) >= m.min_labels:
+                old = _losses(window.labels[theirs], window.predictions[theirs], binary)
+    except (TypeError, ValueError):
+        return {"status": "labels or predictions are not numeric", "decayed": None, "n": n}
+    if old is None:
+        return {"status": f"no live baseline for v{prev}: {why_not or 'not replayed'} and "
+                          f"fewer than {m.min_labels} of its labelled rows in the window",
+                "decayed": None, "n": n}
+    keys = (window.keys[mine].to_numpy(dtype=object)
+            if window.keys is not None and paired else None)
+    t = watch_test(new, old, keys, paired=paired, margin=m.decay_margin, alpha=m.alpha,
+                   binary=binary)
+    sign = -1.0 if binary else 1.0  # report accuracy, not its loss
+    return {
+        "status": "decayed" if t["decayed"] else "ok" if t["shown_fine"] else "inconclusive",
+        "decayed": t["decayed"], "metric": metric, "n": n, "n_baseline": t["n_old"],
+        "comparison": t["comparison"], "baseline_version": prev,
+        "live": 1 - t["live_new"] if binary else t["live_new"],
+        "baseline": 1 - t["live_old"] if binary else t["live_old"],
+        "difference": sign * (t["live_new"] - t["live_old"]), "higher_is_better": binary,
+        "estimate": t["estimate"], "lower": t["lower"], "upper": t["upper"],
+        "confidence": 1 - m.alpha, "margin": m.decay_margin, "relative_margin": not binary,
+        "design": t["design"], "clustered": t["clustered"],
+    }
+
+
+def watch_sentence(dec: dict[str, Any]) -> str:
+    rows = ("on the same rows (replayed)" if dec["comparison"] == "paired" else
+            f"on its own {dec['n_baseline']} labelled rows before the promotion")
+    allowance = (f"x{1 + dec['margin']:g} of the old MAE" if dec["relative_margin"]
+                 else f"{dec['margin']:g} below the old accuracy")
+    return (f"live {dec['metric']} {dec['live']:.4f} on {dec['n']} labels vs "
+            f"v{dec['baseline_version']} {dec['baseline']:.4f} {rows}: difference "
+            f"{dec['difference']:+.4f}; excess over the allowance ({allowance}) "
+            f"{dec['estimate']:+.4f}, {dec['confidence']:.0%} bounds "
+            f"[{dec['lower']:+.4f}, {dec['upper']:+.4f}] (confidence sequence)")
+
+
 def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None = None
           ) -> dict[str, Any]:
-    """After a promotion: is the new champion's live accuracy significantly below the previous
-    champion's recorded baseline? If so, roll back (alias; the gateway follows it)."""
+    """After a promotion: is the new champion shown worse than the previous one on live traffic
+    by more than the allowance? If so, roll back (alias; the gateway follows it)."""
     from mlci.io import atomic_write_json, atomic_write_text
     from mlci.registry import gate, tracking
 
@@ -353,26 +463,27 @@ def watch(cfg: Config, out_dir: Path, window_path: Path, *, since: float | None 
     if prev is None:
         raise MlciError(f"{cfg.name}@champion v{mv.version} has no previous champion to "
                         "compare with")
-    base = baseline_of(client, client.get_model_version(cfg.name, prev), cfg)
     profile = artifact_json(client, mv.run_id, "mlci/reference.json") or {}
     features = profile.get("features") or []
     window = read_window(window_path, cfg, features, since)
-    dec = decay(window, base, cfg, version=str(mv.version), design="sequential")
+    replay, why_not = replayer(client, cfg, prev)
+    dec = watch_decision(window, cfg, str(mv.version), prev, replay, why_not)
     result: dict[str, Any] = {
         "schema": SCHEMA, "mode": "watch", "model": cfg.name, "version": str(mv.version),
         "previous_champion": prev, "decay": dec, "alert": bool(dec.get("decayed")),
         "actions": [],
     }
     if dec.get("decayed"):
-        reason = (f"automatic rollback: v{mv.version} is shown worse than v{prev}'s baseline "
-                  f"by more than the allowance: " + decay_sentence(dec))
+        reason = (f"automatic rollback: v{mv.version} is shown worse than v{prev} on live "
+                  f"traffic by more than the allowance: " + watch_sentence(dec))
         rb = gate.rollback(cfg, out_dir, cfg.name, None, reason)
         result["rollback"] = rb
         result["actions"].append(f"rolled {cfg.name}@champion back from v{mv.version} to "
                                  f"v{rb['version']}")
         result["summary"] = reason
     else:
-        result["summary"] = f"champion v{mv.version}: {dec['status']}"
+        result["summary"] = f"champion v{mv.version}: {dec['status']}" + (
+            f" ({watch_sentence(dec)})" if "estimate" in dec else "")
     atomic_write_json(out_dir / "watch.json", result)
     atomic_write_text(out_dir / "watch.md", f"## mlci watch: {result['summary']}\n")
     return result

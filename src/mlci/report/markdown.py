@@ -45,9 +45,13 @@ def verdict_of(validation, run, evaluation) -> tuple[str, str]:
             "model was not evaluated"
     if evaluation["verdict"] != "pass":
         return "fail", "gate failed: " + "; ".join(evaluation["failed"])
+    caveat = "".join(f" ⚠ {c['metric']} is worse than its allowance by the point estimate "
+                     f"(passed under regression_rule: {c.get('rule')})"
+                     for c in evaluation.get("checks", []) if c.get("point_breaks"))
     if n:
-        return "pass", f"gate passed (data validation failed {n} expectation(s), not blocking)"
-    return "pass", "gate passed"
+        return "pass", (f"gate passed (data validation failed {n} expectation(s), not blocking)"
+                        + caveat)
+    return "pass", "gate passed" + caveat
 
 
 def current_records(out_dir: Path, validation, run, evaluation):
@@ -240,12 +244,30 @@ def _gate_section(e, limit) -> list[str]:
                                      + f" (candidate {_fmt(c['candidate'])}, "
                                      f"champion {_fmt(c['champion'])}, "
                                      + ("lower" if c["metric"] in LOWER_IS_BETTER else "higher")
-                                     + " is better)")
+                                     + " is better)" + _gate_power(c))
+            if c.get("point_breaks"):
+                mark += " ⚠"
+                ev = (f"⚠ the point estimate breaks the allowance {_fmt(c['allowed'])}; passed "
+                      f"only because regression_rule: {c.get('rule')} asks the interval to "
+                      "show it. " + ev)
         out.append(f"| {text(c['check'])} | {mark} | {text(ev)} |")
     if not e["checks"]:
         out.append("| (no checks configured) | ➖ | |")
     out.append("")
     return out
+
+
+def _gate_power(c: dict[str, Any]) -> str:
+    """The smallest drop this golden set detects, and a warning when it is too small."""
+    if c.get("detectable") is None:
+        return ""
+    note = (f"; detects a true drop of {_fmt(c['detectable'])} with "
+            f"{c.get('power', 0.8):.0%} power")
+    if c.get("underpowered"):
+        note += (f". ⚠ golden set too small: a drop of twice the allowance "
+                 f"({_fmt(2 * c['allowed'])}) is caught less than {c.get('power', 0.8):.0%} "
+                 "of the time; add golden rows")
+    return note
 
 
 def _per_class_section(e, limit) -> list[str]:

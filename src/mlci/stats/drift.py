@@ -11,8 +11,21 @@ both triggers reach the same verdict on the same data. A reference of at most
 `reference.EXACT_MAX` values is kept whole and compared exactly (scipy's two-sample KS, exact
 Wasserstein); larger ones through their quantile function.
 
-Which statistic decides ("auto"): small samples use the tests (p-value < alpha); large samples,
-where any test rejects trivial shifts, use the distances (Wasserstein / JS above a threshold).
+Which statistic decides ("auto", the default): every column's test p-value enters one family,
+and Holm's step-down procedure at level `alpha / windows` decides which columns are shown
+drifted; on large samples (> `LARGE_SAMPLE` per side), where a test rejects trivial shifts, a
+column must *also* move by more than its distance threshold (Wasserstein / JS). So whatever
+the number of columns, a window of same-distribution data flags any column with probability at
+most `alpha / windows`, and by the union bound any `windows` consecutive windows dispatch
+retraining on noise with probability at most `alpha` (alpha spent evenly over a horizon: the
+average run length between false alarms is at least `windows / alpha` windows). `ks` / `chi2`
+decide on the tests alone (same control); `wasserstein` / `jensenshannon` / `psi` decide on
+the distance alone and carry no error-rate guarantee.
+
+Categorical columns with many levels are compared on about `MAX_LEVELS` bins chosen from the
+levels' pooled counts (`level_bins`: frequent levels alone, rare ones pooled, each bin expected
+at least `MIN_EXPECTED` times): a 1,000-level column would otherwise fill the chi-square table with
+near-empty cells (anti-conservative) and bias the JS distance upwards on noise.
 """
 
 from __future__ import annotations
@@ -27,7 +40,10 @@ from mlci.stats import reference
 if TYPE_CHECKING:
     import pandas as pd
 
-LARGE_SAMPLE = 1000  # per side; above it, "auto" decides on distances
+LARGE_SAMPLE = 1000  # per side; above it, "auto" also asks the distance to exceed its threshold
+MAX_LEVELS = 20      # about this many categorical bins at most
+MIN_EXPECTED = 10    # every bin is expected at least this often in the smaller sample
+OTHER = "(other)"
 PVALUE_METHODS = {"ks": "ks_pvalue", "chi2": "chi2_pvalue"}
 DISTANCE_METHODS = {"wasserstein": "wasserstein", "jensenshannon": "jensenshannon",
                     "psi": "psi"}
@@ -40,9 +56,15 @@ class DriftConfig:
     jensenshannon_threshold: float = 0.1
     psi_threshold: float = 0.2
     min_samples: int = 30
-    share_threshold: float = 0.5  # dataset drift when this share of columns drifted
+    share_threshold: float = 0.0  # dataset drift when more than this share of columns drifted
     method: str = "auto"          # auto | ks | wasserstein | chi2 | jensenshannon | psi
     per_column: dict[str, dict[str, Any]] = field(default_factory=dict)
+    windows: int | None = None    # alpha is spent over this many windows (None: one comparison)
+
+    @property
+    def window_level(self) -> float:
+        """The family-wise level of one comparison: alpha spent evenly over `windows`."""
+        return self.alpha / max(1, self.windows or 1)
 
 
 @dataclass
@@ -54,8 +76,10 @@ class ColumnDrift:
     n_reference: int
     n_current: int
     statistics: dict[str, float | None]
-    threshold: float
+    threshold: float         # p-value methods: the Holm level this column was judged at
     reason: str = ""
+    p_value: float | None = None       # the column's test p-value (KS or chi-square)
+    distance_over: bool | None = None  # auto, large samples: distance above its threshold
 
 
 def deciding_value(method: str, statistics: dict[str, Any]) -> tuple[str, float | None]:
@@ -154,8 +178,14 @@ def categorical_stats(ref: dict[str, Any], cur: pd.Series) -> dict[str, float | 
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
-    counts = pd.concat([pd.Series(ref["counts"], dtype=float), cur.astype(str).value_counts()],
-                       axis=1).fillna(0).to_numpy()
+    ref_counts = pd.Series(ref["counts"], dtype=float)
+    cur_counts = cur.astype(str).value_counts()
+    new = int((~cur_counts.index.isin(ref_counts.index)).sum())
+    pooled = ref_counts.add(cur_counts.astype(float), fill_value=0.0)
+    bins = level_bins(pooled, int(min(ref_counts.sum(), cur_counts.sum())))
+    if len(set(bins.values())) < len(pooled):
+        ref_counts, cur_counts = _binned(ref_counts, bins), _binned(cur_counts, bins)
+    counts = pd.concat([ref_counts, cur_counts], axis=1).fillna(0).to_numpy()
     r, c = counts[:, 0], counts[:, 1]
     table = np.vstack([r, c])
     table = table[:, table.sum(axis=0) > 0]
@@ -167,34 +197,96 @@ def categorical_stats(ref: dict[str, Any], cur: pd.Series) -> dict[str, float | 
     rs, cs = r / r.sum(), c / c.sum()
     return {"chi2_statistic": chi2, "chi2_pvalue": p,
             "jensenshannon": float(jensenshannon(rs, cs, base=2)), "psi": _psi(rs, cs),
-            "categories_new": int(((r == 0) & (c > 0)).sum())}
+            "categories_new": new, "levels_compared": int(len(r))}
 
 
-def _decide(kind: str, st: dict[str, float | None], n: int, cfg: DriftConfig,
-            method: str) -> tuple[str, bool, float]:
-    # a test named for one kind of column means its counterpart for the other kind
+def level_bins(pooled: pd.Series, n_small: int) -> dict[str, str]:
+    """Which bin each level is compared in, from the levels' pooled (reference + current)
+    counts. Levels in order of pooled frequency; a level expected at least `target` times in
+    the smaller sample keeps its own bin, the rest are pooled in that order into bins expected
+    at least `target` times, with `target` the larger of `MIN_EXPECTED` and 1/`MAX_LEVELS` of
+    that sample (so at most about `MAX_LEVELS` bins). Under no drift the split of each
+    level's pooled count between the samples does not depend on the pooled counts, so bins
+    chosen from them keep the two-sample test calibrated; bins ranked on the reference's own
+    counts would not (its noisy top levels would look like drift)."""
+    total = float(pooled.sum())
+    if total <= 0:
+        return {}
+    order = pooled.sort_index().sort_values(ascending=False, kind="stable")
+    expected = order.to_numpy() / total * n_small
+    target = max(MIN_EXPECTED, expected.sum() / MAX_LEVELS)
+    own = expected >= target
+    rest = np.cumsum(np.where(own, 0.0, expected))
+    group = np.where(own, np.arange(len(order)), len(order) + np.floor(
+        (rest - np.where(own, 0.0, expected)) / target))
+    labels = np.unique(group, return_inverse=True)[1]
+    sums = np.bincount(labels, weights=expected)
+    if len(sums) > 1 and sums[-1] < target:  # a short last bin joins the one before
+        labels[labels == len(sums) - 1] = len(sums) - 2
+    names = [str(k) for k in order.index]
+    members: dict[int, list[str]] = {}
+    for name, lab in zip(names, labels, strict=True):
+        members.setdefault(int(lab), []).append(name)
+    return {n: (m[0] if len(m) == 1 else f"{OTHER} {lab + 1}: {len(m)} levels")
+            for lab, m in members.items() for n in m}
+
+
+def _binned(counts: pd.Series, bins: dict[str, str]) -> pd.Series:
+    return counts.groupby([bins[str(k)] for k in counts.index], sort=False).sum()
+
+
+def resolve_method(kind: str, method: str) -> str:
+    """The method as it applies to a column of this kind (a test named for one kind of column
+    means its counterpart for the other)."""
     if kind == "numeric":
-        method = {"chi2": "ks", "jensenshannon": "wasserstein"}.get(method, method)
-    else:
-        method = {"ks": "chi2", "wasserstein": "jensenshannon"}.get(method, method)
-    if method == "auto":
-        if kind == "numeric":
-            method = "wasserstein" if n > LARGE_SAMPLE else "ks"
-        else:
-            method = "jensenshannon" if n > LARGE_SAMPLE else "chi2"
+        return {"chi2": "ks", "jensenshannon": "wasserstein"}.get(method, method)
+    return {"ks": "chi2", "wasserstein": "jensenshannon"}.get(method, method)
+
+
+def _distance(kind: str, st: dict[str, float | None], n: int, cfg: DriftConfig,
+              method: str) -> tuple[str, float | None, bool | None, float]:
+    """(method used, test p-value or None, distance above its threshold or None, threshold).
+
+    A p-value means the column is judged by the family-wise test (auto and ks/chi2)."""
+    if method not in ("auto", *PVALUE_METHODS, *DISTANCE_METHODS):
+        raise ValueError(f"unknown drift method {method!r}")
+    test = "ks" if kind == "numeric" else "chi2"
+    p = st.get(PVALUE_METHODS[test])
     if method in PVALUE_METHODS:
-        p = st[PVALUE_METHODS[method]]
-        return method, bool(p is not None and p < cfg.alpha), cfg.alpha
-    if method in DISTANCE_METHODS:
-        threshold = {"wasserstein": cfg.wasserstein_threshold, "psi": cfg.psi_threshold,
-                     "jensenshannon": cfg.jensenshannon_threshold}[method]
-        v = st.get(DISTANCE_METHODS[method])
-        return method, bool(v is not None and v > threshold), threshold
-    raise ValueError(f"unknown drift method {method!r}")
+        return method, p, None, float("nan")
+    auto = method == "auto"
+    if auto:
+        if n <= LARGE_SAMPLE:
+            return test, p, None, float("nan")
+        method = "wasserstein" if kind == "numeric" else "jensenshannon"
+    threshold = {"wasserstein": cfg.wasserstein_threshold, "psi": cfg.psi_threshold,
+                 "jensenshannon": cfg.jensenshannon_threshold}[method]
+    v = st.get(DISTANCE_METHODS[method])
+    # "auto" needs the test as well; a distance chosen by name decides alone
+    return method, p if auto else None, bool(v is not None and v > threshold), threshold
+
+
+def holm(pvalues: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down over the last axis: (rejected, the level each p-value was compared
+    with). Family-wise error at most `level` under any dependence between the columns.
+    Vectorised over leading axes (the benchmark judges thousands of windows at once)."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.shape[-1]
+    order = np.argsort(p, axis=-1, kind="stable")
+    ranked = np.take_along_axis(p, order, axis=-1)
+    steps = level / (m - np.arange(m))
+    ok = np.cumprod(ranked <= steps, axis=-1).astype(bool)
+    rejected = np.empty_like(ok)
+    levels = np.empty(p.shape, dtype=float)
+    np.put_along_axis(rejected, order, ok, axis=-1)
+    np.put_along_axis(levels, order, np.broadcast_to(steps, p.shape), axis=-1)
+    return rejected, levels
 
 
 def column_drift(name: str, ref: dict[str, Any], cur: pd.Series,
                  cfg: DriftConfig) -> ColumnDrift:
+    """One column's statistics; `drifted` is final for distance-only methods and provisional
+    (the test alone, unadjusted) for tested columns until `familywise` judges them together."""
     opts = cfg.per_column.get(name, {})
     method = opts.get("method", cfg.method)
     cur = cur.dropna()
@@ -213,12 +305,33 @@ def column_drift(name: str, ref: dict[str, Any], cur: pd.Series,
     else:
         st = categorical_stats(ref, cur)
     local = DriftConfig(**{**asdict(cfg), **{k: v for k, v in opts.items() if k != "method"}})
-    used, drifted, threshold = _decide(kind, st, n, local, method)
-    return ColumnDrift(name, kind, used, drifted, ref["n"], len(cur), st, threshold)
+    used, p, over, threshold = _distance(kind, st, n, local, resolve_method(kind, method))
+    if p is None and over is None:  # a test without a p-value: no evidence
+        p = 1.0
+    drifted = bool(over) if p is None else bool(p < local.window_level and over is not False)
+    return ColumnDrift(name, kind, used, drifted, ref["n"], len(cur), st, threshold,
+                       p_value=p, distance_over=over)
+
+
+def familywise(results: list[ColumnDrift], cfg: DriftConfig) -> list[ColumnDrift]:
+    """Judge every tested column together: Holm at the window's level over their p-values;
+    a large-sample "auto" column must also exceed its distance threshold."""
+    tested = [r for r in results if r.drifted is not None and r.p_value is not None]
+    if not tested:
+        return results
+    rejected, levels = holm(np.array([r.p_value for r in tested]), cfg.window_level)
+    for r, rej, lvl in zip(tested, rejected, levels, strict=True):
+        r.drifted = bool(rej) and r.distance_over is not False
+        if r.method in PVALUE_METHODS:
+            r.threshold = float(lvl)
+        elif not rej and r.distance_over:
+            r.reason = (f"distance above {r.threshold:g} but the test does not show drift "
+                        f"(p {r.p_value:.3g} >= {lvl:.3g})")
+    return results
 
 
 def _summary(results: list[ColumnDrift], cfg: DriftConfig) -> dict[str, Any]:
-    """Per-column results plus the dataset verdict (share of drifted columns)."""
+    """Per-column results plus the dataset verdict (any column shown drifted, family-wise)."""
     judged = [r for r in results if r.drifted is not None]
     drifted = [r.column for r in judged if r.drifted]
     share = len(drifted) / len(judged) if judged else 0.0
@@ -226,9 +339,10 @@ def _summary(results: list[ColumnDrift], cfg: DriftConfig) -> dict[str, Any]:
         "columns": [asdict(r) for r in results],
         "drifted_columns": drifted,
         "share_drifted": share,
-        "dataset_drift": bool(judged) and share >= cfg.share_threshold,
+        "dataset_drift": bool(drifted) and share > cfg.share_threshold - 1e-12,
         "enough_data": bool(judged),
         "any_drift": bool(drifted),
+        "level": cfg.window_level, "alpha": cfg.alpha, "windows": cfg.windows or 1,
     }
 
 
@@ -238,12 +352,13 @@ def compare_profile(profile: dict[str, Any], current: pd.DataFrame,
     """Drift of a current sample against a stored reference profile."""
     cfg = cfg or DriftConfig()
     cols = [c for c in profile["features"] if c in current.columns]
-    out = _summary([column_drift(c, profile["columns"][c], current[c], cfg) for c in cols], cfg)
+    out = _summary(familywise([column_drift(c, profile["columns"][c], current[c], cfg)
+                               for c in cols], cfg), cfg)
     out["missing_columns"] = [c for c in profile["features"] if c not in current.columns]
     out["prediction"] = None
     if predictions is not None and "prediction" in profile:
-        out["prediction"] = asdict(column_drift(
-            "prediction", profile["prediction"], predictions.astype(str), cfg))
+        out["prediction"] = asdict(familywise([column_drift(
+            "prediction", profile["prediction"], predictions.astype(str), cfg)], cfg)[0])
     return out
 
 
