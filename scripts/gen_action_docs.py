@@ -23,7 +23,7 @@ START, END = "<!-- actions:start -->", "<!-- actions:end -->"
 
 USAGE = {
     "": "- uses: org/mlci-actions@v1\n  with:\n    github-token: ${{ secrets.GITHUB_TOKEN }}",
-    "setup": "- id: setup\n  uses: org/mlci-actions/setup@v1",
+    "setup": "- id: setup\n  uses: org/mlci-actions/setup@v1\n- run: mlci --version",
     "validate": "- uses: org/mlci-actions/validate@v1",
     "train": "- id: train\n  uses: org/mlci-actions/train@v1",
     "evaluate": "- id: evaluate\n  uses: org/mlci-actions/evaluate@v1",
@@ -51,7 +51,9 @@ NOTES = {
         "cache the install.",
     "setup": "Optional: every other action installs `mlci` on first use through the same "
              "script. `setup` adds the cache and, on runners without Python 3.10+, "
-             "`actions/setup-python`.",
+             "`actions/setup-python`. After it, `run: mlci ...` works in any later step: a "
+             "link to the venv's `mlci` (and nothing else from the venv, so its `python` "
+             "does not shadow yours) is added to PATH through `GITHUB_PATH`.",
     "report": "With `poster: cml`, images referenced by the report are uploaded to CML's "
               "**public** image host only when `publish-images: 'true'`; by default they are "
               "not uploaded. With no pull request (a push) the report goes to the job summary "
