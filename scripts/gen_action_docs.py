@@ -66,7 +66,8 @@ NOTES = {
                    "pulled first. The reusable `.github/workflows/data.yml` adds the pull "
                    "request (or `auto-promote`); see docs/data-trigger.md.",
     "canary": "Each step is judged with anytime-valid tests on error rate, latency and "
-              "labelled-feedback quality (`mlci canary run`). Runs next to the traffic: on a runner that reaches the `mlci serve` gateway and its "
+              "labelled-feedback quality (`mlci canary run`). Runs next to the traffic: "
+              "on a runner that reaches the `mlci serve` gateway and its "
               "prediction log (`backend: local`), or with `backend: kserve`, which renders a KServe"
               " `InferenceService` with `canaryTrafficPercent` per step, applies it with `kubectl` "
               "when `apply: 'true'` and judges from `metrics-url`. The job fails (exit 1) when the "
@@ -75,7 +76,8 @@ NOTES = {
               "`serve` extra in the venv. Statistics and audit trail: docs/canary.md.",
     "monitor": "Compares a window of production data with the champion's training reference "
                "(`mlci monitor`); on an alert it exports the labelled window and dispatches "
-               "retraining, or (watch) rolls a bad new champion back. Runs where the window is: on a runner that reads the gateway's prediction log, "
+               "retraining, or (watch) rolls a bad new champion back. Runs where the window "
+               "is: on a runner that reads the gateway's prediction log, "
                "or on a CSV/Parquet batch. The reference statistics come from the registry "
                "(stored with the model at training time), so `tracking-uri` must reach the "
                "registry the champion is in. With `dispatch: 'true'` an alert sends "
