@@ -4,7 +4,8 @@
         print the CHANGELOG.md section `## [1.2.3]` (exit 2 when there is none or it is empty)
     python scripts/release.py pin --repo acme/mlci-actions --sha <A> --version 1.2.3 [--remote URL]
         the two-commit release of docs/pinning.md, in a checkout of A: pin this repository's
-        own references to A (scripts/pin_refs.py), commit that as B, check it, tag B `v1.2.3`
+        own references to A (scripts/pin_refs.py), name the repository and the tag in the
+        package's PyPI page and URLs (PUBLISHED), commit that as B, check it, tag B `v1.2.3`
         and move `v1` to it. With --remote it pushes both tags (never overwriting a release
         tag), then clones the pushed tag afresh and runs its own `pin_refs.py --check`.
         Without --remote it stops after the local check (the build job's dry run).
@@ -34,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import pin_refs  # noqa: E402  (the sibling script, importable once its folder is on the path)
 
 ROOT = Path(__file__).resolve().parents[1]
+# what PyPI shows: the project URLs and the description page, whose links must be absolute and
+# name the real repository at the released tag
+PUBLISHED = ("pyproject.toml", "docs/pypi.md")
 VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 BOT = ("github-actions[bot]", "41898282+github-actions[bot]@users.noreply.github.com")
 
@@ -67,6 +71,13 @@ def unpinned(root: Path) -> list[str]:
             for m in pin_refs.REF.finditer(p.read_text(encoding="utf-8"))]
 
 
+def publish(text: str, repo: str, version: str) -> str:
+    """`org/mlci-actions` becomes the repository; links at the moving `v1` the release tag."""
+    text = re.sub(r"((?:github\.com|githubusercontent\.com)/)" + re.escape(pin_refs.PLACEHOLDER)
+                  + r"/((?:blob/|tree/)?)v1(?=[/)\s])", rf"\g<1>{repo}/\g<2>v{version}", text)
+    return text.replace(pin_refs.PLACEHOLDER, repo)
+
+
 def commit_pins(root: Path, repo: str, sha: str, version: str) -> str:
     """Commit B on top of A (HEAD): every own reference pinned to A. Returns B's SHA."""
     if git(root, "rev-parse", "HEAD") != sha:
@@ -76,10 +87,13 @@ def commit_pins(root: Path, repo: str, sha: str, version: str) -> str:
     for p in pin_refs.files(root):
         text = p.read_text(encoding="utf-8")
         p.write_text(pin_refs.pin(text, repo, sha, f"v{version}"), encoding="utf-8")
+    pages = [root / name for name in PUBLISHED if (root / name).is_file()]
+    for p in pages:
+        p.write_text(publish(p.read_text(encoding="utf-8"), repo, version), encoding="utf-8")
     left = unpinned(root)
     if left:
         raise ReleaseError("still unpinned after the rewrite: " + "; ".join(left), 1)
-    git(root, "add", "--", *[str(p.relative_to(root)) for p in pin_refs.files(root)])
+    git(root, "add", "--", *[str(p.relative_to(root)) for p in [*pin_refs.files(root), *pages]])
     git(root, "-c", f"user.name={BOT[0]}", "-c", f"user.email={BOT[1]}", "commit", "-q",
         "--allow-empty", "-m", f"Release v{version}: pin own actions to {sha[:12]}",
         "-m", f"Every {pin_refs.PLACEHOLDER}/...@v1 reference now names {repo}@{sha}.")

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -116,6 +117,9 @@ def release_checkout(tmp_path: Path) -> tuple[Path, Path, str]:
     for name in ("pin_refs.py", "release.py"):
         (a / "scripts" / name).write_text((REPO / "scripts" / name).read_text())
     (a / "CHANGELOG.md").write_text(CHANGELOG)
+    (a / "docs").mkdir()
+    for rel in ("pyproject.toml", "docs/pypi.md"):
+        (a / rel).write_text((REPO / rel).read_text(encoding="utf-8"), encoding="utf-8")
     _git("init", "-q", "-b", "main", cwd=a)
     _git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m",
          "A", cwd=a)
@@ -156,6 +160,14 @@ def test_release_dry_run_pins_tags_checks_and_releases(release_checkout, tmp_pat
     check = subprocess.run([sys.executable, "scripts/pin_refs.py", "--check"], cwd=tagged,
                            capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+    # what PyPI shows names the repository at the release tag, not the placeholder
+    page = (tagged / "docs" / "pypi.md").read_text()
+    meta = tomllib.loads((tagged / "pyproject.toml").read_text())["project"]
+    assert "org/mlci-actions" not in page + str(meta)
+    assert "https://github.com/acme/mlci-actions/blob/v1.0.0/docs/adopting.md" in page
+    assert "githubusercontent.com/acme/mlci-actions/v1.0.0/scripts/constraints.txt" in page
+    assert meta["urls"]["Changelog"] == (
+        "https://github.com/acme/mlci-actions/blob/v1.0.0/CHANGELOG.md")
 
     with FakeGitHub() as gh:
         gh.state.token = "ghs_release"
