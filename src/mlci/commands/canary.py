@@ -107,7 +107,7 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--latency-quantile", default=0.95, show_default=True,
                      type=click.FloatRange(0.5, 1, max_open=True),
                      envvar="MLCI_LATENCY_QUANTILE",
-                     help="Latency quantile judged for non-inferiority against "
+                     help="Latency quantile judged (0.95: p95) for non-inferiority against "
                           "--max-latency-ratio x champion's + --latency-slack-ms "
                           "(env MLCI_LATENCY_QUANTILE)."),
         click.option("--shadow", is_flag=True, envvar="MLCI_SHADOW",
