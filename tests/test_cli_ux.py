@@ -58,7 +58,8 @@ def test_quiet_turns_progress_off_and_verbose_shows_library_logs(tmp_path, capsy
 
     monkeypatch.chdir(tmp_path)
     _main(["-q", "evaluate", "-c", "missing.yaml"], capsys)
-    assert progress.mode(open(os.devnull, "w")) == progress.OFF
+    with open(os.devnull, "w") as sink:
+        assert progress.mode(sink) == progress.OFF
     monkeypatch.delenv("MLCI_PROGRESS")
     logging.getLogger("mlflow").setLevel(logging.NOTSET)
     _main(["-v", "evaluate", "-c", "missing.yaml"], capsys)

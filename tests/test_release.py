@@ -10,11 +10,11 @@ import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import tomllib
 import yaml
 from conftest import REPO
 

@@ -80,12 +80,15 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
     except MlciError:
         raise  # input error: one line, exit 2, nothing changed
     path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
+    warnings = (rec or {}).get("warnings") or []
+    for w in warnings:
+        click.echo(f"mlci: warning: {w}", err=True)
     if as_json:
         click.echo(json.dumps({"status": rec["status"] if rec else "refused",
                                "model_version": (rec or {}).get("model_version"),
                                "drifted_columns": (rec or {}).get("drift", {}).get(
                                    "drifted_columns", []),
-                               "report": path, "exit_code": code}))
+                               "report": path, "exit_code": code, "warnings": warnings}))
     else:
         if rec:
             for s in rec["steps"]:

@@ -133,6 +133,8 @@ def _update_section(u, limit) -> list[str]:
     out = ["### Data update", "",
            f"Source {code(u['source'])}, mode {code(u['mode'])}: **{text(u['status'])}**"
            + (f" — {text(u['error'])}" if u.get("error") else "") + ".", ""]
+    for w in u.get("warnings") or []:
+        out += [f"⚠️ {text(w)}", ""]
     if u.get("run_id") and u["status"] != "updated":
         out += ["The model trained on this data was not kept: its registered version and run "
                 "were removed, and the training data was restored.", ""]
