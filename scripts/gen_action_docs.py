@@ -1,7 +1,9 @@
 """Generate the action docs from the action.yml files.
 
-Writes `<action>/README.md` (usage, inputs, outputs) for every action folder and the tables
-between `<!-- actions:start -->` and `<!-- actions:end -->` in README.md.
+Writes `<action>/README.md` (usage, inputs, outputs) for every action folder, docs/actions.md
+(every action's inputs and outputs on one page, the root action's only home), and the short
+table between `<!-- actions:start -->` and `<!-- actions:end -->` in README.md (one row per
+action, linking to its README).
 
     python scripts/gen_action_docs.py           # rewrite the docs
     python scripts/gen_action_docs.py --check   # exit 1 when a doc differs from the action.yml
@@ -23,7 +25,7 @@ START, END = "<!-- actions:start -->", "<!-- actions:end -->"
 
 USAGE = {
     "": "- uses: org/mlci-actions@v1\n  with:\n    github-token: ${{ secrets.GITHUB_TOKEN }}",
-    "setup": "- id: setup\n  uses: org/mlci-actions/setup@v1",
+    "setup": "- id: setup\n  uses: org/mlci-actions/setup@v1\n- run: mlci --version",
     "validate": "- uses: org/mlci-actions/validate@v1",
     "train": "- id: train\n  uses: org/mlci-actions/train@v1",
     "evaluate": "- id: evaluate\n  uses: org/mlci-actions/evaluate@v1",
@@ -51,7 +53,9 @@ NOTES = {
         "cache the install.",
     "setup": "Optional: every other action installs `mlci` on first use through the same "
              "script. `setup` adds the cache and, on runners without Python 3.10+, "
-             "`actions/setup-python`.",
+             "`actions/setup-python`. After it, `run: mlci ...` works in any later step: a "
+             "link to the venv's `mlci` (and nothing else from the venv, so its `python` "
+             "does not shadow yours) is added to PATH through `GITHUB_PATH`.",
     "report": "With `poster: cml`, images referenced by the report are uploaded to CML's "
               "**public** image host only when `publish-images: 'true'`; by default they are "
               "not uploaded. With no pull request (a push) the report goes to the job summary "
@@ -63,14 +67,19 @@ NOTES = {
                    "the registry back as they were. Missing DVC-tracked train/golden files are "
                    "pulled first. The reusable `.github/workflows/data.yml` adds the pull "
                    "request (or `auto-promote`); see docs/data-trigger.md.",
-    "canary": "Runs next to the traffic: on a runner that reaches the `mlci serve` gateway and its "
+    "canary": "Each step is judged with anytime-valid tests on error rate, latency and "
+              "labelled-feedback quality (`mlci canary run`). Runs next to the traffic: "
+              "on a runner that reaches the `mlci serve` gateway and its "
               "prediction log (`backend: local`), or with `backend: kserve`, which renders a KServe"
               " `InferenceService` with `canaryTrafficPercent` per step, applies it with `kubectl` "
               "when `apply: 'true'` and judges from `metrics-url`. The job fails (exit 1) when the "
               "version is rolled back. The state is kept under `out`, so re-running with an empty "
               "`version` resumes an interrupted rollout. `gateway` and `metrics-url` need the "
               "`serve` extra in the venv. Statistics and audit trail: docs/canary.md.",
-    "monitor": "Runs where the window is: on a runner that reads the gateway's prediction log, "
+    "monitor": "Compares a window of production data with the champion's training reference "
+               "(`mlci monitor`); on an alert it exports the labelled window and dispatches "
+               "retraining, or (watch) rolls a bad new champion back. Runs where the window "
+               "is: on a runner that reads the gateway's prediction log, "
                "or on a CSV/Parquet batch. The reference statistics come from the registry "
                "(stored with the model at training time), so `tracking-uri` must reach the "
                "registry the champion is in. With `dispatch: 'true'` an alert sends "
@@ -117,20 +126,58 @@ def action_readme(folder: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+# what each action's row in the README's table names (the outputs a newcomer reaches for)
+KEY_OUTPUTS = {"": ["verdict", "comment-url"], "setup": ["python"],
+               "validate": ["passed", "report"], "train": ["run-id", "model-uri"],
+               "evaluate": ["verdict", "metrics"], "report": ["report-path", "comment-url"],
+               "promote": ["version", "alias"], "rollback": ["version"],
+               "data-update": ["status", "model-version"], "canary": ["decision"],
+               "monitor": ["drift", "dispatched"]}
+
+
+def link(folder: str, base: str) -> str:
+    return f"{base}{folder}/README.md" if folder else f"{base}docs/actions.md#{anchor('')}"
+
+
+def anchor(folder: str) -> str:
+    """GitHub's heading anchor of `### `org/mlci-actions/<folder>@v1``."""
+    return uses(folder).replace("/", "").replace("@", "").replace(".", "").lower()
+
+
 def readme_region() -> str:
     lines = [START, "", "## Actions", "",
-             "Generated from the `action.yml` files by `scripts/gen_action_docs.py`.", ""]
+             "| action | what it does | key outputs |", "|---|---|---|"]
     for folder in ["", *ORDER]:
         meta = load(folder)
-        lines += [f"### `{uses(folder)}`", "", cell(meta["description"]), ""]
-        lines += tables(meta, "####")
-        lines.append("")
-    lines.append(END)
+        outs = [o for o in KEY_OUTPUTS[folder] if o in (meta.get("outputs") or {})]
+        lines.append(f"| [`{uses(folder)}`]({link(folder, '')}) | {cell(meta['description'])} "
+                     f"| {', '.join(f'`{o}`' for o in outs)} |")
+    lines += ["", "Every input and output: each action's README, or all of them on one page in "
+              "[docs/actions.md](docs/actions.md) (generated from the `action.yml` files by "
+              "`scripts/gen_action_docs.py`).", "", END]
     return "\n".join(lines)
+
+
+def reference() -> str:
+    lines = ["# Actions: inputs and outputs", "",
+             "<!-- generated by scripts/gen_action_docs.py -->", "",
+             "Every action of this repository, generated from its `action.yml`. Each action's "
+             "folder holds the same tables with a usage example.", ""]
+    for folder in ["", *ORDER]:
+        meta = load(folder)
+        lines += [f"## `{uses(folder)}`", "", cell(meta["description"]), ""]
+        if not folder:
+            lines += [NOTES[""], "", "```yaml", USAGE[""], "```", ""]
+        else:
+            lines += [f"Usage and notes: [{folder}/README.md](../{folder}/README.md).", ""]
+        lines += tables(meta, "###")
+        lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def expected() -> dict[Path, str]:
     files = {ROOT / f / "README.md": action_readme(f) for f in ORDER}
+    files[ROOT / "docs" / "actions.md"] = reference()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     head, rest = readme.split(START, 1)
     _, tail = rest.split(END, 1)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Set up a venv with the test extras and run the whole test suite.
+# Set up a venv with the serve and server extras and the test tools, and run the test suite.
 # Usage: bash scripts/test.sh [pytest args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/venv.sh '.[test,serve,server]'
+. scripts/venv.sh '.[serve,server]' -r scripts/requirements-test.txt
 export PATH="$PWD/$VENV/bin:$PATH"
 # One BLAS/OpenMP thread per process: on 2 cores a model fit next to a gateway went from
 # 65 s to 0.3 s once threads stopped fighting over the cores.

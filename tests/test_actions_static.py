@@ -1,7 +1,8 @@
 """Static checks of every action.yml and workflow: the style and security rules, then the linters
 (actionlint with shellcheck, zizmor at its pedantic persona, check-jsonschema). The test doubles
 under tests/e2e/doubles are never linted (they stand for third-party actions). A linter test
-skips only when the tool is not installed; the test extras and CI install all of them."""
+skips only when the tool is not installed; scripts/requirements-test.txt and CI install all of
+them."""
 
 from __future__ import annotations
 

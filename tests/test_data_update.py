@@ -305,3 +305,20 @@ def test_kill_9_mid_update_is_rolled_back_and_a_resent_batch_is_refused(
     assert r.code == 1, r.err
     assert "refused as a duplicate" in r.err
     assert state(repo) == before and len(_train(repo)) == 160
+
+
+def test_no_remote_is_said_out_loud(repo: Path, tmp_path: Path) -> None:
+    """Without a DVC remote the update succeeds, but the new data lives only in this checkout's
+    cache: a warning on stderr, in --json, in the record and in the report."""
+    subprocess.run([DVC, "remote", "remove", "storage"], cwd=repo, check=True,
+                   capture_output=True)
+    src = write_batch(repo, "good", tmp_path / "new.csv")
+    r = run_mlci("data", "update", "--source", str(src), "--json", cwd=repo)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert out["status"] == "updated" and len(out["warnings"]) == 1
+    assert out["warnings"][0].startswith("no DVC remote: the new data was not pushed")
+    assert "mlci: warning: no DVC remote" in r.err
+    upd = json.loads((repo / ".mlci" / "data_update.json").read_text())
+    assert upd["pushed"] is False
+    assert "⚠️ no DVC remote" in (repo / ".mlci" / "report.md").read_text()

@@ -16,7 +16,7 @@ def test_ruff_is_clean() -> None:
     ruff = Path(sys.executable).with_name("ruff")
     exe = str(ruff) if ruff.exists() else shutil.which("ruff")
     if exe is None:
-        pytest.skip("ruff is not installed (pip install 'mlci[test]')")
+        pytest.skip("ruff is not installed (pip install -r scripts/requirements-test.txt)")
     p = subprocess.run([exe, "check", "--no-cache", "."], cwd=REPO, capture_output=True,
                        text=True)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -102,7 +102,7 @@ def test_every_section_survives_a_hostile_value(tmp_path: Path, bad: str) -> Non
     assert len(p.h3) == len(SECTIONS), f"a value became a heading: {p.h3}"
     assert p.comments == [], "a value opened an HTML comment"
     allowed = {"h2", "h3", "p", "table", "thead", "tbody", "tr", "th", "td", "code", "strong",
-               "em", "details", "summary", "img", "br"}
+               "em", "details", "summary", "img", "br", "pre"}
     assert {t for t, _ in p.tags} <= allowed, {t for t, _ in p.tags} - allowed
     imgs = [a.get("src") for t, a in p.tags if t == "img"]
     assert imgs == ["plots/confusion_matrix.png"], imgs
@@ -111,8 +111,57 @@ def test_every_section_survives_a_hostile_value(tmp_path: Path, bad: str) -> Non
     # emphasis only where the report puts it: the one note, and bold class labels
     assert [t for t, _ in p.tags].count("em") == 1
     assert [t for t, _ in p.tags].count("strong") == 3  # status and the two class labels
+    # the two charts stay whole Mermaid blocks: a hostile class label cannot end the label,
+    # the chart or the fence
+    charts = re.findall(r'<pre lang="mermaid"><code>(.*?)</code></pre>', html, flags=re.S)
+    assert [t for t, _ in p.tags].count("pre") == len(charts) == 2, html
+    for chart in charts:
+        lines = chart.strip().splitlines()
+        assert lines[0] == "xychart-beta" and len(lines) == 5, chart
+        labels = re.fullmatch(r"    x-axis \[(.*)\]", lines[2]).group(1)
+        safe = r"&quot;[\w .+\-/()]+&quot;"
+        assert all(re.fullmatch(safe, x) for x in labels.split(", ")), labels
     # each table row keeps its cell count
     for table in re.findall(r"<table>.*?</table>", html, flags=re.S):
         widths = {len(re.findall(r"<t[hd][ >]", row))
                   for row in re.findall(r"<tr>.*?</tr>", table, flags=re.S)}
         assert len(widths) == 1, table
+
+
+def _render(tmp_path: Path, tags: dict[str, str], data_docs: str | None = None) -> str:
+    _records(tmp_path, "x")
+    run = json.loads((tmp_path / "run.json").read_text())
+    run["tags"].update(tags)
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    v = json.loads((tmp_path / "validation.json").read_text())
+    v["data_docs"] = data_docs
+    (tmp_path / "validation.json").write_text(json.dumps(v))
+    return cmarkgfm.github_flavored_markdown_to_html(markdown.build(tmp_path, "iris"))
+
+
+def _hrefs(html: str) -> list[str]:
+    p = _Tags()
+    p.feed(html)
+    return [a["href"] for t, a in p.tags if t == "a"]
+
+
+def test_mlcis_own_urls_are_links(tmp_path: Path) -> None:
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    html = _render(tmp_path, {"mlci.ci.run_url": "https://github.com/acme/models/actions/runs/42",
+                              "mlci.git.commit": sha}, data_docs="data-docs/index.html")
+    run = "https://github.com/acme/models/actions/runs/42"
+    assert _hrefs(html) == [run + "#artifacts", f"https://github.com/acme/models/commit/{sha}",
+                            run, run + "#artifacts"]
+    assert ">run 42</a>" in html and ">0123456789ab</a>" in html
+    assert "<th>record</th><th>value</th>" in html.replace("\n", "")  # the lineage header
+
+
+@pytest.mark.parametrize("url", [
+    "https://github.com/o/r/actions/runs/1)[x](https://evil.example",
+    "javascript:alert(1)//github.com/o/r/actions/runs/1",
+    "https://github.com/o/r/actions/runs/1#x\n### Fake",
+    "http://github.com/o/r/actions/runs/1",
+])
+def test_a_url_of_another_shape_stays_text(tmp_path: Path, url: str) -> None:
+    html = _render(tmp_path, {"mlci.ci.run_url": url, "mlci.git.commit": "a" * 40})
+    assert _hrefs(html) == [] and "<h3>Fake" not in html

@@ -111,7 +111,7 @@ def postgres():
     if bindir is None or not (bindir / "initdb").exists():
         pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: "
                     "apt-get install postgresql (.ci/run does)")
-    pytest.importorskip("psycopg2", reason="psycopg2-binary is in the test extra")
+    pytest.importorskip("psycopg2", reason="psycopg2-binary is in scripts/requirements-test.txt")
     t0 = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="mlci-pg-"))
     user: str | None = None
@@ -291,7 +291,7 @@ def test_racing_promotions_on_postgresql(team: Team, tmp_path: Path) -> None:
 
 
 def test_dvc_remote_on_the_same_object_store(s3: str, tmp_path: Path) -> None:
-    pytest.importorskip("dvc_s3", reason="dvc-s3 is in the test extra")
+    pytest.importorskip("dvc_s3", reason="dvc-s3 is in scripts/requirements-test.txt")
     root = make_project(tmp_path / "iris")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, **AWS}
 

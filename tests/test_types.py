@@ -10,7 +10,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_mypy_is_clean() -> None:
-    """mypy (test extra) over src/mlci with the settings in pyproject.toml."""
+    """mypy (scripts/requirements-test.txt) over src/mlci with the settings in pyproject.toml."""
     p = subprocess.run([sys.executable, "-m", "mypy"], cwd=REPO, capture_output=True, text=True,
                        timeout=900)
     assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]

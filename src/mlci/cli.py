@@ -7,6 +7,8 @@ scikit-learn or pandas; each command lives in `mlci.commands.<name>` and is load
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
 import sys
 
@@ -63,17 +65,55 @@ def _module_exists(module: str) -> bool:
         return False
 
 
-@click.group(cls=LazyGroup)
+COMPLETION = """\b
+Shell completion (commands, options, choices):
+  bash  eval "$(_MLCI_COMPLETE=bash_source mlci)"   in ~/.bashrc
+  zsh   eval "$(_MLCI_COMPLETE=zsh_source mlci)"    in ~/.zshrc
+  fish  _MLCI_COMPLETE=fish_source mlci > ~/.config/fish/completions/mlci.fish"""
+
+
+@click.group(cls=LazyGroup, epilog=COMPLETION)
 @click.version_option(__version__, prog_name="mlci")
-def cli() -> None:
+@click.option("-q", "--quiet", is_flag=True, envvar="MLCI_QUIET",
+              help="No progress lines: only results, warnings and errors (env MLCI_QUIET).")
+@click.option("-v", "--verbose", count=True, envvar="MLCI_VERBOSE",
+              help="-v: log what MLflow, Great Expectations and DVC report (INFO); -vv: debug "
+                   "logs and a traceback on an internal error (env MLCI_VERBOSE).")
+def cli(quiet: bool, verbose: int) -> None:
     """CI/CD for machine-learning repositories.
 
     Exit codes: 0 passed, 1 a verdict failed, 2 usage/config/input error, 3 internal error.
+    With --json, an error (exit 2 or 3) is a JSON object on stdout as well:
+    {"error": {"exit_code": 2, "kind": "usage", "message": "..."}}.
     """
+    if quiet and verbose:
+        raise click.UsageError("-q/--quiet and -v/--verbose exclude each other")
+    # read where they apply (mlci.progress, registry.tracking.quiet_mlflow), also in subprocesses
+    if quiet:
+        os.environ["MLCI_PROGRESS"] = "off"
+    if verbose:
+        os.environ["MLCI_VERBOSE"] = str(verbose)
+        logging.basicConfig(level=logging.DEBUG if verbose > 1 else logging.INFO,
+                            stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    if verbose > 1:
+        os.environ["MLCI_DEBUG"] = "1"
+
+
+def _json_mode(argv: list[str] | None) -> bool:
+    args = sys.argv[1:] if argv is None else argv
+    env = os.environ.get("MLCI_JSON", "").strip().lower() in ("1", "true", "yes", "on")
+    return "--json" in args or env
+
+
+def _json_error(exit_code: int, kind: str, message: str) -> None:
+    """Under --json a caller parses stdout: an error is an object there, not nothing."""
+    click.echo(json.dumps({"error": {"exit_code": exit_code, "kind": kind,
+                                     "message": message}}))
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: map exceptions to exit codes; never print a traceback unless MLCI_DEBUG=1."""
+    as_json = _json_mode(argv)
     try:
         rv = cli.main(args=argv, prog_name="mlci", standalone_mode=False)
     except click.exceptions.Abort:
@@ -82,10 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        if isinstance(exc, MlciError):
-            exc.show()
-        else:  # click's own usage errors keep their usage hint, on stderr
-            exc.show()
+        exc.show()  # mlci's own errors in one line; click's usage errors keep their hint
+        if as_json:
+            _json_error(exc.exit_code, "input" if isinstance(exc, MlciError) else "usage",
+                        exc.format_message())
         sys.exit(exc.exit_code)
     except VerdictFailed as exc:
         click.echo(f"mlci: {exc.message}", err=True)
@@ -96,10 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("MLCI_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        click.echo(
-            f"mlci: internal error: {type(exc).__name__}: {first} (set MLCI_DEBUG=1 for details)",
-            err=True,
-        )
+        message = f"internal error: {type(exc).__name__}: {first}"
+        click.echo(f"mlci: {message} (set MLCI_DEBUG=1 for details)", err=True)
+        if as_json:
+            _json_error(EXIT_INTERNAL, "internal", message)
         sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 

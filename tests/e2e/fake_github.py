@@ -12,7 +12,8 @@ for GITHUB_TOKEN (403: an installation token is no user), or with `login` when o
 Comments it creates are written by `author` (github-actions[bot], as for GITHUB_TOKEN).
 `redirect_to` makes every request a 307 to another server (a renamed repository moved to
 another host), to check where the token goes. Every request is recorded (method, path, query,
-whether the token matched and whether an Authorization header came at all).
+whether the token matched and whether an Authorization header came at all). For the release
+workflow it creates releases (422 `already_exists` for a tag that has one).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class State:
     issue_comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     commit_comments: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     pulls: list[dict[str, Any]] = field(default_factory=list)
+    releases: list[dict[str, Any]] = field(default_factory=list)
     git_remote: str | None = None  # bare repository whose branches a new pull request needs
     requests: list[dict[str, Any]] = field(default_factory=list)
     read_only: bool = False
@@ -161,6 +163,8 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                     return self._send(201, c)
             if rest[0] == "pulls":
                 return self._pulls(method, parts[1], rest, query, body)
+            if rest == ["releases"] and method == "POST":
+                return self._release(parts[1], body)
             if rest[0] == "comments" and len(rest) == 2 and method == "PATCH":
                 return self._patch([c for cs in st.commit_comments.values() for c in cs],
                                    int(rest[1]), body)
@@ -209,6 +213,16 @@ def _make_handler(gh: FakeGitHub) -> type[BaseHTTPRequestHandler]:
                         p.update({k: v for k, v in body.items() if k in ("title", "body")})
                         return self._send(200, p)
             return self._send(404, {"message": "Not Found"})
+
+        def _release(self, owner: str, body: Any) -> None:
+            st = gh.state
+            if any(r["tag_name"] == body["tag_name"] for r in st.releases):
+                return self._send(422, {"message": "Validation Failed", "errors": [
+                    {"resource": "Release", "code": "already_exists", "field": "tag_name"}]})
+            r = {**body, "id": st.new_id(),
+                 "html_url": f"https://github.test/{owner}/r/releases/tag/{body['tag_name']}"}
+            st.releases.append(r)
+            return self._send(201, r)
 
         def _patch(self, items: list[dict[str, Any]], cid: int, body: Any) -> None:
             for c in items:

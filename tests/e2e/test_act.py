@@ -14,6 +14,7 @@ Hostile text (`"; touch /tmp/pwned #`) sits in the PR title, the branch name and
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -64,14 +65,22 @@ def github():
         yield gh
 
 
+# a step after `setup` runs `mlci` by name: setup put it on PATH (GITHUB_PATH)
+ON_PATH = ("        uses: org/mlci-actions/setup@v1\n"
+           "      - run: 'echo \"mlci-on-PATH=$(command -v mlci)\" && mlci --version'\n")
+
+
 @pytest.fixture(scope="module")
 def cold(act_env):
-    return act_env(example("mlci-steps.yml"), "pull_request", pr_event(), name="cold",
+    wf = example("mlci-steps.yml").replace("        uses: org/mlci-actions/setup@v1\n",
+                                           ON_PATH, 1)
+    return act_env(wf, "pull_request", pr_event(), name="cold",
                    files={"mlci.yaml": HOSTILE_CONFIG})
 
 
 def test_step_by_step_pull_request(cold) -> None:
     assert cold.code == 0, cold.log[-4000:]
+    assert re.search(r"mlci-on-PATH=\S*/mlci-bin/mlci", cold.log), cold.log[-4000:]
     steps = cold.outputs()
     assert steps["validate"]["outputs"]["passed"] == "true"
     assert len(steps["train"]["outputs"]["run-id"]) == 32

@@ -32,6 +32,32 @@ def json_option(f: Callable[..., Any]) -> Callable[..., Any]:
     )(f)
 
 
+def complete_from(*values: str) -> Callable[..., list[str]]:
+    """Shell completion for an option whose values are a fixed list plus free forms
+    (`--baseline git:<ref>`), so it cannot be a click.Choice."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        return [v for v in values if v.startswith(incomplete)]
+
+    return complete
+
+
+ALIASES = complete_from("champion", "challenger", "staging", "candidate")
+BASELINES = complete_from("auto", "registry", "none", "git:", "file:")
+
+
+def docs_url(page: str) -> str:
+    """Where a docs page lives, from the installed package's Documentation URL (the wheel
+    ships no docs/); empty when the metadata has none."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        urls = metadata("mlci").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        return ""
+    docs = [u.split(",", 1)[1].strip() for u in urls if u.lower().startswith("documentation,")]
+    return f"{docs[0].rstrip('/')}/{page}" if docs else ""
+
+
 def common(f: Callable[..., Any]) -> Callable[..., Any]:
     return config_option(out_option(f))
 

@@ -33,6 +33,12 @@ def shared(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("--kserve-storage-uri", default=None, envvar="MLCI_KSERVE_STORAGE_URI",
                      help="kserve: storage URI template of a version, with {version} "
                           "(env MLCI_KSERVE_STORAGE_URI).")(f)
+    f = click.option("--kserve-patch", default=None, envvar="MLCI_KSERVE_PATCH",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="kserve: YAML/JSON patch applied to every InferenceService before it "
+                          "is validated: a mapping is a JSON merge patch (its spec.predictor "
+                          "also patches the canary's predictor), a list a JSON patch; e.g. "
+                          "serviceAccountName, model resources (env MLCI_KSERVE_PATCH).")(f)
     f = click.option("--kserve-namespace", default=None, envvar="MLCI_KSERVE_NAMESPACE",
                      help="kserve: namespace of the InferenceService "
                           "(env MLCI_KSERVE_NAMESPACE).")(f)
@@ -134,7 +140,7 @@ def params_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--latency-quantile", default=0.95, show_default=True,
                      type=click.FloatRange(0.5, 1, max_open=True),
                      envvar="MLCI_LATENCY_QUANTILE",
-                     help="Latency quantile judged for non-inferiority against "
+                     help="Latency quantile judged (0.95: p95) for non-inferiority against "
                           "--max-latency-ratio x champion's + --latency-slack-ms "
                           "(env MLCI_LATENCY_QUANTILE)."),
         click.option("--shadow", is_flag=True, envvar="MLCI_SHADOW",
@@ -186,9 +192,11 @@ def _controller(kw: dict[str, Any]):
                                     namespace=kw.get("kserve_namespace"),
                                     mode=kw.get("kserve_mode") or "knative",
                                     apply=bool(kw.get("kubectl_apply")),
-                                    metrics_url=kw.get("metrics_url"))
-    elif kw.get("kserve_storage_uri") or kw.get("kubectl_apply") or kw.get("metrics_url"):
-        raise MlciError("--kserve-storage-uri, --metrics-url and --apply need "
+                                    metrics_url=kw.get("metrics_url"),
+                                    patch=kw.get("kserve_patch"))
+    elif kw.get("kserve_storage_uri") or kw.get("kubectl_apply") or kw.get("metrics_url") \
+            or kw.get("kserve_patch"):
+        raise MlciError("--kserve-storage-uri, --kserve-patch, --metrics-url and --apply need "
                         "--backend kserve")
     return ctl
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import Duration, common, json_option
+from mlci.commands._options import BASELINES, Duration, common, json_option
 from mlci.progress import step
 
 
@@ -57,7 +57,9 @@ def init_cmd(config_path: Path, out_dir: Path, remote: str | None, remote_name: 
 @click.option("--push/--no-push", default=None, envvar="MLCI_PUSH",
               help="dvc push after success (config default; env MLCI_PUSH).")
 @click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
-              help="Champion baseline for the evaluation.")
+              shell_complete=BASELINES,
+              help="Champion baseline for the evaluation: auto | registry | git:<ref> | "
+                   "file:<path> | none.")
 def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mode: str | None,
                push: bool | None, baseline: str) -> int:
     """Validate new data, then retrain, evaluate and register; all or nothing."""
@@ -78,12 +80,15 @@ def update_cmd(config_path: Path, out_dir: Path, as_json: bool, source: str, mod
     except MlciError:
         raise  # input error: one line, exit 2, nothing changed
     path, first = write_report(cfg.name, out_dir, cfg.report.max_chars, cfg.report.title)
+    warnings = (rec or {}).get("warnings") or []
+    for w in warnings:
+        click.echo(f"mlci: warning: {w}", err=True)
     if as_json:
         click.echo(json.dumps({"status": rec["status"] if rec else "refused",
                                "model_version": (rec or {}).get("model_version"),
                                "drifted_columns": (rec or {}).get("drift", {}).get(
                                    "drifted_columns", []),
-                               "report": path, "exit_code": code}))
+                               "report": path, "exit_code": code, "warnings": warnings}))
     else:
         if rec:
             for s in rec["steps"]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import BASELINES, common, json_option
 from mlci.progress import step
 
 
@@ -35,6 +35,7 @@ def _f(v: Any) -> str:
 @common
 @json_option
 @click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
+              shell_complete=BASELINES,
               help="auto | registry | git:<ref> | file:<path> | none.")
 def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str) -> int:
     """Evaluate the candidate; exit 1 when the gate fails."""

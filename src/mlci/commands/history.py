@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import ALIASES, common, json_option
 from mlci.commands.rollback import optional_config
 
 
@@ -15,7 +15,7 @@ from mlci.commands.rollback import optional_config
 @common
 @json_option
 @click.argument("name")
-@click.option("--alias", default=None, envvar="MLCI_ALIAS",
+@click.option("--alias", default=None, envvar="MLCI_ALIAS", shell_complete=ALIASES,
               help="Only this alias (env MLCI_ALIAS).")
 def command(config_path: Path, out_dir: Path, as_json: bool, name: str, alias: str | None) -> int:
     """Print every promotion, refusal, rollback and canary decision for NAME, oldest first."""

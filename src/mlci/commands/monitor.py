@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import Duration, common, json_option
+from mlci.commands._options import ALIASES, Duration, common, json_option
 
 
 @click.command("monitor")
@@ -18,6 +18,7 @@ from mlci.commands._options import Duration, common, json_option
               type=click.Path(dir_okay=False, path_type=Path),
               help="Production data: the gateway's prediction log (.db) or a CSV/Parquet batch.")
 @click.option("--alias", default="champion", show_default=True, envvar="MLCI_ALIAS",
+              shell_complete=ALIASES,
               help="Alias whose reference is compared (env MLCI_ALIAS).")
 @click.option("--version", default=None, envvar="MLCI_VERSION",
               help="Model version whose reference is compared, instead of --alias "

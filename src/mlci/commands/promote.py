@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import common, complete_from, json_option
 
 
 def _print(r: dict[str, Any]) -> None:
@@ -31,6 +31,7 @@ def _public(r: dict[str, Any]) -> dict[str, Any]:
 @common
 @json_option
 @click.option("--to", "alias", required=True, envvar="MLCI_TO", metavar="staging|champion",
+              shell_complete=complete_from("staging", "champion"),
               help="Alias to move (case-sensitive) (env MLCI_TO).")
 @click.option("--version", "version", default=None, envvar="MLCI_VERSION",
               help="Model version; default: the one in <out>/run.json, else the candidate "

@@ -7,13 +7,14 @@ from typing import Any
 
 import click
 
-from mlci.commands._options import common, json_option
+from mlci.commands._options import BASELINES, common, json_option
 
 
 @click.command("run")
 @common
 @json_option
 @click.option("--baseline", default="auto", show_default=True, envvar="MLCI_BASELINE",
+              shell_complete=BASELINES,
               help="Champion baseline for evaluate: auto | registry | git:<ref> | file:<p> | none.")
 @click.option("--no-docs", is_flag=True, envvar="MLCI_NO_DOCS", help="Skip Data Docs HTML.")
 @click.option("--no-register", is_flag=True, envvar="MLCI_NO_REGISTER",

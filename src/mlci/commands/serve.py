@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlci.commands._options import Duration, common
+from mlci.commands._options import Duration, common, docs_url
 from mlci.errors import MlciError
 
 MIN_TOKEN = 16
@@ -21,7 +21,8 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
     return (cfg := load_config(config_path)), cfg.name
 
 
-@click.command("serve")
+@click.command("serve", epilog=(f"Endpoints, limits, tokens and the prediction log: "
+                                f"{docs_url('serving.md')}" if docs_url("serving.md") else None))
 @common
 @click.option("--model", default=None, envvar="MLCI_MODEL",
               help="Registered model name (default: `name:` in the config) (env MLCI_MODEL).")
@@ -92,7 +93,7 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
 
     Routing follows `<out>/canary/state.json` (written by `mlci canary`) at runtime.
     Endpoints: POST /predict, POST /feedback, GET /metrics, /healthz, /readyz, and the
-    Open Inference Protocol under /v2. See docs/serving.md.
+    Open Inference Protocol under /v2.
     """
     for flag, token in (("--feedback-token", feedback_token),
                         ("--predict-token", predict_token)):

@@ -248,7 +248,8 @@ def _reported_first(r: Any) -> bool:
     return bool(info.get("raised_exception")) and "_generate_metric_dependency_subgraphs" in trace
 
 
-def _summarise(result: dict[str, Any], max_examples: int) -> list[dict[str, Any]]:
+def _summarise(result: dict[str, Any], max_examples: int,
+               columns: list[str] | None = None, path: str = "") -> list[dict[str, Any]]:
     rows = []
     for r in result["results"]:
         cfg = r["expectation_config"]
@@ -268,7 +269,12 @@ def _summarise(result: dict[str, Any], max_examples: int) -> list[dict[str, Any]
         }
         if exc.get("raised_exception"):
             row["error"] = (exc.get("exception_message") or "").splitlines()[0][:300]
-        row["observed"] = observed_text(row, kw)
+        if columns is not None and isinstance(row["column"], str) \
+                and row["column"] not in columns:
+            # GX says "computed nothing" or "list index out of range" for an absent column
+            row["observed"] = f"column {row['column']!r} is missing from {path or 'the data'}"
+        else:
+            row["observed"] = observed_text(row, kw)
         rows.append(row)
     return rows
 
@@ -319,7 +325,9 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
             "columns": len(frames[name].columns),
             "success": bool(res["success"]),
             "statistics": res["statistics"],
-            "results": _summarise(res, cfg.validation.max_examples),
+            "results": _summarise(res, cfg.validation.max_examples,
+                                  [str(c) for c in frames[name].columns],
+                                  getattr(cfg.data, name)),
         }
     report = {
         "schema": SCHEMA,

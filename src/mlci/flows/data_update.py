@@ -141,6 +141,12 @@ class Undo:
         self.clear()
 
 
+NO_REMOTE = ("no DVC remote: the new data was not pushed and lives only in this checkout's "
+             "DVC cache (on a CI runner it is lost when the job ends); add one with "
+             "`mlci data init --remote <url>` or `dvc remote add -d`, or set "
+             "`data_update.push: false` to keep the data local on purpose")
+
+
 def recover(cfg: Config, out_dir: Path) -> bool:
     """Roll back an update that stopped without finishing (its journal is still there)."""
     journal = out_dir / JOURNAL
@@ -375,6 +381,9 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
             with steps.step("dvc push"):
                 dvc.push([train_path], cwd=cfg.root)
             record["pushed"] = True
+        elif tracked and push:  # said out loud: on a CI runner the data dies with the job
+            record["pushed"] = False
+            record["warnings"] = [NO_REMOTE]
     except VerdictFailed as exc:
         fail(exc, "refused")
         raise

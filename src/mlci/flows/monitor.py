@@ -116,8 +116,14 @@ def decay(window: Window, baseline: dict[str, Any], cfg: Config) -> dict[str, An
 
     m = cfg.monitor
     metric = baseline.get("metric", "accuracy")
-    if window.labels is None or window.predictions is None:
-        return {"status": "no labels", "decayed": None}
+    if window.labels is None:
+        return {"status": f"not measured: no labels (no {cfg.data.target!r} column in the "
+                          "window)", "decayed": None}
+    if window.predictions is None:  # labelled rows, yet nothing to compare them with
+        n = int(window.labels.notna().sum())
+        return {"status": f"not measured: {n} labelled rows but no 'prediction' column (the "
+                          "model's output for each row; the gateway's log has it)",
+                "decayed": None, "n": n}
     mask = window.labels.notna() & window.predictions.notna()
     n = int(mask.sum())
     if baseline.get("value") is None or not baseline.get("n"):

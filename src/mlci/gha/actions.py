@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlci.gha import env
+from mlci.gha import env, outputs
 
 Result = dict[str, Any]
 
@@ -178,6 +178,8 @@ def _data_update_argv() -> list[str]:
 
 
 def _data_update(code: int, d: Result) -> Result:
+    for w in d.get("warnings") or []:  # an annotation on the run, not a line lost in the log
+        outputs.warning("mlci data update", w)
     report = d.get("report") or ""
     drifted = d.get("drifted_columns") or []
     if code == 1 and not drifted:  # a refusal's JSON carries no drift; the record keeps it

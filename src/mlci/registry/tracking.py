@@ -121,7 +121,7 @@ def quiet_mlflow() -> None:
 
     # progress bars on artifact downloads would interleave with mlci's own output
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    if not os.environ.get("MLCI_DEBUG"):
+    if not (os.environ.get("MLCI_DEBUG") or os.environ.get("MLCI_VERBOSE")):  # -v shows them
         for name in ("mlflow", "alembic"):
             logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -54,3 +54,24 @@ def code(value: Any, limit: int = MAX_CHARS) -> str:
     fence = "`" * (longest + 1)
     pad = " " if s.startswith("`") or s.endswith("`") or longest else ""
     return f"{fence}{pad}{s}{pad}{fence}"
+
+
+# Mermaid labels: word characters, spaces and a few separators; quotes, backticks, brackets,
+# commas, `%` (directives), `#` and `;` (entity codes) and line breaks can end the label, the
+# chart or the code fence, so they become `_`.
+_MERMAID_UNSAFE = re.compile(r"[^\w .+\-/()]")
+_SAFE_URL = re.compile(r"^https://[A-Za-z0-9.-]+(?::\d+)?(?:/[A-Za-z0-9_.~/-]*)?(?:#[a-z-]+)?$")
+
+
+def mermaid_label(value: Any, limit: int = 24) -> str:
+    """`value` as a quoted label inside a Mermaid chart, unable to leave it."""
+    s = _MERMAID_UNSAFE.sub("_", _clean(value, limit)) or "_"
+    return f'"{s}"'
+
+
+def link(label: Any, url: str) -> str:
+    """A markdown link to one of mlci's own URLs (a run, a commit) when the URL has the plain
+    https shape those have; otherwise the label alone, as text."""
+    if not _SAFE_URL.match(url or ""):
+        return text(label)
+    return f"[{text(label)}]({url})"

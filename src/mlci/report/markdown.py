@@ -1,17 +1,21 @@
 """Build `report.md` from validation.json, run.json and evaluation.json.
 
-The first line is the verdict. It reads well where images are not hosted (the confusion
-matrix is also a text table) and stays under GitHub's 65,536-character comment limit.
+The first line is the verdict. It reads well where images are not hosted: the metric changes
+and the per-class scores are Mermaid charts, which GitHub draws in the comment itself, and the
+confusion matrix is also a text table. mlci's own URLs (the CI run, its artifacts, the commit)
+are links when they have the shape GitHub gives them. It stays under GitHub's 65,536-character
+comment limit.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 from mlci.config import LOWER_IS_BETTER
 from mlci.io import read_json
-from mlci.report.escape import code, text
+from mlci.report.escape import code, link, mermaid_label, text
 
 ICON = {"pass": "✅", "fail": "❌"}
 
@@ -114,7 +118,7 @@ def _render(name, validation, run, evaluation, title, limit, update=None, extra=
         out.append("")
     if update:
         out += _update_section(update, limit)
-    out += _validation_section(validation, limit)
+    out += _validation_section(validation, limit, _urls(run))
     if evaluation:
         out += _metrics_section(evaluation)
         out += _gate_section(evaluation, limit)
@@ -132,6 +136,8 @@ def _update_section(u, limit) -> list[str]:
     out = ["### Data update", "",
            f"Source {code(u['source'])}, mode {code(u['mode'])}: **{text(u['status'])}**"
            + (f" — {text(u['error'])}" if u.get("error") else "") + ".", ""]
+    for w in u.get("warnings") or []:
+        out += [f"⚠️ {text(w)}", ""]
     if u.get("run_id") and u["status"] != "updated":
         out += ["The model trained on this data was not kept: its registered version and run "
                 "were removed, and the training data was restored.", ""]
@@ -174,7 +180,8 @@ def _drift_stat(d: dict[str, Any]) -> str:
     return _fmt(st.get(key)) if key else "–"
 
 
-def _validation_section(v, limit) -> list[str]:
+def _validation_section(v, limit, urls: dict[str, str] | None = None) -> list[str]:
+    urls = urls or {}
     out = ["### Data validation", ""]
     if v is None:
         return out + ["_Not run._", ""]
@@ -197,6 +204,10 @@ def _validation_section(v, limit) -> list[str]:
                        f"{text(_fmt(r.get('unexpected_count')))} | {text(ex, 200)} |")
         if len(failed) > limit:
             out.append(f"| … | {len(failed) - limit} more not shown | | | |")
+    if v.get("data_docs"):
+        where = (f"in the {link('run’s artifacts', urls['artifacts'])}" if "artifacts" in urls
+                 else "under the output folder")
+        out += ["", f"Data Docs (every expectation, with charts): {code(v['data_docs'])} {where}."]
     out.append("")
     return out
 
@@ -228,7 +239,37 @@ def _metrics_section(e) -> list[str]:
     for n in e.get("notes", []):
         out += ["", f"_Note: {text(n)}_"]
     out.append("")
-    return out
+    return out + _change_chart(e) + _per_class_chart(e)
+
+
+def _chart(title: str, labels: list[Any], values: list[float], axis: str, lo: float,
+           hi: float) -> list[str]:
+    """A Mermaid bar chart (xychart-beta), which GitHub renders in comments and summaries."""
+    return ["```mermaid", "xychart-beta", f'    title "{title}"',
+            "    x-axis [" + ", ".join(mermaid_label(x) for x in labels) + "]",
+            f'    y-axis "{axis}" {lo:.4g} --> {hi:.4g}',
+            "    bar [" + ", ".join(f"{v:.4f}" for v in values) + "]", "```", ""]
+
+
+def _change_chart(e) -> list[str]:
+    """Each metric's change against the champion, signed so that above 0 is better."""
+    comp = e.get("comparison") or {}
+    points = [(k, -d if k in LOWER_IS_BETTER else d) for k in e["metrics"]
+              if (d := (comp.get(k) or {}).get("delta")) is not None]
+    if not points:
+        return []
+    lo, hi = min(0.0, *(v for _, v in points)), max(0.0, *(v for _, v in points))
+    pad = max(hi - lo, 1e-3) * 0.1
+    return _chart("Change against the champion (above 0 is better)", [k for k, _ in points],
+                  [v for _, v in points], "change", lo - pad if lo < 0 else 0.0, hi + pad)
+
+
+def _per_class_chart(e) -> list[str]:
+    rows = (e.get("per_class") or [])[:30]
+    if not rows:
+        return []
+    return _chart("F1 per class", [r["class"] for r in rows], [r["f1"] for r in rows], "F1",
+                  0.0, 1.0)
 
 
 def _gate_section(e, limit) -> list[str]:
@@ -340,18 +381,42 @@ def _preprocessing_section(run) -> list[str]:
     return ["### Preprocessing", ""] + [f"- {text(n)}" for n in notes] + [""]
 
 
+_RUN_URL = re.compile(r"^(https://[A-Za-z0-9.-]+(?::\d+)?)/([\w.-]+/[\w.-]+)/actions/runs/\d+$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+def _urls(run) -> dict[str, str]:
+    """mlci's own URLs from the run's tags (`run`, `artifacts`, `commit`), only when the run URL
+    has the shape GitHub gives it; the commit link is built on the run's own repository."""
+    tags = (run or {}).get("tags", {})
+    m = _RUN_URL.match(str(tags.get("mlci.ci.run_url", "")))
+    if not m:
+        return {}
+    urls = {"run": m.group(0), "artifacts": m.group(0) + "#artifacts"}
+    if _COMMIT.match(str(tags.get("mlci.git.commit", ""))):
+        urls["commit"] = f"{m.group(1)}/{m.group(2)}/commit/{tags['mlci.git.commit']}"
+    return urls
+
+
 def _lineage_section(run, validation) -> list[str]:
     out = ["### Lineage", ""]
     if run is None:
         return out + ["_No model was trained._", ""]
-    t = run.get("tags", {})
+    t, urls = run.get("tags", {}), _urls(run)
+    sha = t.get("mlci.git.commit", "?")
+    commit = link(sha[:12], urls["commit"]) if "commit" in urls else code(sha)
     rows = [
         ("model", f"{code(run['model_uri'])} (run {code(run['run_id'])})"),
-        ("commit", f"{code(t.get('mlci.git.commit', '?'))} on {code(t.get('mlci.git.branch', '?'))}"
+        ("commit", f"{commit} on {code(t.get('mlci.git.branch', '?'))}"
                    + (" (dirty tree)" if t.get("mlci.git.dirty") == "true" else "")),
         ("repository", text(t.get("mlci.git.repo", "?"))),
         ("trigger", text(t.get("mlci.trigger", "?"))),
-        ("CI run", text(t.get("mlci.ci.run_url", "local"))),
+        ("CI run", link("run " + urls["run"].rsplit("/", 1)[1], urls["run"]) if urls
+                   else text(t.get("mlci.ci.run_url", "local"))),
+    ]
+    if urls:
+        rows.append(("artifacts", link("report, plots and Data Docs", urls["artifacts"])))
+    rows += [
         ("train data", f"{code(t.get('mlci.data.train.path'))} "
                        f"{code(t.get('mlci.data.train.hash'))}"),
         ("golden data", f"{code(t.get('mlci.data.golden.path'))} "
@@ -359,7 +424,7 @@ def _lineage_section(run, validation) -> list[str]:
         ("validation", f"{text(t.get('mlci.validation.success', '?'))} "
                        f"{code(t.get('mlci.validation.digest', '–'))}"),
     ]
-    out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    out += ["| record | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
     return out + [""]
 
 

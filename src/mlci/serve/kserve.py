@@ -33,6 +33,7 @@ the histogram buckets as Prometheus' `histogram_quantile` does.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -193,6 +194,138 @@ def render(st: CanaryState, storage_uri: str, namespace: str | None = None, *,
     return _isvc(meta, spec)
 
 
+# ---------------------------------------------------------------- patches
+#
+# What mlci renders is the minimum a rollout needs; a cluster needs more (a service account that
+# reads the model bucket, CPU and memory, node selectors). `--kserve-patch FILE` applies the
+# same patch to every manifest before it is validated:
+#   - a mapping: a JSON merge patch (RFC 7386). Its `spec.predictor` also patches each
+#     `spec.canary[].predictor` (Standard mode), so the challenger's pods get the same
+#     service account and resources as the champion's;
+#   - a list: a JSON patch (RFC 6902: add, remove, replace, test), applied as written.
+# The fields mlci steers (OWNED) must come out unchanged, else the patch is refused.
+
+OWNED = ("apiVersion", "kind", "metadata.name", "metadata.namespace",
+         f"metadata.annotations.{MODE_KEY}", "spec.predictor.name",
+         "spec.predictor.canaryTrafficPercent", "spec.predictor.model.storageUri",
+         "spec.predictor.model.modelFormat", "spec.predictor.model.protocolVersion", "spec.canary")
+JSON_PATCH_OPS = {"add", "remove", "replace", "test"}
+
+
+def load_patch(path: Path) -> Any:
+    import yaml
+
+    try:
+        patch = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MlciError(f"--kserve-patch {path}: not found") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise MlciError(f"--kserve-patch {path}: not YAML or JSON ({type(exc).__name__})") \
+            from None
+    if isinstance(patch, list):
+        for i, op in enumerate(patch):
+            if not (isinstance(op, dict) and op.get("op") in JSON_PATCH_OPS
+                    and isinstance(op.get("path"), str) and op["path"].startswith("/")):
+                raise MlciError(f"--kserve-patch {path}: operation {i} is not a JSON patch "
+                                f"operation ({', '.join(sorted(JSON_PATCH_OPS))} with a /path)")
+    elif not isinstance(patch, dict):
+        raise MlciError(f"--kserve-patch {path}: a mapping (merge patch) or a list (JSON "
+                        "patch) is needed")
+    return patch
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: mappings merge, `null` removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out
+
+
+def _pointer(path: str) -> list[str]:
+    return [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+
+
+def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902's add, remove, replace and test; a path that does not resolve is an error."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        *parents, last = _pointer(op["path"])
+        node = doc
+        try:
+            for key in parents:
+                node = node[int(key)] if isinstance(node, list) else node[key]
+            if isinstance(node, list):
+                index = len(node) if last == "-" else int(last)
+                if op["op"] == "add":
+                    node.insert(index, copy.deepcopy(op["value"]))
+                elif op["op"] == "remove":
+                    del node[index]
+                elif op["op"] == "replace":
+                    node[index] = copy.deepcopy(op["value"])
+                elif node[index] != op["value"]:
+                    raise MlciError(f"--kserve-patch: test failed at {op['path']}")
+            elif op["op"] in ("add", "replace"):
+                if op["op"] == "replace" and last not in node:
+                    raise KeyError(last)
+                node[last] = copy.deepcopy(op["value"])
+            elif op["op"] == "remove":
+                del node[last]
+            elif node[last] != op["value"]:
+                raise MlciError(f"--kserve-patch: test failed at {op['path']}")
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise MlciError(f"--kserve-patch: {op['op']} {op['path']}: no such location in "
+                            "the rendered InferenceService") from None
+    return doc
+
+
+def _get(doc: Any, dotted: str) -> Any:
+    for key in dotted.split("."):
+        if not isinstance(doc, dict) or key not in doc:
+            return None
+        doc = doc[key]
+    return doc
+
+
+def _owned(doc: dict[str, Any]) -> dict[str, Any]:
+    """The values of OWNED in a manifest; of a canary entry: its name, model and weight."""
+    def entry(c: dict[str, Any]) -> dict[str, Any]:
+        pred = c.get("predictor") or {}
+        model = pred.get("model") or {}
+        return {"name": pred.get("name"), "trafficPercent": c.get("trafficPercent"),
+                "model": {k: model.get(k) for k in ("storageUri", "modelFormat",
+                                                    "protocolVersion")}}
+
+    return {k: [entry(c) for c in _get(doc, k) or []] if k == "spec.canary" else _get(doc, k)
+            for k in OWNED}
+
+
+def apply_patch(manifest: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """The manifest with the user's patch applied; refused when it moves what mlci steers."""
+    if patch is None:
+        return manifest
+    if isinstance(patch, list):
+        out = json_patch(manifest, patch)
+    else:
+        out = merge_patch(manifest, patch)
+        pred = _get(patch, "spec.predictor")
+        if isinstance(pred, dict) and isinstance(_get(out, "spec.canary"), list):
+            for entry in out["spec"]["canary"]:
+                entry["predictor"] = merge_patch(entry.get("predictor"), pred)
+    if not isinstance(out, dict):
+        raise MlciError("--kserve-patch: the result is not an InferenceService")
+    before, after = _owned(manifest), _owned(out)
+    changed = [k for k in OWNED if before[k] != after[k]]
+    if changed:
+        raise MlciError(f"--kserve-patch changes {changed[0]}, which mlci sets for the rollout")
+    return out
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -211,14 +344,14 @@ def _strict(node: Any) -> Any:
     return node
 
 
-@lru_cache(maxsize=1)
-def _validator() -> Any:
+@lru_cache(maxsize=4)
+def _validator(schema_path: Path = SCHEMA) -> Any:
     try:
         import jsonschema
     except ImportError:
         raise MlciError("--backend kserve needs jsonschema: pip install 'mlci[serve]'") \
             from None
-    schema = _strict(json.loads(SCHEMA.read_text(encoding="utf-8")))
+    schema = _strict(json.loads(schema_path.read_text(encoding="utf-8")))
     return jsonschema.Draft7Validator(schema)
 
 
@@ -283,14 +416,16 @@ def _check_update(m: dict[str, Any], live: dict[str, Any]) -> None:
                                      "storageUri")
 
 
-def validate(manifest: dict[str, Any], live: dict[str, Any] | None = None) -> None:
-    """Raise MlciError unless KServe would accept `manifest` (over `live`, when given)."""
+def validate(manifest: dict[str, Any], live: dict[str, Any] | None = None, *,
+             schema: Path = SCHEMA) -> None:
+    """Raise MlciError unless KServe would accept `manifest` (over `live`, when given);
+    `schema` is another release's CRD schema (the tests check the minimum versions with it)."""
     import jsonschema
 
     for key, want in (("apiVersion", "serving.kserve.io/v1beta1"), ("kind", "InferenceService")):
         if manifest.get(key) != want:
             _fail(key, f"{manifest.get(key)!r} is not {want!r}")
-    err = jsonschema.exceptions.best_match(_validator().iter_errors(manifest))
+    err = jsonschema.exceptions.best_match(_validator(schema).iter_errors(manifest))
     if err is not None:
         _fail("/".join(str(p) for p in err.absolute_path) or "(root)", err.message)
     _check_names(manifest)
@@ -370,7 +505,7 @@ class KServeBackend:
     def __init__(self, ctl: Any, *, storage_uri: str | None, namespace: str | None,
                  mode: str = KNATIVE, apply: bool = False, metrics_url: str | None = None,
                  ready_timeout: float = 600.0, poll: float = 5.0,
-                 kubectl: Kubectl | None = None,
+                 kubectl: Kubectl | None = None, patch: Path | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         if not storage_uri:
@@ -382,6 +517,7 @@ class KServeBackend:
         if apply and kubectl is None and shutil.which("kubectl") is None:
             raise MlciError("--apply needs kubectl on PATH")
         _validator()
+        self.patch = load_patch(patch) if patch is not None else None
         self.ctl, self.storage_uri, self.namespace = ctl, storage_uri, namespace
         self.mode, self.apply, self.metrics_url = mode, apply, metrics_url
         self.kubectl = kubectl or Kubectl()
@@ -422,8 +558,9 @@ class KServeBackend:
         live = self.kubectl.get(k8s_name(self.ctl.name), self.namespace) if self.apply \
             else None
         self._learn(live, champion)
-        m = render_champion(self.ctl.name, champion, self.storage_uri, self.namespace,
-                            mode=self.mode, stable_name=self.stable_name)
+        m = apply_patch(render_champion(self.ctl.name, champion, self.storage_uri,
+                                        self.namespace, mode=self.mode,
+                                        stable_name=self.stable_name), self.patch)
         validate(m, live)
         path = self._write(m, f"champion-{champion}.yaml")
         if not self.apply:
@@ -462,8 +599,8 @@ class KServeBackend:
         live = self.kubectl.get(k8s_name(st.model), self.namespace) if self.apply else None
         if st.status != PROMOTED:
             self._learn(live, st.champion)
-        m = render(st, self.storage_uri, self.namespace, mode=self.mode,
-                   stable_name=self.stable_name)
+        m = apply_patch(render(st, self.storage_uri, self.namespace, mode=self.mode,
+                               stable_name=self.stable_name), self.patch)
         validate(m, live)
         before = self._last
         path = self._write(m, f"{st.id}-{st.generation:04d}-{st.status}-{int(st.weight)}.yaml")
