@@ -64,6 +64,7 @@ from mlci.serve.state import read_state
 
 log = logging.getLogger("mlci.serve")
 MAX_REQUEST_ID = 64
+ENDPOINTS = ("predict", "feedback", "v2", "metrics", "healthz", "readyz")  # metric labels
 
 
 @dataclass
@@ -312,6 +313,9 @@ class Gateway:
         try:
             raw = base64.b64decode(s, validate=True)
             img: Image.Image = Image.open(io.BytesIO(raw), formats=["PNG"])  # header only
+        except Image.DecompressionBombError:  # Pillow's own cap, also read from the header
+            raise TooManyPixels(f"image {i} is over the {self.limits.max_image_pixels} "
+                                "pixels allowed per request") from None
         except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
             raise BadInput(f"image {i} is not a base64-encoded PNG") from None
         pixels = img.size[0] * img.size[1]
@@ -559,7 +563,15 @@ class Gateway:
                 self.pool.shutdown(wait=True, cancel_futures=True)
                 self.log.close()
 
-        app = Starlette(routes=[
+        async def internal_error(request: Request, exc: Exception) -> Response:
+            # the last resort for a bug: counted, and JSON like every other answer
+            endpoint = request.url.path.strip("/").split("/")[0]
+            self.metrics.internal.labels(endpoint if endpoint in ENDPOINTS else "-").inc()
+            log.error("internal error on %s: %s", request.url.path, _first_line(exc))
+            return JSONResponse({"error": "internal error (in the gateway's log)"},
+                                status_code=500)
+
+        app = Starlette(exception_handlers={Exception: internal_error}, routes=[
             Route("/predict", self.predict, methods=["POST"]),
             Route("/feedback", self.feedback, methods=["POST"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -573,8 +585,10 @@ class Gateway:
 def _json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
+    except ValueError:  # also UnicodeDecodeError, and integers over 4300 digits
         raise Refused(400, "bad_json", "body is not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets: the parser's stack runs out
+        raise Refused(400, "bad_json", "body is nested too deeply") from None
 
 
 __all__ = ["Gateway", "BadInput", "CHAMPION", "CHALLENGER"]

@@ -95,6 +95,15 @@ def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def finite(v: int | float) -> bool:
+    """Whether a JSON number is a finite float: a 400-digit integer parses in Python but is
+    beyond any float (math.isfinite raises OverflowError on it)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _value(v: Any, col: Column | None, spec: InputSpec, where: str) -> Any:
     """One checked value: the JSON value as the model gets it (None for missing)."""
     if is_missing(v):
@@ -104,8 +113,8 @@ def _value(v: Any, col: Column | None, spec: InputSpec, where: str) -> Any:
                        "without missing values there")
     kind = col.kind if col is not None else NUMBER
     if kind in (NUMBER, ANY) and isinstance(v, (int, float)) and not isinstance(v, bool):
-        if not math.isfinite(v):
-            raise BadInput(f"{where} is infinite")
+        if not finite(v):
+            raise BadInput(f"{where} is infinite or beyond the range of a float")
         return v
     if kind in (STRING, DATETIME, ANY) and isinstance(v, str):
         if len(v) > MAX_STRING:
@@ -143,8 +152,7 @@ def _plain_numbers(x: Any, names: list[str] | None, spec: InputSpec) -> list[Any
             return None
     else:
         return None
-    if all(type(v) is float or type(v) is int for v in vals) and all(
-            map(math.isfinite, vals)):
+    if all(type(v) is float or type(v) is int for v in vals) and all(map(finite, vals)):
         return vals
     return None
 
@@ -230,7 +238,7 @@ def labels_of(label: Any, n: int, classes: list[Any] | None, numeric: bool) -> l
             out.append(by_text[str(y)])
         return out
     for y in labels:
-        if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y):
+        if isinstance(y, (int, float)) and not isinstance(y, bool) and finite(y):
             continue
         if not numeric and isinstance(y, str) and len(y) <= MAX_LABEL:
             continue

@@ -9,6 +9,7 @@
                                                   unknown_model, body_too_large, body_timeout,
                                                   overloaded)
     mlci_connections_dropped_total{reason}        header_timeout, evicted, over_capacity
+    mlci_internal_errors_total{endpoint}          requests the gateway itself failed (JSON 500)
     mlci_prediction_log_failures_total{op}        log writes that failed (answered 503)
     mlci_request_latency_seconds{variant}         model time per request (histogram)
     mlci_feedback_total{variant}                  labelled instances
@@ -44,6 +45,9 @@ class Metrics:
                                ["endpoint", "reason"], registry=r)
         self.dropped = Counter("mlci_connections_dropped", "Connections closed by the guard.",
                                ["reason"], registry=r)
+        self.internal = Counter("mlci_internal_errors",
+                                "Requests the gateway failed on (a bug; answered JSON 500).",
+                                ["endpoint"], registry=r)
         self.log_failures = Counter("mlci_prediction_log_failures",
                                     "Prediction-log operations that failed.", ["op"],
                                     registry=r)
