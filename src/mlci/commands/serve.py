@@ -63,12 +63,25 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
                    "beyond it the "
                    "connection waiting longest for its headers is closed "
                    "(env MLCI_MAX_CONNECTIONS).")
+@click.option("--max-client-concurrent", default=None, type=click.IntRange(1),
+              envvar="MLCI_MAX_CLIENT_CONCURRENT",
+              help="Model requests in flight from one client address; more are answered 503 "
+                   "(default: 3/4 of --max-concurrent) (env MLCI_MAX_CLIENT_CONCURRENT).")
+@click.option("--max-client-connections", default=64, show_default=True,
+              type=click.IntRange(1), envvar="MLCI_MAX_CLIENT_CONNECTIONS",
+              help="Open connections from one client address; beyond it that client's "
+                   "connection trickling longest is closed (env MLCI_MAX_CLIENT_CONNECTIONS).")
+@click.option("--min-body-rate", default=1024, show_default=True, type=click.IntRange(0),
+              envvar="MLCI_MIN_BODY_RATE",
+              help="Bytes per second a request body must average after its first second, "
+                   "on every path; slower connections are closed (env MLCI_MIN_BODY_RATE).")
 @click.option("--header-timeout", default=5.0, show_default=True,
               type=click.FloatRange(0.1, 600), envvar="MLCI_HEADER_TIMEOUT",
               help="Seconds a request may take to send its headers (env MLCI_HEADER_TIMEOUT).")
 @click.option("--body-timeout", default=10.0, show_default=True,
               type=click.FloatRange(0.1, 600), envvar="MLCI_BODY_TIMEOUT",
-              help="Seconds a request may take to send its body (env MLCI_BODY_TIMEOUT).")
+              help="Seconds a request may take to send its body, on every path (model "
+                   "endpoints answer 408, others are closed) (env MLCI_BODY_TIMEOUT).")
 @click.option("--log-lock-timeout", default=2.0, show_default=True,
               type=click.FloatRange(0.01, 60), envvar="MLCI_LOG_LOCK_TIMEOUT",
               help="Seconds to wait for the prediction log's lock before answering 503 "
@@ -86,7 +99,8 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
             log_path: Path | None, key_header: str, poll: float, image_max: float,
             feedback_token: str | None, predict_token: str | None, max_body: int,
             max_image_pixels: int, max_concurrent: int, max_connections: int,
-            header_timeout: float, body_timeout: float, log_lock_timeout: float,
+            max_client_concurrent: int | None, max_client_connections: int,
+            min_body_rate: int, header_timeout: float, body_timeout: float, log_lock_timeout: float,
             log_max_mb: float | None, route_secret_file: Path | None) -> int:
     """Serve `models:/NAME@champion` and, during a canary, `@challenger`.
 
@@ -122,7 +136,10 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
         raise MlciError(f"{secret_file}: not a usable route secret ({exc})") from None
     limits = Limits(max_body=max_body, body_timeout=body_timeout, header_timeout=header_timeout,
                     max_connections=max_connections, max_concurrent=max_concurrent,
-                    max_image_pixels=max_image_pixels).fitted()
+                    max_image_pixels=max_image_pixels,
+                    max_client_concurrent=max_client_concurrent,
+                    max_client_connections=max_client_connections,
+                    min_body_rate=min_body_rate).fitted()
     gw = Gateway(name, log_path=log_path or out_dir / "predictions.db",
                  state_file=state_path(out_dir), key_header=key_header, poll=poll,
                  image_max=image_max, limits=limits, feedback_token=feedback_token,

@@ -7,8 +7,12 @@
                                                   bad_input, too_many_pixels, unauthorized,
                                                   bad_label, duplicate_label, unknown_request,
                                                   unknown_model, body_too_large, body_timeout,
-                                                  overloaded)
-    mlci_connections_dropped_total{reason}        header_timeout, evicted, over_capacity
+                                                  overloaded, client_overloaded)
+    mlci_connections_dropped_total{reason}        header_timeout, body_timeout, body_too_slow,
+                                                  evicted, over_capacity, client_over_capacity
+    mlci_input_refused_total{variant,version}     requests the routed variant's input spec
+                                                  refused (client errors, 400; never model
+                                                  errors; variant "shadow" for shadow scoring)
     mlci_internal_errors_total{endpoint}          requests the gateway itself failed (JSON 500)
     mlci_prediction_log_failures_total{op}        log writes that failed (answered 503)
     mlci_request_latency_seconds{variant}         model time per request (histogram)
@@ -45,6 +49,9 @@ class Metrics:
                                ["endpoint", "reason"], registry=r)
         self.dropped = Counter("mlci_connections_dropped", "Connections closed by the guard.",
                                ["reason"], registry=r)
+        self.input_refused = Counter("mlci_input_refused",
+                                     "Requests the routed variant's input spec refused.",
+                                     ["variant", "version"], registry=r)
         self.internal = Counter("mlci_internal_errors",
                                 "Requests the gateway failed on (a bug; answered JSON 500).",
                                 ["endpoint"], registry=r)
