@@ -76,3 +76,54 @@ def test_an_unexpected_failure_is_a_counted_json_500(tmp_path: Path) -> None:
     r = client(gw).post("/predict", json={"instances": [[float(v) for v in x.iloc[0]]]})
     assert r.status_code == 500 and r.json()["error"].startswith("internal error")
     assert sample(gw, "mlci_internal_errors_total", endpoint="predict") == 1
+
+
+# ------------------------------------------------------------------ item 1: whose spec
+
+
+def test_input_the_challenger_cannot_take_is_a_client_error_not_its_fault(
+        tmp_path: Path) -> None:
+    """The champion imputes missing values, the challenger does not: requests with a null,
+    half of them routed to the challenger. Before, they were checked against the champion's
+    spec only and every one the challenger got was a model error in its evidence."""
+    from mlci.serve.observations import rollout_observations
+
+    gw = gateway(tmp_path, Routing("1", "2", 50.0, False, "c-null", 1),
+                 {"1": "imputing", "2": "plain"})
+    assert gw.active[1]["1"].spec.missing_ok and not gw.active[1]["2"].spec.missing_ok
+    x, _ = digits()
+    c = client(gw)
+    codes = []
+    for i in range(200):
+        obj = dict(zip(COLS, (float(v) for v in x.iloc[i]), strict=True))
+        obj["pixel_3_3"] = None
+        codes.append(c.post("/predict", json={"instances": [obj]}).status_code)
+    assert set(codes) == {200, 400} and 60 < codes.count(400) < 140, codes.count(400)
+    refused = sample(gw, "mlci_input_refused_total", variant="challenger", version="2")
+    assert refused == codes.count(400)
+    assert sample(gw, "mlci_errors_total", variant="challenger", version="2") == 0
+    seen = rollout_observations(tmp_path / "predictions.db", "c-null")["variants"]
+    assert seen["challenger"].errors.sum() == 0 and len(seen["champion"].errors) == \
+        codes.count(200)
+    # well-formed rows still reach both variants
+    full = [float(v) for v in x.iloc[0]]
+    variants = {c.post("/predict", json={"instances": [full]}).json()["variant"]
+                for _ in range(30)}
+    assert variants == {"champion", "challenger"}
+
+
+def test_shadow_scoring_checks_the_challengers_spec(tmp_path: Path) -> None:
+    gw = gateway(tmp_path, Routing("1", "2", 0.0, True, "c-shadow", 1),
+                 {"1": "imputing", "2": "plain"})
+    x, _ = digits()
+    obj = dict(zip(COLS, (float(v) for v in x.iloc[0]), strict=True))
+    obj["pixel_3_3"] = None
+    r = client(gw).post("/predict", json={"instances": [obj]})
+    assert r.status_code == 200 and r.json()["variant"] == "champion"
+    gw.pool.shutdown(wait=True)  # the shadow task has run
+    assert sample(gw, "mlci_input_refused_total", variant="shadow", version="2") == 1
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "predictions.db")
+    assert con.execute("SELECT shadow_error FROM predictions").fetchone()[0] is None
+    con.close()

@@ -287,7 +287,8 @@ class Gateway:
     # ------------------------------------------------------------ input (worker threads)
 
     def instances(self, body: Any, m: Loaded) -> list[list[Any]]:
-        """Checked rows of a /predict body for model `m` (the champion: one input schema)."""
+        """Checked rows of a /predict body for model `m`: the variant that will score them
+        (champion and challenger may differ, e.g. in taking missing values)."""
         if not isinstance(body, dict):
             raise BadInput("body must be a JSON object with 'instances' or 'images'")
         keys = [k for k in ("instances", "images") if k in body]
@@ -333,28 +334,44 @@ class Gateway:
 
     # ------------------------------------------------------------ scoring (worker threads)
 
-    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
-              key: str | None, version: str | None = None) -> Scored:
-        """Route, predict, log. `version` pins a routed version (the client asked for it):
-        such requests are logged outside the rollout, as they are not a random sample.
-        Raises Refused when the log cannot take the row (fail closed)."""
-        r, models = active
-        champ = models[r.champion]
+    def pick(self, r: Routing, key: str | None,
+             version: str | None = None) -> tuple[str, str, str | None]:
+        """(variant, version, rollout id) that scores a request. `version` pins a routed
+        version (the client asked for it): such requests are logged outside the rollout,
+        as they are not a random sample."""
         if version is None:
             variant = r.choose(key, secret=self.secret)
-            version, canary_id = r.version(variant), r.canary_id
-        else:
-            variant = CHAMPION if version == r.champion else CHALLENGER
-            canary_id = None
+            return variant, r.version(variant), r.canary_id
+        return (CHAMPION if version == r.champion else CHALLENGER), version, None
+
+    def checked(self, active: tuple[Routing, dict[str, Loaded]], picked: tuple[str, str, Any],
+                check: Any) -> list[list[Any]]:
+        """`check(model)` for the model that scores the request: input that variant cannot
+        take is the client's error, counted apart by variant (never a model error)."""
+        variant, version, _ = picked
+        try:
+            return check(active[1][version])
+        except BadInput:
+            self.metrics.input_refused.labels(variant, version).inc()
+            raise
+
+    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
+              key: str | None, version: str | None = None,
+              picked: tuple[str, str, str | None] | None = None) -> Scored:
+        """Route (unless `picked` already did), predict, log. `rows` are checked against
+        the spec of the version that scores them. Raises Refused when the log cannot take
+        the row (fail closed)."""
+        r, models = active
+        variant, version, canary_id = picked or self.pick(r, key, version)
         m = models[version]
-        x = matrix(rows, champ.spec)
+        x = matrix(rows, m.spec)
         rid = uuid.uuid4().hex
         t0 = time.perf_counter()
         err = None
         preds: list[Any] | None = None
         probs = None
         try:
-            preds, probs = m.predict(x, champ.features)
+            preds, probs = m.predict(x, m.features)
         except Exception as exc:  # noqa: BLE001 - a model error is a 500 and is counted
             err = _first_line(exc)
         dt = time.perf_counter() - t0
@@ -376,7 +393,7 @@ class Gateway:
         shadow = None
         if err is None and r.shadow and r.challenger and variant == CHAMPION \
                 and canary_id is not None:
-            shadow = (rid, models[r.challenger], x, champ.features, preds)
+            shadow = (rid, models[r.challenger], rows, m.spec, preds)
         return Scored(rid, variant, version, preds, probs, m.classes, err, shadow)
 
     def _log_failed(self, op: str, exc: BaseException) -> None:
@@ -384,10 +401,18 @@ class Gateway:
         self.log_error = str(exc)
         log.error("prediction log: %s", exc)
 
-    def _shadow(self, rid: str, m: Loaded, frame: Any, columns: list[str] | None,
+    def _shadow(self, rid: str, m: Loaded, rows: list[list[Any]], spec: InputSpec,
                 served: list[Any]) -> None:
+        """The challenger scores champion traffic, on rows checked against its own spec:
+        rows it cannot take are counted as refused input, not as its errors."""
         try:
-            out, _ = m.predict(frame, columns)
+            mine = rows_of([dict(zip(spec.names, r, strict=True)) for r in rows]
+                           if spec.names and m.spec.names else rows, m.spec)
+        except BadInput:
+            self.metrics.input_refused.labels("shadow", m.version).inc()
+            return
+        try:
+            out, _ = m.predict(matrix(mine, m.spec), m.features)
             err = None
         except Exception as exc:  # noqa: BLE001
             out, err = None, _first_line(exc)
@@ -404,8 +429,10 @@ class Gateway:
     def _predict(self, raw: bytes, key: str | None,
                  active: tuple[Routing, dict[str, Loaded]]) -> Response:
         try:
-            rows = self.instances(_json(raw), active[1][active[0].champion])
-            s = self.score(active, rows, key)
+            body = _json(raw)
+            picked = self.pick(active[0], key)
+            rows = self.checked(active, picked, lambda m: self.instances(body, m))
+            s = self.score(active, rows, key, picked=picked)
         except BadInput as exc:
             return self.refuse("predict", Refused(400, exc.reason, str(exc)))
         except Refused as exc:

@@ -247,13 +247,13 @@ def routes(gw: Gateway) -> list[Route]:
     def _infer(raw: bytes, key: str | None, active: Any, version: str | None) -> Response:
         try:
             body = _json(raw)
-            champ = active[1][active[0].champion]
-            rows = instances(body, champ)
+            picked = gw.pick(active[0], key, version)  # its spec checks the input
+            rows = gw.checked(active, picked, lambda m: instances(body, m))
             rid = body.get("id")
             if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID):
                 raise BadInput(f"'id' must be a string of at most {MAX_ID} characters")
             outputs = requested_outputs(body, active[1][version or active[0].champion])
-            s = gw.score(active, rows, key, version)
+            s = gw.score(active, rows, key, picked=picked)
         except BadInput as exc:
             return gw.refuse("v2", Refused(400, exc.reason, str(exc)))
         except Refused as exc:
