@@ -127,3 +127,83 @@ def test_shadow_scoring_checks_the_challengers_spec(tmp_path: Path) -> None:
     con = sqlite3.connect(tmp_path / "predictions.db")
     assert con.execute("SELECT shadow_error FROM predictions").fetchone()[0] is None
     con.close()
+
+
+# ------------------------------------------------------------------ item 4: the log
+
+
+def _rows(n: int) -> list[list[float]]:
+    x, _ = digits()
+    return [[float(v) for v in x.iloc[i]] for i in range(n)]
+
+
+def test_retention_keeps_the_log_within_its_size_and_the_rollout_last(tmp_path: Path) -> None:
+    from mlci.serve.predlog import Retention
+
+    gw = gateway(tmp_path, Routing("1"), {"1": "plain"}, client_share=1.0,
+                 retention=Retention(max_bytes=400_000, every=0.0))
+    c = client(gw)
+    body = {"instances": _rows(20)}
+    for _ in range(150):  # outside any rollout: ~1.3 MB of rows without retention
+        assert c.post("/predict", json=body).status_code == 200
+    gw.active = (Routing("1", "2", 50.0, False, "c-keep", 1), {**gw.active[1]})
+    gw.active[1]["2"] = gw.active[1]["1"]
+    gw.log.keep = "c-keep"
+    for _ in range(40):
+        assert c.post("/predict", json=body).status_code == 200
+    assert gw.log.used_bytes() <= 400_000 + 64_000  # at most one batch over
+    import sqlite3
+
+    con = sqlite3.connect(tmp_path / "predictions.db")
+    kept = dict(con.execute("SELECT COALESCE(canary_id, '-'), COUNT(*) FROM predictions "
+                            "GROUP BY 1").fetchall())
+    con.close()
+    assert kept["c-keep"] == 40 and kept.get("-", 0) < 150  # the rollout's rows all kept
+    assert gw.log.pruned >= 150 - kept.get("-", 0)
+    assert "mlci_prediction_log_pruned_rows" in c.get("/metrics").text
+    # age: everything older than the retention goes
+    gw.log.retention = Retention(max_age=3600.0)
+    import time
+
+    assert gw.log.prune(now=time.time() + 7200) == sum(kept.values())
+
+
+def test_one_client_gets_a_share_of_the_log_and_others_are_served(tmp_path: Path) -> None:
+    from mlci.serve.predlog import Retention
+
+    gw = gateway(tmp_path, Routing("1"), {"1": "plain"},
+                 retention=Retention(max_bytes=1_000_000), client_share=0.05)
+    gw.share.clock = lambda: 0.0  # no refill during the test
+    flood, other = client(gw, "10.0.0.1"), client(gw, "10.0.0.2")
+    body = json.dumps({"instances": _rows(20)})
+    codes = [flood.post("/predict", content=body).status_code for _ in range(100)]
+    n = codes.count(200)
+    assert codes[:n] == [200] * n and set(codes[n:]) == {429}
+    assert n * len(body) <= 50_000 < (n + 1) * len(body)  # 5% of 1 MB a minute
+    r = flood.post("/predict", content=body)
+    assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and r.json()["error"]
+    assert other.post("/predict", content=body).status_code == 200
+    assert sample(gw, "mlci_refused_total", endpoint="predict", reason="log_share") == 101 - n
+
+
+def test_a_log_that_cannot_be_written_fails_open_counted_and_shown(tmp_path: Path) -> None:
+    """A full disk (the log's hard cap here): before, every request was refused."""
+    gw = gateway(tmp_path, Routing("1"), {"1": "plain"}, log_max_bytes=200_000,
+                 client_share=1.0)
+    c = client(gw)
+    big, small = {"instances": _rows(100)}, {"instances": _rows(1)}
+    codes = [c.post("/predict", json=b).status_code for b in [big] * 40 + [small] * 300]
+    assert codes == [200] * 340  # to the last byte of the log, and past it
+    unlogged = sample(gw, "mlci_unlogged_requests_total", variant="champion")
+    assert unlogged > 0 and sample(gw, "mlci_prediction_log_failures_total", op="predict") \
+        == unlogged
+    rz = c.get("/readyz")
+    assert rz.status_code == 200 and rz.json()["logging"] is False
+    assert "full" in rz.json()["log_error"] and rz.json()["log_failure"] == "open"
+    # the stated alternative: fail closed
+    gw2 = gateway(tmp_path / "closed", Routing("1"), {"1": "plain"}, log_max_bytes=200_000,
+                  client_share=1.0, log_failure="closed")
+    c2 = client(gw2)
+    codes = [c2.post("/predict", json=big).status_code for _ in range(40)]
+    assert 503 in codes and sample(gw2, "mlci_unlogged_requests_total", variant="champion") \
+        == 0

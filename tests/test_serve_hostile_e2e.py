@@ -5,7 +5,9 @@ seconds of attack, then the checks."""
 
 from __future__ import annotations
 
+import json
 import socket
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -113,4 +115,57 @@ def test_slow_uploads_of_one_client_leave_slots_for_others(root: Path) -> None:
         assert 'reason="client_overloaded"} 8.0' in text  # the attacker's 25th to 32nd
     finally:
         stop.set()
+        gw.stop()
+
+
+def _rows(root: Path) -> list[list[float]]:
+    from mlci.serve.loadgen import read_csv
+
+    return read_csv(str(root / "data" / "golden.csv"), "digit")[0]
+
+
+def test_an_anonymous_flood_gets_its_share_of_the_log_and_a_full_log_fails_open(
+        root: Path) -> None:
+    """One address posting 200-row requests as fast as it can: before, every one was logged
+    (about 10 MB/s, no retention), and once the log was full every caller got 503."""
+    rows = _rows(root)
+    # retention: 90% of the 2 MB cap; the share: 5% of that a minute (90 KB)
+    gw = Gateway(root, None, "--prediction-log-max-mb", "2").start()
+    db = root / ".mlci" / "predictions.db"
+    try:
+        body = json.dumps({"instances": rows[:200]}).encode()
+        t0 = time.monotonic()
+        codes = []
+        with httpx.Client(timeout=10, transport=httpx.HTTPTransport(
+                local_address=ATTACKER)) as c:
+            while time.monotonic() - t0 < 3:
+                codes.append(c.post(gw.url + "/predict", content=body).status_code)
+        assert codes[0] == 200 and codes.count(429) > len(codes) // 2, codes
+        assert codes.count(200) * len(body) <= 100_000  # its share
+        # another client is answered, logged
+        ok = httpx.post(gw.url + "/predict", json={"instances": rows[:1]}, timeout=10)
+        assert ok.status_code == 200
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT COUNT(*) FROM predictions WHERE request_id=?",
+                           (ok.json()["request_id"],)).fetchone()[0] == 1
+        con.close()
+    finally:
+        gw.stop()
+    # the same log at its hard cap, filled by many clients: answered, counted, shown
+    gw = Gateway(root, None, "--prediction-log-max-mb", "1",
+                 "--prediction-log-retain-mb", "0", "--prediction-log-client-share",
+                 "1").start()
+    try:
+        with httpx.Client(timeout=10) as c:
+            codes = [c.post(gw.url + "/predict", json={"instances": rows[:200]}).status_code
+                     for _ in range(60)]
+            codes += [c.post(gw.url + "/predict", json={"instances": rows[:1]}).status_code
+                      for _ in range(200)]
+            rz = c.get(gw.url + "/readyz")
+            text = c.get(gw.url + "/metrics").text
+        assert set(codes) == {200}, codes
+        assert rz.status_code == 200 and rz.json()["logging"] is False, rz.json()
+        assert "full" in rz.json()["log_error"]
+        assert 'mlci_unlogged_requests_total{variant="champion"}' in text
+    finally:
         gw.stop()

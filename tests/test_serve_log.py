@@ -35,8 +35,10 @@ from mlci.serve.state import CanaryState, read_state, state_path, write_state
 pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(600)]
 TOKEN = "predict-token-abcdefghijklmnop"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
+# fail closed, no retention and no per-client share: the full log is what these tests show
 ARGS = ("--predict-token", TOKEN, "--log-lock-timeout", "0.3",
-        "--prediction-log-max-mb", "0.5")
+        "--prediction-log-max-mb", "0.5", "--log-failure", "closed",
+        "--prediction-log-retain-mb", "0", "--prediction-log-client-share", "1")
 
 
 @pytest.fixture(scope="module")

@@ -90,6 +90,25 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
               type=click.FloatRange(min=0.01), envvar="MLCI_PREDICTION_LOG_MAX_MB",
               help="Cap of the prediction log's size; when reached, requests get 503 as on a "
                    "full disk (env MLCI_PREDICTION_LOG_MAX_MB).")
+@click.option("--prediction-log-retain-mb", "retain_mb", default=1000.0, show_default=True,
+              type=click.FloatRange(min=0), envvar="MLCI_PREDICTION_LOG_RETAIN_MB",
+              help="Size the prediction log keeps: beyond it the oldest rows are deleted "
+                   "(the running rollout's last); at most 90% of --prediction-log-max-mb; "
+                   "0 keeps everything (env MLCI_PREDICTION_LOG_RETAIN_MB).")
+@click.option("--prediction-log-retain-days", "retain_days", default=0.0, show_default=True,
+              type=click.FloatRange(min=0), envvar="MLCI_PREDICTION_LOG_RETAIN_DAYS",
+              help="Age beyond which rows are deleted from the prediction log; 0 keeps "
+                   "them (env MLCI_PREDICTION_LOG_RETAIN_DAYS).")
+@click.option("--prediction-log-client-share", "client_share", default=0.05,
+              show_default=True, type=click.FloatRange(0.0001, 1),
+              envvar="MLCI_PREDICTION_LOG_CLIENT_SHARE",
+              help="Fraction of the log's size one client address may add per minute; "
+                   "beyond it /predict answers 429; 1 turns it off "
+                   "(env MLCI_PREDICTION_LOG_CLIENT_SHARE).")
+@click.option("--log-failure", type=click.Choice(["open", "closed"]), default="open",
+              show_default=True, envvar="MLCI_LOG_FAILURE",
+              help="When the prediction log cannot take a write: 'open' answers anyway "
+                   "(counted; /readyz shows it), 'closed' answers 503 (env MLCI_LOG_FAILURE).")
 @click.option("--route-secret-file", default=None, envvar="MLCI_ROUTE_SECRET_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Secret keying the routing-key hashes, created if absent (default "
@@ -101,7 +120,8 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
             max_image_pixels: int, max_concurrent: int, max_connections: int,
             max_client_concurrent: int | None, max_client_connections: int,
             min_body_rate: int, header_timeout: float, body_timeout: float, log_lock_timeout: float,
-            log_max_mb: float | None, route_secret_file: Path | None) -> int:
+            log_max_mb: float | None, retain_mb: float, retain_days: float,
+            client_share: float, log_failure: str, route_secret_file: Path | None) -> int:
     """Serve `models:/NAME@champion` and, during a canary, `@challenger`.
 
     Routing follows `<out>/canary/state.json` (written by `mlci canary`) at runtime.
@@ -144,7 +164,9 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
                  state_file=state_path(out_dir), key_header=key_header, poll=poll,
                  image_max=image_max, limits=limits, feedback_token=feedback_token,
                  predict_token=predict_token, secret=secret, log_lock_timeout=log_lock_timeout,
-                 log_max_bytes=int(log_max_mb * 1e6) if log_max_mb else None)
+                 log_max_bytes=int(log_max_mb * 1e6) if log_max_mb else None,
+                 retention=_retention(retain_mb, retain_days, log_max_mb),
+                 log_failure=log_failure, client_share=client_share)
     try:
         r = gw.desired()
     except ValueError as exc:
@@ -157,6 +179,16 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
         raise MlciError(f"cannot load {name}/{r.champion}: {exc}".splitlines()[0]) from None
     _serve(gw, host, port, r)
     return 0
+
+
+def _retention(retain_mb: float, retain_days: float, max_mb: float | None):
+    from mlci.serve.predlog import Retention
+
+    size = retain_mb * 1e6 if retain_mb else None
+    if size and max_mb:  # retention frees room before the hard cap refuses writes
+        size = min(size, 0.9 * max_mb * 1e6)
+    return Retention(max_bytes=int(size) if size else None,
+                     max_age=retain_days * 86400 if retain_days else None)
 
 
 def _serve(gw, host: str, port: int, r) -> None:

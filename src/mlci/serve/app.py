@@ -17,9 +17,15 @@ running rollout the gateway serves `@champion` and re-reads that alias every few
 
 The event loop only accepts, routes and answers: parsing, validation, image decoding,
 prediction and every prediction-log access run on a small thread pool, so a heavy request or
-a locked log never delays `/healthz`. When the log cannot take a write the request is refused
-with 503 (fail closed: an answer that is not logged would be missing from the canary's and the
-monitor's evidence), `/readyz` turns 503, and `mlci_prediction_log_failures_total` counts it.
+a locked log never delays `/healthz`.
+
+The prediction log keeps what its retention allows (size and age; the oldest rows go first,
+the running rollout's last), and each client address may add at most a share of that size
+per minute (429 beyond). When the log cannot take a write, the policy decides: `open` (the
+default) answers anyway, counts the request in `mlci_unlogged_requests_total` and shows the
+failure on `/readyz` (still 200: a full disk is not an outage); `closed` refuses the request
+with 503 (an answer that is not logged is missing from the canary's and the monitor's
+evidence) and `/readyz` turns 503. Either way `mlci_prediction_log_failures_total` counts it.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlci.serve.guard import Guard, Limits, token_ok
+from mlci.serve.guard import Guard, Limits, client_of, token_ok
 from mlci.serve.inputs import (
     BadInput,
     InputSpec,
@@ -58,8 +64,9 @@ from mlci.serve.inputs import (
     spec_of,
 )
 from mlci.serve.metrics import Metrics
-from mlci.serve.predlog import DuplicateLabel, LogUnavailable, PredictionLog, same
+from mlci.serve.predlog import DuplicateLabel, LogUnavailable, PredictionLog, Retention, same
 from mlci.serve.routing import CHALLENGER, CHAMPION, Routing, route_key
+from mlci.serve.share import ClientShare
 from mlci.serve.state import read_state
 
 log = logging.getLogger("mlci.serve")
@@ -161,7 +168,9 @@ class Gateway:
                  image_max: float = 16.0, limits: Limits | None = None,
                  feedback_token: str | None = None, predict_token: str | None = None,
                  secret: bytes = b"", log_lock_timeout: float = 2.0,
-                 log_max_bytes: int | None = None, workers: int | None = None) -> None:
+                 log_max_bytes: int | None = None, workers: int | None = None,
+                 retention: Retention | None = None, log_failure: str = "open",
+                 client_share: float = 0.05) -> None:
         self.name = model_name
         self.state_file = Path(state_file)
         self.key_header = key_header.lower()
@@ -170,7 +179,13 @@ class Gateway:
         self.feedback_token, self.predict_token = feedback_token, predict_token
         self.secret = secret
         self.log = PredictionLog(log_path, lock_timeout=log_lock_timeout,
-                                 max_bytes=log_max_bytes)
+                                 max_bytes=log_max_bytes, retention=retention)
+        if log_failure not in ("open", "closed"):
+            raise ValueError(f"log_failure must be 'open' or 'closed', not {log_failure!r}")
+        self.log_failure = log_failure
+        size = self.log.retention.max_bytes or log_max_bytes
+        # each client's share of the log (None: no size to take a share of)
+        self.share = ClientShare(size * client_share) if size and client_share < 1 else None
         self.log_error: str | None = None  # the last failed write, until one succeeds
         self._last_probe = 0.0
         self.metrics = Metrics()
@@ -248,6 +263,7 @@ class Gateway:
         self.metrics.routing(r.weight if r.challenger else 0.0, r.generation)
         self.pending = None
         self._cache = dict(models)  # drop versions no longer routed
+        self.log.keep = r.canary_id  # retention prunes the running rollout's rows last
 
     def _changed(self) -> bool:
         try:
@@ -382,9 +398,12 @@ class Gateway:
                          error=err, n=len(rows))
         except LogUnavailable as exc:
             self._log_failed("predict", exc)
-            raise Refused(503, "", "prediction log unavailable; the request was not "
-                                   "answered") from None
-        self.log_error = None
+            if self.log_failure == "closed":
+                raise Refused(503, "", "prediction log unavailable; the request was not "
+                                       "answered") from None
+            self.metrics.unlogged.labels(variant).inc()  # fail open: answered, not logged
+        else:
+            self.log_error = None
         self.metrics.requests.labels(variant, version).inc()
         if err is not None:
             self.metrics.errors.labels(variant, version).inc()
@@ -530,7 +549,18 @@ class Gateway:
         if active is None:
             return JSONResponse({"error": "no model loaded yet"}, status_code=503)
         raw = await request.body()
+        if (over := self.over_share(request, "predict", raw)):
+            return over
         return await self.run(self._predict, raw, request.headers.get(self.key_header), active)
+
+    def over_share(self, request: Request, endpoint: str, raw: bytes) -> Response | None:
+        """A 429 when this client has used its share of the prediction log, else None."""
+        if self.share is None or self.share.take(client_of(request.scope), len(raw)):
+            return None
+        self.metrics.refuse(endpoint, "log_share")
+        return JSONResponse({"error": "this client is over its share of the prediction log; "
+                                      "retry later"}, status_code=429,
+                            headers={"Retry-After": str(self.share.retry_after(len(raw)))})
 
     async def feedback(self, request: Request) -> Response:
         if (denied := self.unauthorized(request, "feedback", self.feedback_token, True)):
@@ -540,6 +570,7 @@ class Gateway:
     async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        self.metrics.pruned.set(self.log.pruned)
         return Response(generate_latest(self.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
@@ -559,14 +590,19 @@ class Gateway:
             self.log_error = str(exc)
 
     def ready(self) -> bool:
-        return self.routing is not None and self.log_error is None
+        """A champion is loaded and answers are logged, or (failing open) would still be
+        answered: a log failure takes a fail-open gateway out of no load balancer."""
+        return self.routing is not None and (self.log_error is None
+                                             or self.log_failure == "open")
 
     async def readyz(self, request: Request) -> Response:
         if self.log_error is not None:
             await self.run(self._probe_log)
         r = self.routing
         info: dict[str, Any] = {"model": self.name, "ready": self.ready(),
-                                "pending_error": self.pending, "log_error": self.log_error}
+                                "pending_error": self.pending, "log_error": self.log_error,
+                                "logging": self.log_error is None,
+                                "log_failure": self.log_failure}
         if r is not None:
             info.update(champion=r.champion, challenger=r.challenger,
                         weight=r.weight if r.challenger else 0.0, shadow=r.shadow,

@@ -26,7 +26,7 @@ import asyncio
 import hmac
 import json
 import resource
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -165,7 +165,7 @@ class Guard:
             return None
 
 
-def client_of(scope: dict) -> str:
+def client_of(scope: Mapping[str, Any]) -> str:
     c = scope.get("client")
     return str(c[0]) if c else "-"
 

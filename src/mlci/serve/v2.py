@@ -270,6 +270,8 @@ def routes(gw: Gateway) -> list[Route]:
             return got
         active = gw.active
         raw = await request.body()
+        if (over := gw.over_share(request, "v2", raw)):
+            return over
         return await gw.run(_infer, raw, request.headers.get(gw.key_header), active,
                             request.path_params.get("version"))
 
