@@ -13,7 +13,7 @@ import sys
 import click
 
 from mlci import __version__
-from mlci.errors import EXIT_INTERNAL, EXIT_VERDICT, MlciError, VerdictFailed
+from mlci.errors import EXIT_INTERNAL, EXIT_VERDICT, MlciError, VerdictFailed, redact
 
 # name -> (module, one-line help shown by `mlci --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             exc.show()
         sys.exit(exc.exit_code)
     except VerdictFailed as exc:
-        click.echo(f"mlci: {exc.message}", err=True)
+        click.echo(f"mlci: {redact(exc.message)}", err=True)
         sys.exit(EXIT_VERDICT)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         click.echo(
-            f"mlci: internal error: {type(exc).__name__}: {first} (set MLCI_DEBUG=1 for details)",
+            f"mlci: internal error: {type(exc).__name__}: {redact(first)} "
+            "(set MLCI_DEBUG=1 for details)",
             err=True,
         )
         sys.exit(EXIT_INTERNAL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from mlci.commands._options import Duration, common
 from mlci.errors import MlciError
@@ -43,11 +44,19 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
               envvar="MLCI_IMAGE_MAX",
               help="Pixel value a white PNG pixel maps to (digits: 16) (env MLCI_IMAGE_MAX).")
 @click.option("--feedback-token", default=None, envvar="MLCI_FEEDBACK_TOKEN",
-              help="Bearer token /feedback requires; without one /feedback is refused "
-                   "(env MLCI_FEEDBACK_TOKEN).")
+              help="Bearer token /feedback requires; without one /feedback is refused. "
+                   "From the environment only (MLCI_FEEDBACK_TOKEN) or "
+                   "--feedback-token-file: on the command line it would be visible in the "
+                   "process list, so it is refused there.")
+@click.option("--feedback-token-file", default=None, envvar="MLCI_FEEDBACK_TOKEN_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the /feedback bearer token (env MLCI_FEEDBACK_TOKEN_FILE).")
 @click.option("--predict-token", default=None, envvar="MLCI_PREDICT_TOKEN",
-              help="Bearer token /predict and /v2 inference require (default: open) "
-                   "(env MLCI_PREDICT_TOKEN).")
+              help="Bearer token /predict and /v2 inference require (default: open). From "
+                   "the environment only (MLCI_PREDICT_TOKEN) or --predict-token-file.")
+@click.option("--predict-token-file", default=None, envvar="MLCI_PREDICT_TOKEN_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the /predict bearer token (env MLCI_PREDICT_TOKEN_FILE).")
 @click.option("--max-body", default=1 << 20, show_default=True, type=click.IntRange(1024),
               envvar="MLCI_MAX_BODY", help="Largest request body in bytes (env MLCI_MAX_BODY).")
 @click.option("--max-image-pixels", default=1 << 20, show_default=True,
@@ -116,7 +125,8 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
                    "(env MLCI_ROUTE_SECRET_FILE).")
 def command(config_path: Path, out_dir: Path, model: str | None, host: str, port: int,
             log_path: Path | None, key_header: str, poll: float, image_max: float,
-            feedback_token: str | None, predict_token: str | None, max_body: int,
+            feedback_token: str | None, feedback_token_file: Path | None,
+            predict_token: str | None, predict_token_file: Path | None, max_body: int,
             max_image_pixels: int, max_concurrent: int, max_connections: int,
             max_client_concurrent: int | None, max_client_connections: int,
             min_body_rate: int, header_timeout: float, body_timeout: float, log_lock_timeout: float,
@@ -128,10 +138,8 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
     Endpoints: POST /predict, POST /feedback, GET /metrics, /healthz, /readyz, and the
     Open Inference Protocol under /v2. See docs/serving.md.
     """
-    for flag, token in (("--feedback-token", feedback_token),
-                        ("--predict-token", predict_token)):
-        if token is not None and len(token) < MIN_TOKEN:
-            raise click.BadParameter(f"at least {MIN_TOKEN} characters", param_hint=flag)
+    feedback_token = _token("feedback", feedback_token, feedback_token_file)
+    predict_token = _token("predict", predict_token, predict_token_file)
     try:
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
@@ -181,6 +189,29 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
     return 0
 
 
+def _token(name: str, value: str | None, file: Path | None) -> str | None:
+    """A bearer token from the environment or a file, never from the command line (any
+    local user could read it from the process list)."""
+    flag = f"--{name}-token"
+    src = click.get_current_context().get_parameter_source(f"{name}_token")
+    if value is not None and src is ParameterSource.COMMANDLINE:
+        raise click.BadParameter(
+            f"a token on the command line is visible in the process list; set "
+            f"MLCI_{name.upper()}_TOKEN or use {flag}-file", param_hint=flag)
+    if file is not None:
+        if value is not None:
+            raise click.BadParameter(f"give {flag} or {flag}-file, not both",
+                                     param_hint=f"{flag}-file")
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc}",
+                                     param_hint=f"{flag}-file") from None
+    if value is not None and len(value) < MIN_TOKEN:
+        raise click.BadParameter(f"at least {MIN_TOKEN} characters", param_hint=flag)
+    return value
+
+
 def _retention(retain_mb: float, retain_days: float, max_mb: float | None):
     from mlci.serve.predlog import Retention
 
@@ -208,7 +239,7 @@ def _serve(gw, host: str, port: int, r) -> None:
         raise MlciError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     extra = f", challenger {r.challenger} at {r.weight:g}%" if r.challenger else ""
-    fb = "" if gw.feedback_token else " (/feedback disabled: no --feedback-token)"
+    fb = "" if gw.feedback_token else " (/feedback disabled: no MLCI_FEEDBACK_TOKEN)"
     click.echo(f"serving {gw.name}: champion {r.champion}{extra} on "
                f"http://{host}:{sock.getsockname()[1]}{fb}", err=True)
     from mlci.serve.guard import guarded_h11

@@ -54,3 +54,15 @@ def code(value: Any, limit: int = MAX_CHARS) -> str:
     fence = "`" * (longest + 1)
     pad = " " if s.startswith("`") or s.endswith("`") or longest else ""
     return f"{fence}{pad}{s}{pad}{fence}"
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: a string starting like a formula (`= + - @`,
+    or a tab or carriage return before one) gets a leading `'` (OWASP's advice for CSV
+    injection). Numbers and other values pass unchanged, so a negative number stays one."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value

@@ -530,7 +530,7 @@ class Gateway:
                 return None
             return self.refuse(endpoint, Refused(
                 403, "unauthorized", f"/{endpoint} is disabled: start the gateway with "
-                                     "--feedback-token (or MLCI_FEEDBACK_TOKEN)"))
+                                     "MLCI_FEEDBACK_TOKEN or --feedback-token-file"))
         if token_ok(request.headers.get("authorization"), token):
             return None
         return self.refuse(endpoint, Refused(401, "unauthorized",
