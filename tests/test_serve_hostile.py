@@ -11,6 +11,7 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
 from serve_inprocess import COLS, TOKEN, client, digits, gateway, sample
 
 from mlci.serve.routing import Routing
@@ -207,3 +208,83 @@ def test_a_log_that_cannot_be_written_fails_open_counted_and_shown(tmp_path: Pat
     codes = [c2.post("/predict", json=big).status_code for _ in range(40)]
     assert 503 in codes and sample(gw2, "mlci_unlogged_requests_total", variant="champion") \
         == 0
+
+
+# ------------------------------------------------------------------ item 2: steering latency
+
+
+def test_hide_variant_keeps_the_variant_out_of_every_answer(tmp_path: Path) -> None:
+    gw = gateway(tmp_path, Routing("1", "2", 50.0, False, "c-h", 1),
+                 {"1": "plain", "2": "plain"}, hide_variant=True)
+    c = client(gw)
+    row = _rows(1)
+    seen = [c.post("/predict", json={"instances": row},
+                   headers={"X-Mlci-Key": f"k{i}"}).json() for i in range(20)]
+    assert all("variant" not in r and "model_version" not in r and r["predictions"]
+               for r in seen)
+    v2 = c.post("/v2/models/digits/infer", json={"inputs": [
+        {"name": "x", "shape": [1, 64], "datatype": "FP64", "data": row[0]}]}).json()
+    assert "model_version" not in v2 and "variant" not in v2["parameters"], v2
+    import sqlite3  # the log still knows, for the canary
+
+    con = sqlite3.connect(tmp_path / "predictions.db")
+    assert {r[0] for r in con.execute("SELECT variant FROM predictions")} == \
+        {"champion", "challenger"}
+    con.close()
+
+
+def test_one_routing_key_gets_a_capped_share_of_the_evidence(tmp_path: Path) -> None:
+    from mlci.serve.observations import rollout_observations
+
+    gw = gateway(tmp_path, Routing("1", "2", 100.0, False, "c-k", 1),
+                 {"1": "plain", "2": "plain"})
+    c = client(gw)
+    row = {"instances": _rows(1)}
+    for _ in range(300):  # one key, over and over, and 100 other callers once each
+        c.post("/predict", json=row, headers={"X-Mlci-Key": "attacker"})
+    for i in range(100):
+        c.post("/predict", json=row, headers={"X-Mlci-Key": f"user-{i}"})
+    ch = rollout_observations(tmp_path / "predictions.db", "c-k")["variants"]["challenger"]
+    keys = list(ch.request_keys)
+    top = max(set(keys), key=keys.count)
+    assert keys.count(top) == int(0.05 * 400) and len(keys) == 100 + 20
+    assert list(ch.latency_rows) == [1.0] * len(keys)
+
+
+def _steered(rng, n: int = 2000, big_to_challenger: float = 0.3):
+    """Latencies of two identical variants (ms = 0.5 + 0.004 x rows, noisy); the attacker
+    sends `big_to_challenger` of the challenger's requests with 1024 rows."""
+    from mlci.stats.judge import Observations
+
+    def lat(rows):
+        return (0.5 + 0.004 * rows) * rng.lognormal(0, 0.25, len(rows))
+
+    rows1 = np.where(rng.random(n) < big_to_challenger, 1024.0, 1.0)
+    rows0 = np.where(rng.random(2 * n) < 0.02, 1024.0, 1.0)  # a few big ones, honestly
+    ch = Observations(errors=np.zeros(n), latency_ms=lat(rows1), latency_rows=rows1)
+    cb = Observations(errors=np.zeros(2 * n), latency_ms=lat(rows0), latency_rows=rows0)
+    return ch, cb
+
+
+def test_large_requests_aimed_at_the_challenger_do_not_roll_it_back() -> None:
+    """The attack: a challenger identical to the champion gets most of the 1024-row requests.
+    Judged per request (before), its p95 is far above the champion's and it is rolled back;
+    judged per request-size class it is not, and over 300 such rollouts it is rolled back
+    at most at the rate the test allows (alpha / 3)."""
+    from dataclasses import replace
+
+    from mlci.stats.judge import FAIL, Params, latency_check
+
+    p = Params(steps=[50], alpha=0.05, min_requests=200, latency_slack_ms=0.0)
+    rng = np.random.default_rng(1)
+    ch, cb = _steered(rng)
+    before = latency_check(replace(ch, latency_rows=None), replace(cb, latency_rows=None), p, 3)
+    assert before["verdict"] == FAIL
+    after = latency_check(ch, cb, p, 3)
+    assert after["verdict"] != FAIL and set(after["size_classes"]) == {"1", "1024-2047"}
+    fails = sum(latency_check(*_steered(rng, 600), p, 3)["verdict"] == FAIL
+                for _ in range(300))
+    assert fails / 300 <= 0.05 / 3 + 0.02, fails  # binomial slack: 2 sd at 300 rollouts
+    # the other direction: a challenger really twice as slow in every class is still caught
+    slow = replace(ch, latency_ms=ch.latency_ms * 2)
+    assert latency_check(slow, cb, p, 3)["verdict"] == FAIL

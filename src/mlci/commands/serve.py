@@ -118,6 +118,9 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
               show_default=True, envvar="MLCI_LOG_FAILURE",
               help="When the prediction log cannot take a write: 'open' answers anyway "
                    "(counted; /readyz shows it), 'closed' answers 503 (env MLCI_LOG_FAILURE).")
+@click.option("--hide-variant", is_flag=True, envvar="MLCI_HIDE_VARIANT",
+              help="Answers do not name the variant or version that served them, so a client "
+                   "cannot aim traffic at the challenger (env MLCI_HIDE_VARIANT).")
 @click.option("--route-secret-file", default=None, envvar="MLCI_ROUTE_SECRET_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Secret keying the routing-key hashes, created if absent (default "
@@ -131,7 +134,8 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
             max_client_concurrent: int | None, max_client_connections: int,
             min_body_rate: int, header_timeout: float, body_timeout: float, log_lock_timeout: float,
             log_max_mb: float | None, retain_mb: float, retain_days: float,
-            client_share: float, log_failure: str, route_secret_file: Path | None) -> int:
+            client_share: float, log_failure: str, hide_variant: bool,
+            route_secret_file: Path | None) -> int:
     """Serve `models:/NAME@champion` and, during a canary, `@challenger`.
 
     Routing follows `<out>/canary/state.json` (written by `mlci canary`) at runtime.
@@ -174,7 +178,8 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
                  predict_token=predict_token, secret=secret, log_lock_timeout=log_lock_timeout,
                  log_max_bytes=int(log_max_mb * 1e6) if log_max_mb else None,
                  retention=_retention(retain_mb, retain_days, log_max_mb),
-                 log_failure=log_failure, client_share=client_share)
+                 log_failure=log_failure, client_share=client_share,
+                 hide_variant=hide_variant)
     try:
         r = gw.desired()
     except ValueError as exc:

@@ -170,7 +170,7 @@ class Gateway:
                  secret: bytes = b"", log_lock_timeout: float = 2.0,
                  log_max_bytes: int | None = None, workers: int | None = None,
                  retention: Retention | None = None, log_failure: str = "open",
-                 client_share: float = 0.05) -> None:
+                 client_share: float = 0.05, hide_variant: bool = False) -> None:
         self.name = model_name
         self.state_file = Path(state_file)
         self.key_header = key_header.lower()
@@ -183,6 +183,9 @@ class Gateway:
         if log_failure not in ("open", "closed"):
             raise ValueError(f"log_failure must be 'open' or 'closed', not {log_failure!r}")
         self.log_failure = log_failure
+        # answers do not say which variant (or version) served them: a client cannot find
+        # the routing keys that reach the challenger and aim its traffic there
+        self.hide_variant = hide_variant
         size = self.log.retention.max_bytes or log_max_bytes
         # each client's share of the log (None: no size to take a share of)
         self.share = ClientShare(size * client_share) if size and client_share < 1 else None
@@ -457,13 +460,23 @@ class Gateway:
         except Refused as exc:
             return self.refuse("predict", exc)
         if s.error is not None:
-            return JSONResponse({"error": f"model {self.name}/{s.version} failed: {s.error}",
-                                 "request_id": s.request_id, "variant": s.variant,
-                                 "model_version": s.version}, status_code=500)
-        return JSONResponse({
+            return JSONResponse(self.shown({
+                "error": f"model {self.name}/{s.version} failed: {s.error}"
+                if not self.hide_variant else f"model {self.name} failed: {s.error}",
+                "request_id": s.request_id, "variant": s.variant,
+                "model_version": s.version}), status_code=500)
+        return JSONResponse(self.shown({
             "request_id": s.request_id, "variant": s.variant, "model_version": s.version,
             "predictions": s.predictions, "probabilities": s.probabilities,
-            "classes": s.classes}, background=self.shadow_task(s))
+            "classes": s.classes}), background=self.shadow_task(s))
+
+    def shown(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """`answer` without the variant and version when the operator hides them."""
+        if self.hide_variant:
+            for k in ("variant", "model_version"):
+                answer.pop(k, None)
+            answer.get("parameters", {}).pop("variant", None)
+        return answer
 
     def _feedback(self, raw: bytes) -> Response:
         try:

@@ -259,8 +259,10 @@ def routes(gw: Gateway) -> list[Route]:
         except Refused as exc:
             return gw.refuse("v2", exc)
         if s.error is not None:
-            return _error(500, f"model {gw.name}/{s.version} failed: {s.error}")
-        return JSONResponse(response(gw, s, rid, outputs), background=gw.shadow_task(s))
+            shown = gw.name if gw.hide_variant else f"{gw.name}/{s.version}"
+            return _error(500, f"model {shown} failed: {s.error}")
+        return JSONResponse(gw.shown(response(gw, s, rid, outputs)),
+                            background=gw.shadow_task(s))
 
     async def infer(request: Request) -> Response:
         if (denied := gw.unauthorized(request, "v2", gw.predict_token, False)):

@@ -16,7 +16,11 @@ far; losses are oriented so that larger is worse):
   it fails when shown above. A challenger exactly at the allowance has both shares equal
   whatever t is, so a threshold that moves as the calibration half grows keeps the error
   rates (`bench/decisions.py` simulates this design), and t tracks the whole rollout instead
-  of its first instants;
+  of its first instants. When the rows per request are known, t is calibrated per
+  request-size class (1, 2-3, 4-7, ... rows) and each request is compared with the
+  threshold of its class: latency grows with a request's rows, so a client steering large
+  requests to one variant no longer moves the verdict (requests of a class the champion has
+  too few of to calibrate are not judged, and the detail says how many);
 - **quality** on labelled feedback: accuracy (0/1 loss, absolute margin `margin`) for
   classifiers, MAE or MSE (relative margin: the challenger's may be at most (1 + margin) times
   the champion's) for regressors;
@@ -79,6 +83,7 @@ class Observations:
     request_keys: np.ndarray | None = None                                # routing key
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))   # answered, in order
     latency_keys: np.ndarray | None = None
+    latency_rows: np.ndarray | None = None  # rows per answered request (size classes)
     predictions: list[Any] = field(default_factory=list)                  # labelled instances
     labels: list[Any] = field(default_factory=list)
     label_keys: np.ndarray | None = None
@@ -146,6 +151,43 @@ def error_check(ch: Observations, cb: Observations, p: Params, k: int) -> dict[s
                       f" vs allowance +{m:.2%}: {_verdict_text(t['verdict'])}"}
 
 
+MIN_CLASS_CALIBRATION = 20  # champion requests of a size class before its threshold is used
+
+
+def size_class(rows: np.ndarray) -> np.ndarray:
+    """Request-size class: 0 for 1 row, 1 for 2-3, 2 for 4-7, ... (powers of two)."""
+    return np.floor(np.log2(np.maximum(np.asarray(rows, dtype=float), 1))).astype(int)
+
+
+def _thresholds(ch: Observations, cb: Observations, q: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Per request: the champion's quantile t for its size class (NaN: not judged), for the
+    challenger's requests and the champion's tested half; and the calibration half."""
+    cal = cb.latency_ms[0::2]
+    sized = ch.latency_rows is not None and cb.latency_rows is not None \
+        and len(ch.latency_rows) == len(ch.latency_ms) \
+        and len(cb.latency_rows) == len(cb.latency_ms)
+    if not sized:
+        t = float(np.quantile(cal, q))
+        return np.full(len(ch.latency_ms), t), np.full(len(cb.latency_ms[1::2]), t), cal, {}
+    c1 = size_class(ch.latency_rows)  # type: ignore[arg-type]
+    c0 = size_class(cb.latency_rows)  # type: ignore[arg-type]
+    ccal, crest = c0[0::2], c0[1::2]
+    t1, t0 = np.full(len(c1), np.nan), np.full(len(crest), np.nan)
+    classes: dict[str, Any] = {}
+    for c in np.unique(np.r_[c1, crest]):
+        own = cal[ccal == c]
+        if len(own) < MIN_CLASS_CALIBRATION:
+            continue
+        t = float(np.quantile(own, q))
+        t1[c1 == c], t0[crest == c] = t, t
+        lo = 2 ** int(c)
+        classes[f"{lo}-{2 * lo - 1}" if lo > 1 else "1"] = {
+            "threshold_ms": round(t, 3), "challenger": int((c1 == c).sum()),
+            "champion": int((crest == c).sum())}
+    return t1, t0, cal, classes
+
+
 def latency_check(ch: Observations, cb: Observations, p: Params, k: int) -> dict[str, Any]:
     q = p.latency_quantile
     name = f"p{q * 100:g} latency (non-inferiority)"
@@ -159,17 +201,26 @@ def latency_check(ch: Observations, cb: Observations, p: Params, k: int) -> dict
                           f"answered requests; need {need} / {2 * need} (every other "
                           "champion request calibrates its quantile)"}
     # split by position, independent of latency: even positions calibrate, odd ones are tested
-    cal, rest = cb.latency_ms[0::2], cb.latency_ms[1::2]
-    t_ms = float(np.quantile(cal, q))
+    rest = cb.latency_ms[1::2]
+    t1, t0, cal, classes = _thresholds(ch, cb, q)
+    j1, j0 = ~np.isnan(t1), ~np.isnan(t0)  # judged: their size class is calibrated
+    if j1.sum() < need or j0.sum() < need:
+        return {"check": name, "verdict": WAIT, "size_classes": classes,
+                "detail": f"{int(j1.sum())} challenger / {int(j0.sum())} champion requests "
+                          f"in request-size classes with {MIN_CLASS_CALIBRATION}+ champion "
+                          f"requests to calibrate; need {need} each"}
+    t_ms = float(np.nanmedian(t1[j1]))  # the typical threshold, for the detail
     slow_at = p.max_latency_ratio * t_ms + p.latency_slack_ms
-    x1 = (ch.latency_ms > slow_at).astype(float)
-    x0 = (rest >= t_ms).astype(float)  # ties at t count as slow (timer steps)
-    keys0 = cb.latency_keys[1::2] if cb.latency_keys is not None else None
-    a1, a0 = _arm(x1, ch.latency_keys), _arm(x0, keys0)
+    x1 = (ch.latency_ms[j1] > p.max_latency_ratio * t1[j1] + p.latency_slack_ms).astype(float)
+    x0 = (rest[j0] >= t0[j0]).astype(float)  # ties at t count as slow (timer steps)
+    keys1 = ch.latency_keys[j1] if ch.latency_keys is not None else None
+    keys0 = cb.latency_keys[1::2][j0] if cb.latency_keys is not None else None
+    a1, a0 = _arm(x1, keys1), _arm(x0, keys0)
     t = _test(a1, a0, p, k, margin=0.0, scale=1.0, binary=True, rho=1 - q, planned=need)
     return {"check": name, "verdict": t["verdict"], "test": t,
             "threshold_ms": round(t_ms, 3), "limit_ms": round(slow_at, 3),
-            "calibration_n": len(cal),
+            "calibration_n": len(cal), "size_classes": classes,
+            "not_judged": int((~j1).sum() + (~j0).sum()),
             "detail": f"{x1.mean():.1%} of challenger requests slower than {slow_at:.2f} ms "
                       f"({p.max_latency_ratio:g} x {t_ms:.2f} + {p.latency_slack_ms:g}) vs "
                       f"{x0.mean():.1%} of champion requests at or above {t_ms:.2f} ms, its "
