@@ -177,6 +177,8 @@ def test_one_client_gets_a_share_of_the_log_and_others_are_served(tmp_path: Path
     gw.share.clock = lambda: 0.0  # no refill during the test
     flood, other = client(gw, "10.0.0.1"), client(gw, "10.0.0.2")
     body = json.dumps({"instances": _rows(20)})
+    bad = body.replace("[0.0,", "[null,", 1)  # refused (400): nothing logged, nothing charged
+    assert {flood.post("/predict", content=bad).status_code for _ in range(60)} == {400}
     codes = [flood.post("/predict", content=body).status_code for _ in range(100)]
     n = codes.count(200)
     assert codes[:n] == [200] * n and set(codes[n:]) == {429}

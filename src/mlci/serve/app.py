@@ -564,11 +564,19 @@ class Gateway:
         raw = await request.body()
         if (over := self.over_share(request, "predict", raw)):
             return over
-        return await self.run(self._predict, raw, request.headers.get(self.key_header), active)
+        return self.charged(request, raw, await self.run(
+            self._predict, raw, request.headers.get(self.key_header), active))
+
+    def charged(self, request: Request, raw: bytes, response: Response) -> Response:
+        """`response`, the request's body size charged to its client's share of the log
+        when it was answered (so logged): refused requests cost nothing."""
+        if self.share is not None and response.status_code == 200:
+            self.share.charge(client_of(request.scope), len(raw))
+        return response
 
     def over_share(self, request: Request, endpoint: str, raw: bytes) -> Response | None:
         """A 429 when this client has used its share of the prediction log, else None."""
-        if self.share is None or self.share.take(client_of(request.scope), len(raw)):
+        if self.share is None or self.share.has_room(client_of(request.scope), len(raw)):
             return None
         self.metrics.refuse(endpoint, "log_share")
         return JSONResponse({"error": "this client is over its share of the prediction log; "

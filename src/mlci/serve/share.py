@@ -24,17 +24,29 @@ class ClientShare:
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def take(self, client: str, cost: float) -> bool:
-        """Charge `cost` bytes to `client`: False (nothing charged) when over its share."""
+    def _level(self, client: str, now: float) -> float:
+        level, since = self._buckets.pop(client, (self.capacity, now))
+        return min(self.capacity, level + (now - since) * self.rate)
+
+    def has_room(self, client: str, cost: float) -> bool:
+        """Whether `client` may add `cost` bytes now (nothing is charged yet)."""
         now = self.clock()
         with self._lock:
-            level, since = self._buckets.pop(client, (self.capacity, now))
-            level = min(self.capacity, level + (now - since) * self.rate)
-            ok = cost <= level
-            self._buckets[client] = (level - cost if ok else level, now)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
-            return ok
+            level = self._level(client, now)
+            self._buckets[client] = (level, now)
+            self._trim()
+            return cost <= level
+
+    def charge(self, client: str, cost: float) -> None:
+        """Charge `cost` bytes that were logged (at most down to zero)."""
+        now = self.clock()
+        with self._lock:
+            self._buckets[client] = (max(0.0, self._level(client, now) - cost), now)
+            self._trim()
+
+    def _trim(self) -> None:
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
 
     def retry_after(self, cost: float) -> int:
         """Seconds until a full bucket refills enough for `cost` (at least 1)."""

@@ -274,8 +274,9 @@ def routes(gw: Gateway) -> list[Route]:
         raw = await request.body()
         if (over := gw.over_share(request, "v2", raw)):
             return over
-        return await gw.run(_infer, raw, request.headers.get(gw.key_header), active,
-                            request.path_params.get("version"))
+        return gw.charged(request, raw, await gw.run(
+            _infer, raw, request.headers.get(gw.key_header), active,
+            request.path_params.get("version")))
 
     base, ver = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
     return [
