@@ -31,7 +31,7 @@ def digits() -> tuple[Any, Any]:
 @functools.cache
 def fitted(kind: str) -> Any:
     """`plain`: logistic regression (refuses NaN); `imputing`: the same behind a mean
-    imputer (takes missing values)."""
+    imputer (takes missing values); `half`: plain on the first 32 pixels only."""
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -39,6 +39,8 @@ def fitted(kind: str) -> Any:
     x, y = digits()
     lr = LogisticRegression(max_iter=300)
     model = make_pipeline(SimpleImputer(), lr) if kind == "imputing" else lr
+    if kind == "half":  # trained on 32 of the 64 pixels: cannot take the served requests
+        x = x[COLS[:32]]
     return model.fit(x[:600], y[:600])
 
 

@@ -113,6 +113,26 @@ def test_input_the_challenger_cannot_take_is_a_client_error_not_its_fault(
     assert variants == {"champion", "challenger"}
 
 
+def test_a_challenger_that_cannot_take_the_served_shape_is_still_at_fault(
+        tmp_path: Path) -> None:
+    """The other side of the line: a challenger trained on 32 of the 64 pixels refuses
+    every well-formed request the champion takes. That is the challenger's error (counted,
+    logged as such, so the canary rolls it back), not a client error."""
+    from mlci.serve.observations import rollout_observations
+
+    gw = gateway(tmp_path, Routing("1", "2", 50.0, False, "c-half", 1),
+                 {"1": "plain", "2": "half"})
+    c = client(gw)
+    codes = [c.post("/predict", json={"instances": _rows(1)}).status_code for _ in range(60)]
+    assert set(codes) == {200, 500}
+    assert sample(gw, "mlci_errors_total", variant="challenger", version="2") \
+        == codes.count(500)
+    seen = rollout_observations(tmp_path / "predictions.db", "c-half")["variants"]
+    assert seen["challenger"].errors.sum() == codes.count(500)
+    # a request neither takes (63 values) stays the client's error
+    assert c.post("/predict", json={"instances": [_rows(1)[0][:63]]}).status_code == 400
+
+
 def test_shadow_scoring_checks_the_challengers_spec(tmp_path: Path) -> None:
     gw = gateway(tmp_path, Routing("1", "2", 0.0, True, "c-shadow", 1),
                  {"1": "imputing", "2": "plain"})

@@ -57,6 +57,7 @@ from mlci.serve.guard import Guard, Limits, client_of, token_ok
 from mlci.serve.inputs import (
     BadInput,
     InputSpec,
+    Mismatch,
     TooManyPixels,
     labels_of,
     matrix,
@@ -152,6 +153,14 @@ class Scored:
     classes: list[Any] | None
     error: str | None = None
     shadow: tuple | None = field(default=None, repr=False)
+
+
+class Incompatible(Exception):
+    """The routed variant cannot take a request of this shape that the champion takes."""
+
+    def __init__(self, msg: str, rows: list[list[Any]]) -> None:
+        super().__init__(msg)
+        self.rows = rows
 
 
 class Refused(Exception):
@@ -329,7 +338,7 @@ class Gateway:
             raise BadInput(f"image {i} must be a base64 string")
         side = math.isqrt(width or 0)
         if not width or side * side != width:
-            raise BadInput("this model does not take square images")
+            raise Mismatch("this model does not take square images")
         try:
             raw = base64.b64decode(s, validate=True)
             img: Image.Image = Image.open(io.BytesIO(raw), formats=["PNG"])  # header only
@@ -365,32 +374,50 @@ class Gateway:
 
     def checked(self, active: tuple[Routing, dict[str, Loaded]], picked: tuple[str, str, Any],
                 check: Any) -> list[list[Any]]:
-        """`check(model)` for the model that scores the request: input that variant cannot
-        take is the client's error, counted apart by variant (never a model error)."""
+        """`check(model)` for the model that scores the request: values that variant cannot
+        take (a null where it does not impute, a wrong type) are the client's error, counted
+        apart by variant, never a model error. A request of another shape than the variant
+        takes, that the champion takes, is the variant's fault: `Incompatible` (scored as
+        that variant's error), so a challenger that cannot serve production traffic is still
+        rolled back."""
         variant, version, _ = picked
         try:
             return check(active[1][version])
+        except Mismatch as exc:
+            champion = active[1][active[0].champion]
+            if version != champion.version:
+                try:
+                    rows = check(champion)
+                except BadInput:
+                    pass
+                else:
+                    raise Incompatible(str(exc), rows) from None
+            self.metrics.input_refused.labels(variant, version).inc()
+            raise
         except BadInput:
             self.metrics.input_refused.labels(variant, version).inc()
             raise
 
     def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
               key: str | None, version: str | None = None,
-              picked: tuple[str, str, str | None] | None = None) -> Scored:
+              picked: tuple[str, str, str | None] | None = None,
+              incompatible: str | None = None) -> Scored:
         """Route (unless `picked` already did), predict, log. `rows` are checked against
-        the spec of the version that scores them. Raises Refused when the log cannot take
-        the row (fail closed)."""
+        the spec of the version that scores them (or, when that version is `incompatible`
+        with them, the champion's: a model error without predicting). Raises Refused when
+        the log cannot take the row and the log fails closed."""
         r, models = active
         variant, version, canary_id = picked or self.pick(r, key, version)
         m = models[version]
-        x = matrix(rows, m.spec)
+        x = matrix(rows, m.spec) if incompatible is None else None
         rid = uuid.uuid4().hex
         t0 = time.perf_counter()
-        err = None
+        err = incompatible
         preds: list[Any] | None = None
         probs = None
         try:
-            preds, probs = m.predict(x, m.features)
+            if x is not None:
+                preds, probs = m.predict(x, m.features)
         except Exception as exc:  # noqa: BLE001 - a model error is a 500 and is counted
             err = _first_line(exc)
         dt = time.perf_counter() - t0
@@ -453,8 +480,11 @@ class Gateway:
         try:
             body = _json(raw)
             picked = self.pick(active[0], key)
-            rows = self.checked(active, picked, lambda m: self.instances(body, m))
-            s = self.score(active, rows, key, picked=picked)
+            try:
+                rows, bad = self.checked(active, picked, lambda m: self.instances(body, m)), None
+            except Incompatible as exc:
+                rows, bad = exc.rows, str(exc)
+            s = self.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
             return self.refuse("predict", Refused(400, exc.reason, str(exc)))
         except Refused as exc:

@@ -39,6 +39,12 @@ class BadInput(ValueError):
     reason = "bad_input"
 
 
+class Mismatch(BadInput):
+    """The request's shape is not the model's (other features, another width): when the
+    champion takes the same request, the variant refusing it is incompatible with the traffic
+    it is meant to serve, which is that variant's fault, not the client's."""
+
+
 class TooManyPixels(BadInput):
     """The request's images hold more pixels than allowed (checked before decoding)."""
 
@@ -173,19 +179,19 @@ def rows_of(items: Any, spec: InputSpec) -> list[list[Any]]:
             rows.append(fast)
         elif isinstance(x, dict):
             if cols is None:
-                raise BadInput("this model has no feature names; send lists of numbers")
+                raise Mismatch("this model has no feature names; send lists of numbers")
             missing = next((c.name for c in cols if c.name not in x), None)
             if missing is not None:
-                raise BadInput(f"instance {i} lacks feature {missing!r}")
+                raise Mismatch(f"instance {i} lacks feature {missing!r}")
             rows.append([_value(x[c.name], c, spec, f"instance {i}: feature {c.name!r}")
                          for c in cols])
         elif isinstance(x, list):
             vals = _flat(x)
             if spec.width is not None and len(vals) != spec.width:
-                raise BadInput(f"instance {i} has {len(vals)} values; the model takes "
+                raise Mismatch(f"instance {i} has {len(vals)} values; the model takes "
                                f"{spec.width}")
             if not spec.numeric:
-                raise BadInput("this model takes named features of several types; send "
+                raise Mismatch("this model takes named features of several types; send "
                                "objects keyed by feature name")
             rows.append([_value(v, cols[j] if cols else None, spec,
                                 f"instance {i}: value {j}") for j, v in enumerate(vals)])

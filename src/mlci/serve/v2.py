@@ -198,7 +198,7 @@ def _error(status: int, msg: str) -> JSONResponse:
 
 
 def routes(gw: Gateway) -> list[Route]:
-    from mlci.serve.app import Refused, _json
+    from mlci.serve.app import Incompatible, Refused, _json
 
     def model_of(request: Request) -> tuple[Loaded, list[str]] | Response:
         """The champion (or the version the path names) and the routed versions."""
@@ -248,12 +248,15 @@ def routes(gw: Gateway) -> list[Route]:
         try:
             body = _json(raw)
             picked = gw.pick(active[0], key, version)  # its spec checks the input
-            rows = gw.checked(active, picked, lambda m: instances(body, m))
+            try:
+                rows, bad = gw.checked(active, picked, lambda m: instances(body, m)), None
+            except Incompatible as exc:
+                rows, bad = exc.rows, str(exc)
             rid = body.get("id")
             if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID):
                 raise BadInput(f"'id' must be a string of at most {MAX_ID} characters")
             outputs = requested_outputs(body, active[1][version or active[0].champion])
-            s = gw.score(active, rows, key, picked=picked)
+            s = gw.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
             return gw.refuse("v2", Refused(400, exc.reason, str(exc)))
         except Refused as exc:
