@@ -6,6 +6,7 @@ counts, routes and logs). Attacks on connections run against a real `mlci serve`
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ def digits() -> tuple[Any, Any]:
 def fitted(kind: str) -> Any:
     """`plain`: logistic regression (refuses NaN); `imputing`: the same behind a mean
     imputer (takes missing values); `half`: plain on the first 32 pixels only."""
+    from sklearn.exceptions import ConvergenceWarning
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -41,7 +43,9 @@ def fitted(kind: str) -> Any:
     model = make_pipeline(SimpleImputer(), lr) if kind == "imputing" else lr
     if kind == "half":  # trained on 32 of the 64 pixels: cannot take the served requests
         x = x[COLS[:32]]
-    return model.fit(x[:600], y[:600])
+    with warnings.catch_warnings():  # unscaled pixels: lbfgs stops at max_iter, fine here
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return model.fit(x[:600], y[:600])
 
 
 def loaded(version: str, kind: str) -> Loaded:
