@@ -16,14 +16,21 @@
 # file, `sitecustomize`/`usercustomize` module and `bin/` script (the places that run code at
 # interpreter start). A `.pth` planted by a pull request's code in an earlier step, or a cache
 # entry altered after it was saved, no longer matches and the venv is rebuilt from scratch.
-# This guards one job; the boundary that holds against code with root on the runner is a
-# separate job (the reusable workflows post the report from one that runs no user code).
+# The seal this job checks against is kept outside the venv ($RUNNER_TEMP/mlci-seal/, keyed
+# by the venv and the job), so rewriting the copy inside the venv (which travels with the
+# cache and is used only by the first install of a job) changes nothing; MLCI_ACTION_MANIFEST
+# (the setup action's `manifest` output, which no later step can change) pins it outright.
+# The venv is left read-only. This guards one job; the boundary that holds against code with
+# root on the runner is a separate job (the reusable workflows post the report from one that
+# runs no user code).
 #
 # Environment:
 #   MLCI_ACTION_VENV       venv location (default: $RUNNER_TEMP/mlci-venv)
 #   MLCI_ACTION_PYTHON     interpreter that creates the venv (default: first python3 >= 3.10)
 #   MLCI_ACTION_EXTRAS     space-separated extra packages the action needs (e.g. "dvc scipy"),
 #                          installed with the pinned versions of scripts/constraints.txt
+#   MLCI_ACTION_MANIFEST   the manifest the venv must have (e.g. the setup action's output)
+#   MLCI_ACTION_SEAL_DIR   where this job's seal is kept (default: $RUNNER_TEMP/mlci-seal)
 #   MLCI_ACTION_SEED_VENV  for tests and local runs only: an existing venv whose packages satisfy
 #                          the dependencies; mlci itself is still built and installed from this
 #                          checkout, the dependencies are linked instead of downloaded.
@@ -58,7 +65,11 @@ build_id() {
 
 venv="${MLCI_ACTION_VENV:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlci-venv}"
 stamp="$venv/.mlci-build"
-sealed="$venv/.mlci-manifest"
+cached="$venv/.mlci-manifest"  # recorded at install; travels with the cache
+seal_dir="${MLCI_ACTION_SEAL_DIR:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlci-seal}"
+job_key="$(printf '%s|%s|%s|%s' "$venv" "${GITHUB_RUN_ID:-}" "${GITHUB_RUN_ATTEMPT:-}" \
+  "${GITHUB_JOB:-}" | sha256sum | cut -c1-16)"
+sealed="$seal_dir/$job_key"    # this job's seal, outside the venv
 
 manifest() {
   (
@@ -74,7 +85,7 @@ case "${1:-}" in
   --version) build_id; exit 0 ;;
   --find-python) find_python || true; exit 0 ;;
   --venv) echo "$venv"; exit 0 ;;
-  --manifest) [ -f "$sealed" ] && manifest; exit 0 ;;
+  --manifest) [ -f "$stamp" ] && manifest; exit 0 ;;
   "") ;;
   *) echo "install.sh: error: unknown argument: $1" >&2; exit 2 ;;
 esac
@@ -90,19 +101,47 @@ missing_extras() {
   done
 }
 
+# seal: record the manifest in the venv (for the cache) and outside it (for this job), and
+# leave the venv read-only
+seal() {
+  local m
+  m="$(manifest)"
+  chmod u+w "$venv"
+  rm -f "$cached"
+  echo "$m" > "$cached"
+  mkdir -p "$seal_dir"
+  chmod 700 "$seal_dir"
+  rm -f "$sealed"
+  echo "$m" > "$sealed"
+  chmod a-w "$sealed"
+  chmod -R a-w "$venv"
+}
+
+writable() { [ -d "$venv" ] && chmod -R u+w "$venv"; return 0; }
+
 install_extras() {
   local missing
   mapfile -t missing < <(missing_extras)
   [ "${#missing[@]}" -eq 0 ] && return 0
   echo "installing ${missing[*]} into the mlci venv" >&2
+  writable
   "$venv/bin/python" -m pip install -q --disable-pip-version-check \
     -c "$root/scripts/constraints.txt" "${missing[@]}" >&2
-  manifest > "$sealed"
+  seal
 }
 
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -f "$sealed" ]; then
-  if [ "$(manifest)" = "$(cat "$sealed")" ] \
+# what the venv must match: a pinned manifest, else this job's seal, else (the first
+# install of the job, e.g. just restored from the cache) the one recorded at install time
+expected="${MLCI_ACTION_MANIFEST:-}"
+if [ -z "$expected" ] && [ -f "$sealed" ]; then
+  expected="$(cat "$sealed")"
+elif [ -z "$expected" ] && [ -f "$cached" ]; then
+  expected="$(cat "$cached")"
+fi
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -n "$expected" ]; then
+  if [ "$(manifest)" = "$expected" ] \
       && "$venv/bin/python" -c 'import mlci.cli' >/dev/null 2>&1; then
+    [ -f "$sealed" ] || seal
     install_extras
     echo "mlci $want already installed in $venv" >&2
     echo "$venv/bin/python"
@@ -117,6 +156,7 @@ py="$(find_python)" || {
 }
 
 start=$SECONDS
+writable
 rm -rf "$venv"
 "$py" -m venv "$venv"
 if [ -n "${MLCI_ACTION_SEED_VENV:-}" ]; then
@@ -133,6 +173,6 @@ install_extras
 # the empty tracking store every new store copies, built now so that no later step writes
 # into the sealed venv
 "$venv/bin/python" -c 'from mlci.registry.tracking import ensure_template; ensure_template()' >&2
-manifest > "$sealed"
+seal
 echo "installed mlci $want into $venv in $((SECONDS - start))s" >&2
 echo "$venv/bin/python"

@@ -79,6 +79,7 @@ def test_a_planted_pth_makes_the_next_install_rebuild(installed, checkout: Path,
                           capture_output=True).returncode == 0
     assert sh(script, env=env).stderr.count("already installed") == 1
     planted = Path(site) / "zz_capture.pth"
+    os.chmod(site, 0o755)  # the venv is read-only; code running as its owner can undo that
     planted.write_text("import os; open(os.environ['CAPTURED'], 'w').write('token')\n")
     p = sh(script, env=env)
     assert p.returncode == 0, p.stderr
@@ -96,6 +97,7 @@ def test_an_edited_module_also_breaks_the_seal(installed, checkout: Path) -> Non
     script = str(checkout / "scripts" / "install.sh")
     sealed = (venv / ".mlci-manifest").read_text().strip()
     init = next(venv.rglob("site-packages/mlci/__init__.py"))
+    init.chmod(0o644)
     init.write_text(init.read_text() + "\n# planted\n")
     assert sh(script, "--manifest", env=env).stdout.strip() != sealed
     p = sh(script, env=env)
@@ -173,3 +175,38 @@ def test_promote_and_rollback_glue(iris: Path, tmp_path: Path) -> None:
                             "MLCI_VERSION": "", "MLCI_REASON": "bad canary"})
     assert p.returncode in (1, 2), p.stderr  # no earlier champion to go back to
     assert p.stderr.strip().count("\n") == 0 and p.stderr.startswith("mlci:")
+
+
+def test_a_planted_pth_with_a_rewritten_manifest_is_still_rebuilt(installed, checkout: Path,
+                                                                   tmp_path: Path) -> None:
+    """The attack that beat the seal kept inside the venv: plant a .pth, then write the
+    venv's new manifest over the recorded one. The seal this job checks is kept outside the
+    venv, so the next install still rebuilds; and the venv is left read-only."""
+    import stat
+
+    venv, env, _ = installed
+    script = str(checkout / "scripts" / "install.sh")
+    assert sh(script, env=env).returncode == 0
+    py = f"{venv}/bin/python"
+    site = Path(subprocess.run([py, "-c", "import sysconfig; print(sysconfig.get_paths()"
+                                "['purelib'])"], capture_output=True, text=True,
+                               check=True).stdout.strip())
+    assert not any(m & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) for m in
+                   (site.stat().st_mode, (site / "mlci" / "__init__.py").stat().st_mode,
+                    venv.stat().st_mode))
+    os.chmod(site, 0o755)
+    os.chmod(venv, 0o755)
+    planted = site / "zz_capture.pth"
+    planted.write_text("import os; open(os.environ['CAPTURED'], 'w').write('ghs_FAKE')\n")
+    forged = sh(script, "--manifest", env=env).stdout.strip()
+    (venv / ".mlci-manifest").unlink()
+    (venv / ".mlci-manifest").write_text(forged + "\n")
+    p = sh(script, env=env)
+    assert p.returncode == 0 and "rebuilding" in p.stderr, p.stderr
+    assert not planted.exists()
+    captured = tmp_path / "captured"
+    subprocess.run([py, "-c", "pass"], env={**os.environ, "CAPTURED": str(captured)}, check=True)
+    assert not captured.exists()
+    # a pinned manifest (the setup action's output) wins over any file
+    p = sh(script, env={**env, "MLCI_ACTION_MANIFEST": "0" * 64})
+    assert p.returncode == 0 and "rebuilding" in p.stderr

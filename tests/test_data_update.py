@@ -322,3 +322,88 @@ def test_no_remote_is_said_out_loud(repo: Path, tmp_path: Path) -> None:
     upd = json.loads((repo / ".mlci" / "data_update.json").read_text())
     assert upd["pushed"] is False
     assert "⚠️ no DVC remote" in (repo / ".mlci" / "report.md").read_text()
+
+
+# ------------------------------------------------------------------ the journal, idempotency
+
+
+def test_rollback_undoes_exactly_the_update_and_keeps_rows_added_since(tmp_path: Path) -> None:
+    """The journal of an update killed after appending: a row added to the file afterwards
+    (by hand, by a pull) survives the rollback; before, the whole file was put back."""
+    from mlci.flows.data_update import JournalConflict, Undo
+
+    f = tmp_path / "train.csv"
+    f.write_bytes(b"a,b\n1,2\n")
+    undo = Undo(tmp_path / "journal")
+    undo.keep(f)
+    undo.expect(f, b"a,b\n1,2\n3,4\n", appended=b"3,4\n")
+    f.write_bytes(b"a,b\n1,2\n3,4\n")  # the update's write; then it is killed
+    with f.open("ab") as fh:
+        fh.write(b"5,6\n")              # someone adds a row
+    Undo.load(tmp_path / "journal").restore(None, tmp_path)  # type: ignore[arg-type]
+    assert f.read_bytes() == b"a,b\n1,2\n5,6\n"
+    assert not (tmp_path / "journal").exists()
+    # a file rewritten in another way is left alone, and the journal kept for a person
+    undo = Undo(tmp_path / "journal")
+    undo.keep(f)
+    undo.expect(f, b"x\n")
+    f.write_bytes(b"y\n")
+    with pytest.raises(JournalConflict, match="not rolled back"):
+        Undo.load(tmp_path / "journal").restore(None, tmp_path)  # type: ignore[arg-type]
+    assert f.read_bytes() == b"y\n" and (tmp_path / "journal" / "journal.json").is_file()
+
+
+def test_the_same_rows_resent_in_another_form_are_refused(repo: Path, tmp_path: Path) -> None:
+    """The applied batch again with CRLF line endings, shuffled, numbers written `5.10`:
+    before, only the file's bytes were compared and every row was appended a second time."""
+    src = write_batch(repo, "good", tmp_path / "new.csv")
+    assert run_mlci("data", "update", "--source", str(src), "--no-push", cwd=repo).code == 0
+    rows = len(_train(repo))
+    df = pd.read_csv(src).sample(frac=1, random_state=3)
+    text = df.to_csv(index=False, float_format="%.2f", lineterminator="\r\n")
+    again = tmp_path / "again.csv"
+    again.write_bytes(text.encode())
+    assert again.read_bytes() != src.read_bytes()
+    before = state(repo)
+    r = run_mlci("data", "update", "--source", str(again), "--no-push", cwd=repo)
+    assert r.code == 1 and "refused as a duplicate" in r.err, r.err
+    # a batch of mostly known rows (not the same batch) is refused as well
+    df.head(30).to_csv(tmp_path / "part.csv", index=False)
+    r = run_mlci("data", "update", "--source", str(tmp_path / "part.csv"), "--no-push",
+                 cwd=repo)
+    assert r.code == 1 and "already in the training data" in r.err, r.err
+    assert state(repo) == before and len(_train(repo)) == rows
+
+
+def test_a_version_registered_by_a_killed_update_is_removed(repo: Path, tmp_path: Path
+                                                             ) -> None:
+    """SIGKILL as soon as the update's version appears in the registry (during training):
+    the next run removes that version and its run."""
+    import os
+    import signal
+
+    src = write_batch(repo, "good", tmp_path / "new.csv")
+    before = state(repo)
+    db = repo / ".mlci/mlflow.db"
+
+    def versions() -> int:
+        with sqlite3.connect(db) as con:
+            return con.execute("select count(*) from model_versions").fetchone()[0]
+
+    n0 = versions()
+    exe = Path(sys.executable).with_name("mlci")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "MLCI_"))}
+    p = subprocess.Popen([str(exe), "data", "update", "--source", str(src), "--no-push"],
+                         cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while versions() == n0:
+        assert p.poll() is None and time.monotonic() < deadline, "never registered"
+        time.sleep(0.005)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    # the next run: its recovery, then a refusal that changes nothing
+    r = run_mlci("data", "update", "--source", str(write_batch(repo, "schema", tmp_path /
+                                                               "bad.csv")), cwd=repo)
+    assert r.code == 1 and "different schema" in r.err, r.err
+    assert state(repo) == before
+    assert not (repo / ".mlci/incoming/bad.csv").exists()  # refused content is deleted

@@ -156,3 +156,26 @@ def test_local_paths_only_under_the_allowed_roots(tmp_path: Path) -> None:
 def test_redact_drops_credentials_and_query() -> None:
     assert redact("https://user:pw@h.example:8443/d.csv?token=x#f") == \
         "https://h.example:8443/d.csv"
+
+
+def test_a_parquet_declaring_millions_of_rows_is_refused_before_reading(tmp_path: Path
+                                                                       ) -> None:
+    """About 20 KB of run-length-encoded nulls that declare 12 million rows: within every
+    byte limit (the footer's uncompressed size is small), and hundreds of MB once read."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "src" / "bomb.parquet"
+    src.parent.mkdir()
+    pq.write_table(pa.table({"a": pa.nulls(12_000_000, pa.int8())}), src,
+                   row_group_size=1 << 30, use_dictionary=False)
+    assert src.stat().st_size < 100_000
+    dest = tmp_path / "incoming"
+    with pytest.raises(MlciError, match=r"declares 12000000 rows \(data_update.fetch.max_rows"):
+        fetch(str(src), dest, policy(local_roots=(tmp_path,)))
+    assert list(dest.iterdir()) == []  # the refused file is not left behind
+    with pytest.raises(MlciError, match="declares 12000000 values"):
+        fetch(str(src), dest, policy(local_roots=(tmp_path,), max_rows=20_000_000,
+                                     max_cells=1_000_000))
+    assert fetch(str(src), dest, policy(local_roots=(tmp_path,), max_rows=20_000_000,
+                                        max_cells=20_000_000)).is_file()

@@ -85,6 +85,26 @@ def test_a_short_token_is_a_usage_error() -> None:
 
     from mlci.cli import cli
 
-    r = CliRunner().invoke(cli, ["serve", "--feedback-token", "short"])
+    r = CliRunner().invoke(cli, ["serve"], env={"MLCI_FEEDBACK_TOKEN": "short"})
     assert r.exit_code == 2 and "at least 16 characters" in r.output
     assert "Traceback" not in r.output
+
+
+def test_a_token_on_the_command_line_is_refused(tmp_path) -> None:
+    """Anyone on the host reads a process's arguments (ps, /proc/PID/cmdline): a token
+    there is refused, pointing at the environment and the file options."""
+    from click.testing import CliRunner
+
+    from mlci.cli import cli
+
+    secret = "s3cret-token-0123456789"
+    for flag in ("--feedback-token", "--predict-token"):
+        r = CliRunner().invoke(cli, ["serve", flag, secret])
+        assert r.exit_code == 2 and "process list" in r.output and f"{flag}-file" in r.output
+        assert secret not in r.output and "Traceback" not in r.output
+    short = tmp_path / "short"
+    short.write_text("abc\n")
+    r = CliRunner().invoke(cli, ["serve", "--predict-token-file", str(short)])
+    assert r.exit_code == 2 and "at least 16 characters" in r.output
+    r = CliRunner().invoke(cli, ["serve", "--feedback-token-file", str(tmp_path / "none")])
+    assert r.exit_code == 2 and "cannot read" in r.output

@@ -35,8 +35,10 @@ from mlci.serve.state import CanaryState, read_state, state_path, write_state
 pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(600)]
 TOKEN = "predict-token-abcdefghijklmnop"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
-ARGS = ("--predict-token", TOKEN, "--log-lock-timeout", "0.3",
-        "--prediction-log-max-mb", "0.5")
+# fail closed, no retention and no per-client share: the full log is what these tests show
+ARGS = ("--log-lock-timeout", "0.3",
+        "--prediction-log-max-mb", "0.5", "--log-failure", "closed",
+        "--prediction-log-retain-mb", "0", "--prediction-log-client-share", "1")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def digits() -> tuple[list[list[float]], list[int]]:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory):
     root = project(tmp_path_factory.mktemp("serve-log") / "digits")
-    g = Gateway(root, None, *ARGS).start()
+    g = Gateway(root, None, *ARGS, env={"MLCI_PREDICT_TOKEN": TOKEN}).start()
     yield g
     g.stop()
 

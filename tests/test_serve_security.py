@@ -45,6 +45,7 @@ from mlci.serve.state import CanaryState, read_state, state_path, write_state
 pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(600)]
 AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
 LIMITS = ("--max-body", "2000000", "--max-image-pixels", "100000", "--max-concurrent", "4",
+          "--max-client-concurrent", "4",
           "--header-timeout", "1", "--body-timeout", "1", "--max-connections", "64")
 
 

@@ -15,7 +15,7 @@ import sys
 import click
 
 from mlci import __version__
-from mlci.errors import EXIT_INTERNAL, EXIT_VERDICT, MlciError, VerdictFailed
+from mlci.errors import EXIT_INTERNAL, EXIT_VERDICT, MlciError, VerdictFailed, redact
 
 # name -> (module, one-line help shown by `mlci --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
                         exc.format_message())
         sys.exit(exc.exit_code)
     except VerdictFailed as exc:
-        click.echo(f"mlci: {exc.message}", err=True)
+        click.echo(f"mlci: {redact(exc.message)}", err=True)
         sys.exit(EXIT_VERDICT)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("MLCI_DEBUG"):
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        message = f"internal error: {type(exc).__name__}: {first}"
+        message = f"internal error: {type(exc).__name__}: {redact(first)}"
         click.echo(f"mlci: {message} (set MLCI_DEBUG=1 for details)", err=True)
         if as_json:
             _json_error(EXIT_INTERNAL, "internal", message)

@@ -192,6 +192,12 @@ class FetchConfig(_Strict):
                                                "source must resolve under.")
     max_bytes: int = Field(default=2 * 2**30, gt=0,
                            description="Largest source, counted after decompression.")
+    max_rows: int = Field(default=10_000_000, gt=0,
+                          description="Most rows a Parquet source may declare (checked from "
+                                      "its footer before reading).")
+    max_cells: int = Field(default=100_000_000, gt=0,
+                           description="Most values (rows x columns) a Parquet source may "
+                                       "declare (checked before reading).")
 
 
 class DataUpdateConfig(_Strict):

@@ -15,13 +15,28 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 
 
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^\s/@:]*)"
+                       r"(?P<pw>:[^\s/@]*)?@")
+
+
+def redact(text: str) -> str:
+    """`text` with the credentials of any URL in it hidden: `scheme://user:***@host`
+    (a bare `scheme://token@host` becomes `scheme://***@host`). Tracking URIs carry
+    passwords, and errors end up in CI logs."""
+    def hide(m: re.Match) -> str:
+        user = f"{m['user']}:***" if m["pw"] is not None else "***"
+        return f"{m['scheme']}{user}@"
+
+    return _USERINFO.sub(hide, text)
+
+
 class MlciError(click.ClickException):
     """A usage, config or input error: one line on stderr, exit 2."""
 
     exit_code = EXIT_USAGE
 
     def show(self, file=None) -> None:  # noqa: D102 - one line, no "Usage:" block
-        click.echo(f"mlci: error: {self.format_message()}", err=True, file=file)
+        click.echo(f"mlci: error: {redact(self.format_message())}", err=True, file=file)
 
 
 class VerdictFailed(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from mlci.commands._options import Duration, common, docs_url
 from mlci.errors import MlciError
@@ -44,11 +45,19 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
               envvar="MLCI_IMAGE_MAX",
               help="Pixel value a white PNG pixel maps to (digits: 16) (env MLCI_IMAGE_MAX).")
 @click.option("--feedback-token", default=None, envvar="MLCI_FEEDBACK_TOKEN",
-              help="Bearer token /feedback requires; without one /feedback is refused "
-                   "(env MLCI_FEEDBACK_TOKEN).")
+              help="Bearer token /feedback requires; without one /feedback is refused. "
+                   "From the environment only (MLCI_FEEDBACK_TOKEN) or "
+                   "--feedback-token-file: on the command line it would be visible in the "
+                   "process list, so it is refused there.")
+@click.option("--feedback-token-file", default=None, envvar="MLCI_FEEDBACK_TOKEN_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the /feedback bearer token (env MLCI_FEEDBACK_TOKEN_FILE).")
 @click.option("--predict-token", default=None, envvar="MLCI_PREDICT_TOKEN",
-              help="Bearer token /predict and /v2 inference require (default: open) "
-                   "(env MLCI_PREDICT_TOKEN).")
+              help="Bearer token /predict and /v2 inference require (default: open). From "
+                   "the environment only (MLCI_PREDICT_TOKEN) or --predict-token-file.")
+@click.option("--predict-token-file", default=None, envvar="MLCI_PREDICT_TOKEN_FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="File holding the /predict bearer token (env MLCI_PREDICT_TOKEN_FILE).")
 @click.option("--max-body", default=1 << 20, show_default=True, type=click.IntRange(1024),
               envvar="MLCI_MAX_BODY", help="Largest request body in bytes (env MLCI_MAX_BODY).")
 @click.option("--max-image-pixels", default=1 << 20, show_default=True,
@@ -64,12 +73,25 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
                    "beyond it the "
                    "connection waiting longest for its headers is closed "
                    "(env MLCI_MAX_CONNECTIONS).")
+@click.option("--max-client-concurrent", default=None, type=click.IntRange(1),
+              envvar="MLCI_MAX_CLIENT_CONCURRENT",
+              help="Model requests in flight from one client address; more are answered 503 "
+                   "(default: 3/4 of --max-concurrent) (env MLCI_MAX_CLIENT_CONCURRENT).")
+@click.option("--max-client-connections", default=64, show_default=True,
+              type=click.IntRange(1), envvar="MLCI_MAX_CLIENT_CONNECTIONS",
+              help="Open connections from one client address; beyond it that client's "
+                   "connection trickling longest is closed (env MLCI_MAX_CLIENT_CONNECTIONS).")
+@click.option("--min-body-rate", default=1024, show_default=True, type=click.IntRange(0),
+              envvar="MLCI_MIN_BODY_RATE",
+              help="Bytes per second a request body must average after its first second, "
+                   "on every path; slower connections are closed (env MLCI_MIN_BODY_RATE).")
 @click.option("--header-timeout", default=5.0, show_default=True,
               type=click.FloatRange(0.1, 600), envvar="MLCI_HEADER_TIMEOUT",
               help="Seconds a request may take to send its headers (env MLCI_HEADER_TIMEOUT).")
 @click.option("--body-timeout", default=10.0, show_default=True,
               type=click.FloatRange(0.1, 600), envvar="MLCI_BODY_TIMEOUT",
-              help="Seconds a request may take to send its body (env MLCI_BODY_TIMEOUT).")
+              help="Seconds a request may take to send its body, on every path (model "
+                   "endpoints answer 408, others are closed) (env MLCI_BODY_TIMEOUT).")
 @click.option("--log-lock-timeout", default=2.0, show_default=True,
               type=click.FloatRange(0.01, 60), envvar="MLCI_LOG_LOCK_TIMEOUT",
               help="Seconds to wait for the prediction log's lock before answering 503 "
@@ -78,6 +100,28 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
               type=click.FloatRange(min=0.01), envvar="MLCI_PREDICTION_LOG_MAX_MB",
               help="Cap of the prediction log's size; when reached, requests get 503 as on a "
                    "full disk (env MLCI_PREDICTION_LOG_MAX_MB).")
+@click.option("--prediction-log-retain-mb", "retain_mb", default=1000.0, show_default=True,
+              type=click.FloatRange(min=0), envvar="MLCI_PREDICTION_LOG_RETAIN_MB",
+              help="Size the prediction log keeps: beyond it the oldest rows are deleted "
+                   "(the running rollout's last); at most 90% of --prediction-log-max-mb; "
+                   "0 keeps everything (env MLCI_PREDICTION_LOG_RETAIN_MB).")
+@click.option("--prediction-log-retain-days", "retain_days", default=0.0, show_default=True,
+              type=click.FloatRange(min=0), envvar="MLCI_PREDICTION_LOG_RETAIN_DAYS",
+              help="Age beyond which rows are deleted from the prediction log; 0 keeps "
+                   "them (env MLCI_PREDICTION_LOG_RETAIN_DAYS).")
+@click.option("--prediction-log-client-share", "client_share", default=0.05,
+              show_default=True, type=click.FloatRange(0.0001, 1),
+              envvar="MLCI_PREDICTION_LOG_CLIENT_SHARE",
+              help="Fraction of the log's size one client address may add per minute; "
+                   "beyond it /predict answers 429; 1 turns it off "
+                   "(env MLCI_PREDICTION_LOG_CLIENT_SHARE).")
+@click.option("--log-failure", type=click.Choice(["open", "closed"]), default="open",
+              show_default=True, envvar="MLCI_LOG_FAILURE",
+              help="When the prediction log cannot take a write: 'open' answers anyway "
+                   "(counted; /readyz shows it), 'closed' answers 503 (env MLCI_LOG_FAILURE).")
+@click.option("--hide-variant", is_flag=True, envvar="MLCI_HIDE_VARIANT",
+              help="Answers do not name the variant or version that served them, so a client "
+                   "cannot aim traffic at the challenger (env MLCI_HIDE_VARIANT).")
 @click.option("--route-secret-file", default=None, envvar="MLCI_ROUTE_SECRET_FILE",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Secret keying the routing-key hashes, created if absent (default "
@@ -85,20 +129,22 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
                    "(env MLCI_ROUTE_SECRET_FILE).")
 def command(config_path: Path, out_dir: Path, model: str | None, host: str, port: int,
             log_path: Path | None, key_header: str, poll: float, image_max: float,
-            feedback_token: str | None, predict_token: str | None, max_body: int,
+            feedback_token: str | None, feedback_token_file: Path | None,
+            predict_token: str | None, predict_token_file: Path | None, max_body: int,
             max_image_pixels: int, max_concurrent: int, max_connections: int,
-            header_timeout: float, body_timeout: float, log_lock_timeout: float,
-            log_max_mb: float | None, route_secret_file: Path | None) -> int:
+            max_client_concurrent: int | None, max_client_connections: int,
+            min_body_rate: int, header_timeout: float, body_timeout: float, log_lock_timeout: float,
+            log_max_mb: float | None, retain_mb: float, retain_days: float,
+            client_share: float, log_failure: str, hide_variant: bool,
+            route_secret_file: Path | None) -> int:
     """Serve `models:/NAME@champion` and, during a canary, `@challenger`.
 
     Routing follows `<out>/canary/state.json` (written by `mlci canary`) at runtime.
     Endpoints: POST /predict, POST /feedback, GET /metrics, /healthz, /readyz, and the
     Open Inference Protocol under /v2.
     """
-    for flag, token in (("--feedback-token", feedback_token),
-                        ("--predict-token", predict_token)):
-        if token is not None and len(token) < MIN_TOKEN:
-            raise click.BadParameter(f"at least {MIN_TOKEN} characters", param_hint=flag)
+    feedback_token = _token("feedback", feedback_token, feedback_token_file)
+    predict_token = _token("predict", predict_token, predict_token_file)
     try:
         import prometheus_client  # noqa: F401
         import starlette  # noqa: F401
@@ -123,12 +169,18 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
         raise MlciError(f"{secret_file}: not a usable route secret ({exc})") from None
     limits = Limits(max_body=max_body, body_timeout=body_timeout, header_timeout=header_timeout,
                     max_connections=max_connections, max_concurrent=max_concurrent,
-                    max_image_pixels=max_image_pixels).fitted()
+                    max_image_pixels=max_image_pixels,
+                    max_client_concurrent=max_client_concurrent,
+                    max_client_connections=max_client_connections,
+                    min_body_rate=min_body_rate).fitted()
     gw = Gateway(name, log_path=log_path or out_dir / "predictions.db",
                  state_file=state_path(out_dir), key_header=key_header, poll=poll,
                  image_max=image_max, limits=limits, feedback_token=feedback_token,
                  predict_token=predict_token, secret=secret, log_lock_timeout=log_lock_timeout,
-                 log_max_bytes=int(log_max_mb * 1e6) if log_max_mb else None)
+                 log_max_bytes=int(log_max_mb * 1e6) if log_max_mb else None,
+                 retention=_retention(retain_mb, retain_days, log_max_mb),
+                 log_failure=log_failure, client_share=client_share,
+                 hide_variant=hide_variant)
     try:
         r = gw.desired()
     except ValueError as exc:
@@ -141,6 +193,39 @@ def command(config_path: Path, out_dir: Path, model: str | None, host: str, port
         raise MlciError(f"cannot load {name}/{r.champion}: {exc}".splitlines()[0]) from None
     _serve(gw, host, port, r)
     return 0
+
+
+def _token(name: str, value: str | None, file: Path | None) -> str | None:
+    """A bearer token from the environment or a file, never from the command line (any
+    local user could read it from the process list)."""
+    flag = f"--{name}-token"
+    src = click.get_current_context().get_parameter_source(f"{name}_token")
+    if value is not None and src is ParameterSource.COMMANDLINE:
+        raise click.BadParameter(
+            f"a token on the command line is visible in the process list; set "
+            f"MLCI_{name.upper()}_TOKEN or use {flag}-file", param_hint=flag)
+    if file is not None:
+        if value is not None:
+            raise click.BadParameter(f"give {flag} or {flag}-file, not both",
+                                     param_hint=f"{flag}-file")
+        try:
+            value = file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {file}: {exc}",
+                                     param_hint=f"{flag}-file") from None
+    if value is not None and len(value) < MIN_TOKEN:
+        raise click.BadParameter(f"at least {MIN_TOKEN} characters", param_hint=flag)
+    return value
+
+
+def _retention(retain_mb: float, retain_days: float, max_mb: float | None):
+    from mlci.serve.predlog import Retention
+
+    size = retain_mb * 1e6 if retain_mb else None
+    if size and max_mb:  # retention frees room before the hard cap refuses writes
+        size = min(size, 0.9 * max_mb * 1e6)
+    return Retention(max_bytes=int(size) if size else None,
+                     max_age=retain_days * 86400 if retain_days else None)
 
 
 def _serve(gw, host: str, port: int, r) -> None:
@@ -160,7 +245,7 @@ def _serve(gw, host: str, port: int, r) -> None:
         raise MlciError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.set_inheritable(True)
     extra = f", challenger {r.challenger} at {r.weight:g}%" if r.challenger else ""
-    fb = "" if gw.feedback_token else " (/feedback disabled: no --feedback-token)"
+    fb = "" if gw.feedback_token else " (/feedback disabled: no MLCI_FEEDBACK_TOKEN)"
     click.echo(f"serving {gw.name}: champion {r.champion}{extra} on "
                f"http://{host}:{sock.getsockname()[1]}{fb}", err=True)
     from mlci.serve.guard import guarded_h11

@@ -11,8 +11,10 @@ internal address, or a server that redirects there, trickles bytes, or sends a g
   in `private_addresses` (IPs or CIDRs);
 - `timeout` is a deadline for the whole fetch, not per read;
 - at most `max_bytes` are written *after* content decoding (a gzip `Content-Encoding` is
-  counted decompressed), and a Parquet file's uncompressed size is checked from its footer
-  before anything reads it.
+  counted decompressed), and a Parquet file's uncompressed size, rows (`max_rows`) and
+  values (`max_cells`, counted per column chunk) are checked from its footer before anything
+  reads it: a few hundred KB of run-length-encoded columns can declare 30 million rows.
+- a refused file is deleted from the download folder (`<out>/incoming/`).
 
 A refused source is named in errors by its redacted form only (no credentials, no query),
 and nothing it returned is ever quoted.
@@ -43,6 +45,8 @@ class FetchPolicy:
     local_roots: tuple[Path, ...] = field(default_factory=tuple)
     max_bytes: int = 2 * 2**30
     timeout: float = 60.0
+    max_rows: int = 10_000_000
+    max_cells: int = 100_000_000
 
 
 def redact(source: str) -> str:
@@ -77,7 +81,7 @@ def fetch(source: str, dest_dir: Path, policy: FetchPolicy) -> Path:
     else:
         _check_host(source, parsed.hostname, policy)
         _fsspec(source, dest, policy)
-    check_uncompressed(dest, source, policy.max_bytes)
+    check_uncompressed(dest, source, policy.max_bytes, policy.max_rows, policy.max_cells)
     return dest
 
 
@@ -256,9 +260,12 @@ def _fsspec(url: str, dest: Path, policy: FetchPolicy) -> None:
         raise MlciError(f"--source {redact(url)}: {type(exc).__name__}") from None
 
 
-def check_uncompressed(path: Path, source: str, limit: int) -> None:
-    """A Parquet file declares its uncompressed size in its footer: check it before reading
-    (a few hundred KB of run-length-encoded columns can expand to gigabytes)."""
+def check_uncompressed(path: Path, source: str, limit: int, max_rows: int = 10_000_000,
+                       max_cells: int = 100_000_000) -> None:
+    """A Parquet file declares its uncompressed size, rows and values in its footer: check
+    them before reading (a few hundred KB of run-length-encoded columns can expand to
+    gigabytes). The values are summed over every column chunk, so a footer cannot hide
+    them behind a small row count."""
     if path.suffix.lower() not in (".parquet", ".pq"):
         return
     try:
@@ -269,8 +276,16 @@ def check_uncompressed(path: Path, source: str, limit: int) -> None:
         return  # reading it needs pyarrow too, and fails with its own message
     except Exception:  # noqa: BLE001 - not Parquet: read_table says so
         return
-    total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
-    if total > limit:
+    groups = [meta.row_group(i) for i in range(meta.num_row_groups)]
+    total = sum(g.total_byte_size for g in groups)
+    rows = max(meta.num_rows, sum(g.num_rows for g in groups))
+    cells = sum(g.column(j).num_values for g in groups for j in range(g.num_columns))
+    why = (f"Parquet data of {total} bytes uncompressed exceeds {limit} bytes"
+           if total > limit else
+           f"Parquet file declares {rows} rows (data_update.fetch.max_rows: {max_rows})"
+           if rows > max_rows else
+           f"Parquet file declares {cells} values (data_update.fetch.max_cells: {max_cells})"
+           if cells > max_cells else None)
+    if why is not None:
         path.unlink(missing_ok=True)
-        raise _refuse(source, f"Parquet data of {total} bytes uncompressed exceeds "
-                              f"{limit} bytes")
+        raise _refuse(source, why)

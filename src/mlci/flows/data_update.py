@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from mlci.data import dvc
 from mlci.data.fetch import FetchPolicy, fetch, redact
 from mlci.data.load import read_table
@@ -74,22 +76,35 @@ class Steps:
                           "peak_rss_mib": round(mem.peak / 2**20, 1)})
 
 
+class JournalConflict(MlciError):
+    """A file changed after the interrupted update wrote it: rolling back would lose that."""
+
+
 class Undo:
     """What to put back if a later step fails, kept on disk as a journal
     (`<out>/data_update.journal/`) so that the next run rolls back an update that was killed
-    half-way (kill -9, a cancelled job): copies of the files before they changed, the DVC cache
-    objects added, the registration made. A completed update deletes the journal."""
+    half-way (kill -9, a cancelled job): copies of the files before they changed, what the
+    update was about to write to them (its digest, and for an append the exact bytes added),
+    the DVC cache objects added, the registration made or begun. A completed update deletes
+    the journal.
+
+    Restoring undoes exactly the update's change: a file still as the update wrote it gets its
+    old content back; an appended file that gained rows since keeps them (only the update's
+    own bytes are cut out); a file changed in any other way is not touched and the rollback
+    stops with an error (the journal stays for a person to decide)."""
 
     def __init__(self, journal: Path) -> None:
         self.journal = journal
         self.files: dict[Path, bytes | None] = {}
+        self.expected: dict[Path, dict[str, Any]] = {}  # path -> after digest, append
         self.cache_objects: list[Path] = []
         self.registry: dict[str, Any] | None = None
 
     def _save(self) -> None:
         files: dict[str, str | None] = {}
         index = {"files": files, "cache_objects": [str(o) for o in self.cache_objects],
-                 "registry": self.registry}
+                 "registry": self.registry,
+                 "expected": {str(p): e for p, e in self.expected.items()}}
         for i, (path, data) in enumerate(self.files.items()):
             backup = self.journal / f"file-{i}"
             if data is not None and not backup.exists():
@@ -101,6 +116,19 @@ class Undo:
         if path not in self.files:
             self.files[path] = path.read_bytes() if path.is_file() else None
             self._save()
+
+    def expect(self, path: Path, after: bytes, appended: bytes | None = None) -> None:
+        """Record, before writing it, what the update writes to `path` (`appended`: the
+        bytes it adds after the old content)."""
+        import hashlib
+
+        e: dict[str, Any] = {"after": hashlib.sha256(after).hexdigest()}
+        if appended is not None:
+            tail = self.journal / f"appended-{len(self.expected)}"
+            atomic_write_bytes(tail, appended)
+            e.update(appended=tail.name, at=len(after) - len(appended))
+        self.expected[path] = e
+        self._save()
 
     def add_cache_object(self, obj: Path) -> None:
         self.cache_objects.append(obj)
@@ -121,6 +149,7 @@ class Undo:
             u.files[Path(path)] = (journal / backup).read_bytes() if backup else None
         u.cache_objects = [Path(o) for o in index["cache_objects"]]
         u.registry = index["registry"]
+        u.expected = {Path(p): e for p, e in index.get("expected", {}).items()}
         return u
 
     def clear(self) -> None:
@@ -128,8 +157,27 @@ class Undo:
 
         shutil.rmtree(self.journal, ignore_errors=True)
 
+    def _undone(self, path: Path, before: bytes | None) -> bytes | None:
+        """What `path` should hold without this update's change (raises JournalConflict)."""
+        import hashlib
+
+        now = path.read_bytes() if path.is_file() else None
+        e = self.expected.get(path)
+        if now == before or e is None or now is None:
+            return before  # unchanged, written by a tool (dvc), or gone: the old content
+        if hashlib.sha256(now).hexdigest() == e["after"]:
+            return before
+        if "appended" in e and before is not None:
+            tail, at = (self.journal / e["appended"]).read_bytes(), e["at"]
+            if now[:len(before)] == before and now[at:at + len(tail)] == tail:
+                return before + now[at + len(tail):]  # rows added since are kept
+        raise JournalConflict(
+            f"{path} changed after an interrupted data update wrote it; it is not rolled "
+            f"back (that would lose the change). Check it, then delete {self.journal}")
+
     def restore(self, cfg: Config, out_dir: Path) -> None:
-        for path, data in self.files.items():
+        undone = {p: self._undone(p, d) for p, d in self.files.items()}  # all checked first
+        for path, data in undone.items():
             if data is None:
                 path.unlink(missing_ok=True)
             else:
@@ -158,6 +206,39 @@ def recover(cfg: Config, out_dir: Path) -> bool:
     return True
 
 
+def row_keys(df: pd.DataFrame) -> np.ndarray:
+    """A 64-bit hash per row of its values, normalised: numbers as float64 (so `1.50`, `1.5`
+    and `15e-1` agree), text without surrounding whitespace or carriage returns. The same rows
+    resent with CRLF line endings, in another order or with other number formatting hash
+    alike."""
+    import pandas as pd
+
+    norm = pd.DataFrame(index=range(len(df)))
+    for c in df.columns:
+        col = df[c].reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
+            norm[c] = col.astype("float64")
+        else:
+            norm[c] = col.astype(str).str.replace("\r", "", regex=False).str.strip()
+    return pd.util.hash_pandas_object(norm, index=False).to_numpy()
+
+
+def content_digest(keys: np.ndarray) -> str:
+    """A batch's digest that ignores row order and formatting (its sorted row hashes)."""
+    import hashlib
+
+    return "rows:" + hashlib.sha256(np.sort(keys).tobytes()).hexdigest()
+
+
+def _refuse_applied(applied: dict[str, Any], digest: str, key: str) -> None:
+    """Refuse a batch applied before: the same bytes, or the same rows however written."""
+    seen = applied.get(key) or next((v for v in applied.values()
+                                     if isinstance(v, dict) and v.get("content") == key), None)
+    if seen:
+        raise VerdictFailed(f"this batch ({digest[:19]}…) was already applied on "
+                            f"{seen.get('time', '?')}: refused as a duplicate")
+
+
 def batches_file(train_path: Path) -> Path:
     """Digests of the batches applied to a training file, kept beside it (commit it too)."""
     return train_path.with_name(train_path.name + ".batches.json")
@@ -174,8 +255,12 @@ def applied_batches(train_path: Path) -> dict[str, Any]:
 def _undo_registration(cfg: Config, out_dir: Path, reg: dict[str, Any]) -> None:
     from mlci.registry import runs, tracking
 
-    runs.unregister(tracking.client(cfg, out_dir), reg["name"], reg["version"], reg["run_id"],
-                    previous_candidate=reg["previous_candidate"],
+    c = tracking.client(cfg, out_dir)
+    # the version it registered, or (killed during training, before it could say which)
+    # the versions created since it began that trained on exactly the file it wrote
+    made = [(reg["version"], reg["run_id"])] if reg.get("version") else \
+        runs.trained_on(c, reg["name"], reg["since_ms"], reg["train_hash"])
+    runs.unregister(c, reg["name"], made, previous_candidate=reg["previous_candidate"],
                     model_was_new=reg["model_was_new"])
 
 
@@ -189,7 +274,7 @@ def _registry_state(cfg: Config, out_dir: Path) -> tuple[str | None, bool]:
     return current(c, cfg.name, "candidate"), False
 
 
-def _write_table(df: pd.DataFrame, path: Path) -> None:
+def _table_bytes(df: pd.DataFrame, path: Path) -> bytes:
     import io
 
     buf = io.BytesIO()
@@ -197,7 +282,7 @@ def _write_table(df: pd.DataFrame, path: Path) -> None:
         df.to_parquet(buf, index=False)
     else:
         df.to_csv(buf, index=False)
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def schema_problems(old: pd.DataFrame, new: pd.DataFrame) -> list[str]:
@@ -266,7 +351,8 @@ def fetch_policy(cfg: Config) -> FetchPolicy:
     return FetchPolicy(schemes=tuple(s.lower() for s in f.schemes), hosts=tuple(f.hosts),
                        private_addresses=tuple(f.private_addresses),
                        local_roots=tuple(cfg.resolve(r) for r in f.local_roots),
-                       max_bytes=f.max_bytes, timeout=cfg.data_update.timeout)
+                       max_bytes=f.max_bytes, timeout=cfg.data_update.timeout,
+                       max_rows=f.max_rows, max_cells=f.max_cells)
 
 
 def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
@@ -294,7 +380,11 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     if recovered:
         record["recovered"] = "rolled back an earlier update that did not finish"
 
+    fetched: list[Path] = []
+
     def fail(exc: BaseException, status: str) -> None:
+        for f in fetched:  # refused content does not stay on the runner's disk
+            f.unlink(missing_ok=True)
         undo.restore(cfg, out_dir)
         record["status"] = status
         if isinstance(exc, MlciError):
@@ -306,24 +396,35 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     try:
         with steps.step("fetch"):
             incoming = fetch(source, out_dir / "incoming", fetch_policy(cfg))
+            fetched.append(incoming)
         digest = "sha256:" + sha256_file(incoming)
         record["batch_digest"] = digest
-        seen = applied_batches(train_path).get(digest)
-        if seen:
-            raise VerdictFailed(f"this batch ({digest[:19]}…) was already applied on "
-                                f"{seen.get('time', '?')}: refused as a duplicate")
+        applied_before = applied_batches(train_path)
+        _refuse_applied(applied_before, digest, digest)
         with steps.step("read"):
             batch = read_table(incoming, redact(source))
             old = read_table(train_path, cfg.data.train)
         problems = schema_problems(old, batch)
         if problems:
             raise VerdictFailed(f"new data has a different schema: {'; '.join(problems)}")
+        batch = batch[list(old.columns)]
+        new_keys = row_keys(batch)
+        content = content_digest(new_keys)
+        record["content_digest"] = content
+        _refuse_applied(applied_before, digest, content)
+        limit = cfg.data_update.max_duplicate_share
         dup_share = float(batch.duplicated().mean())
         record["duplicate_share"] = dup_share
-        if dup_share > cfg.data_update.max_duplicate_share:
+        if dup_share > limit:
             raise VerdictFailed(f"new data has {dup_share:.1%} duplicated rows "
-                                f"(limit {cfg.data_update.max_duplicate_share:.1%})")
-        batch = batch[list(old.columns)]
+                                f"(limit {limit:.1%})")
+        if mode == "append":
+            known = float(np.isin(new_keys, row_keys(old)).mean()) if len(batch) else 0.0
+            record["known_share"] = known
+            if known > limit:
+                raise VerdictFailed(f"{known:.1%} of the new rows are already in the training "
+                                    f"data (limit {limit:.1%}; compared after normalising "
+                                    "line endings, row order and number formatting)")
         new_train = pd.concat([old, batch], ignore_index=True) if mode == "append" else batch
         with steps.step("write"):
             undo.keep(train_path)
@@ -332,9 +433,12 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
                 # append the new rows' text: rewriting a million-row CSV costs ~20 s
                 tail = batch.to_csv(index=False, header=False).encode("utf-8")
                 sep = b"" if old_bytes.endswith(b"\n") else b"\n"
+                undo.expect(train_path, old_bytes + sep + tail, appended=sep + tail)
                 atomic_write_bytes(train_path, old_bytes + sep + tail)
             else:
-                _write_table(new_train, train_path)
+                data = _table_bytes(new_train, train_path)
+                undo.expect(train_path, data)
+                atomic_write_bytes(train_path, data)
         with steps.step("validate"):
             from mlci.data.validate import validate
 
@@ -362,15 +466,20 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
                     undo.add_cache_object(obj)
                 dvc.add([train_path], cwd=cfg.root)
         if train_model:
+            from mlci.data.hashing import data_hash
             from mlci.evaluate import evaluate
             from mlci.train import train
 
             prev, new_model = _registry_state(cfg, out_dir)
+            h = data_hash(train_path)
+            reg = {"name": cfg.name, "previous_candidate": prev, "model_was_new": new_model,
+                   "since_ms": int(time.time() * 1000) - 1000,
+                   "train_hash": f"{h['algo']}:{h['value']}"}
+            undo.set_registry(reg)  # before training: a kill during it leaves no orphan
             with steps.step("train"):
                 run = train(cfg, out_dir)
-            undo.set_registry({"name": cfg.name, "version": run["model_version"],
-                               "run_id": run["run_id"], "previous_candidate": prev,
-                               "model_was_new": new_model})
+            undo.set_registry({**reg, "version": run["model_version"],
+                               "run_id": run["run_id"]})
             record["run_id"], record["model_version"] = run["run_id"], run["model_version"]
             with steps.step("evaluate"):
                 e = evaluate(cfg, out_dir, baseline=baseline)
@@ -397,7 +506,8 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
 
     applied = applied_batches(train_path)
     applied[digest] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                       "source": redact(source), "rows": int(len(batch)), "mode": mode}
+                       "source": redact(source), "rows": int(len(batch)), "mode": mode,
+                       "content": content}
     undo.keep(batches_file(train_path))  # a kill before the journal is cleared undoes it too
     atomic_write_json(batches_file(train_path), applied)
     undo.clear()  # done: the journal goes last

@@ -324,14 +324,19 @@ def monitor(cfg: Config, out_dir: Path, window_path: Path, *, model_ref: str = "
 
 
 def export_window(window: Window, cfg: Config, dest: Path) -> int:
-    """Labelled rows of the window as training data (features + target), for a data update."""
+    """Labelled rows of the window as training data (features + target), for a data update.
+    Text cells came from anonymous /predict callers and the file is opened by people too:
+    cells that would start a spreadsheet formula are escaped."""
     from mlci.io import atomic_write_bytes
+    from mlci.report.escape import csv_cell
 
     if window.labels is None:
         raise MlciError("the window has no labels: nothing to retrain on")
     mask = window.labels.notna()
     df = window.features[mask.to_numpy()].copy()
     df[cfg.data.target] = window.labels[mask].to_numpy()
+    for col in df.select_dtypes(exclude=["number", "bool"]).columns:
+        df[col] = df[col].map(csv_cell)
     buf = io.BytesIO()
     df.to_csv(buf, index=False)
     atomic_write_bytes(dest, buf.getvalue())

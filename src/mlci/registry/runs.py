@@ -83,18 +83,32 @@ def register(client: MlflowClient, name: str, info: Any, run_id: str,
     return str(mv.version)
 
 
-def unregister(client: MlflowClient, name: str, version: str, run_id: str, *,
+def trained_on(client: MlflowClient, name: str, since_ms: int, train_hash: str
+               ) -> list[tuple[str, str]]:
+    """(version, run id) of the versions created since `since_ms` whose run trained on the
+    file with `train_hash` (what a killed data update leaves behind)."""
+    out = []
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if int(mv.creation_timestamp or 0) < since_ms or not mv.run_id:
+            continue
+        if client.get_run(mv.run_id).data.tags.get("mlci.data.train.hash") == train_hash:
+            out.append((str(mv.version), mv.run_id))
+    return out
+
+
+def unregister(client: MlflowClient, name: str, made: list[tuple[str, str]], *,
                previous_candidate: str | None, model_was_new: bool) -> None:
-    """Undo a registration: the version, its run, and `candidate` back where it was."""
+    """Undo registrations: each (version, run), and `candidate` back where it was."""
     from mlflow.exceptions import MlflowException
 
     from mlci.registry.aliases import set_alias
 
-    try:
-        client.delete_model_version(name, version)
-    except MlflowException:
-        pass
-    client.delete_run(run_id)
+    for version, run_id in made:
+        try:
+            client.delete_model_version(name, version)
+        except MlflowException:
+            pass
+        client.delete_run(run_id)
     if previous_candidate:
         set_alias(client, name, "candidate", previous_candidate)
     elif model_was_new and not client.search_model_versions(f"name = '{name}'",

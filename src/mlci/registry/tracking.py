@@ -19,7 +19,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlci.errors import MlciError
+from mlci.errors import MlciError, redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -166,7 +166,8 @@ def _check_reachable(c: MlflowClient, uri: str, attempts: int = 3) -> None:
         except requests.RequestException as exc:
             last = type(exc).__name__
         time.sleep(0.5 * (2**i))
-    raise MlciError(f"tracking server {uri} unreachable after {attempts} attempts ({last})")
+    raise MlciError(f"tracking server {redact(uri)} unreachable after {attempts} attempts "
+                    f"({last})")
 
 
 def experiment_id(c: MlflowClient, name: str, out_dir: Path, uri: str) -> str:

@@ -75,3 +75,15 @@ def link(label: Any, url: str) -> str:
     if not _SAFE_URL.match(url or ""):
         return text(label)
     return f"[{text(label)}]({url})"
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: a string starting like a formula (`= + - @`,
+    or a tab or carriage return before one) gets a leading `'` (OWASP's advice for CSV
+    injection). Numbers and other values pass unchanged, so a negative number stays one."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value

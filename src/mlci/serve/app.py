@@ -17,9 +17,15 @@ running rollout the gateway serves `@champion` and re-reads that alias every few
 
 The event loop only accepts, routes and answers: parsing, validation, image decoding,
 prediction and every prediction-log access run on a small thread pool, so a heavy request or
-a locked log never delays `/healthz`. When the log cannot take a write the request is refused
-with 503 (fail closed: an answer that is not logged would be missing from the canary's and the
-monitor's evidence), `/readyz` turns 503, and `mlci_prediction_log_failures_total` counts it.
+a locked log never delays `/healthz`.
+
+The prediction log keeps what its retention allows (size and age; the oldest rows go first,
+the running rollout's last), and each client address may add at most a share of that size
+per minute (429 beyond). When the log cannot take a write, the policy decides: `open` (the
+default) answers anyway, counts the request in `mlci_unlogged_requests_total` and shows the
+failure on `/readyz` (still 200: a full disk is not an outage); `closed` refuses the request
+with 503 (an answer that is not logged is missing from the canary's and the monitor's
+evidence) and `/readyz` turns 503. Either way `mlci_prediction_log_failures_total` counts it.
 """
 
 from __future__ import annotations
@@ -46,10 +52,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlci.serve.guard import Guard, Limits, token_ok
+from mlci.serve.guard import Guard, Limits, client_of, token_ok
 from mlci.serve.inputs import (
     BadInput,
     InputSpec,
+    Mismatch,
     TooManyPixels,
     labels_of,
     matrix,
@@ -57,12 +64,14 @@ from mlci.serve.inputs import (
     spec_of,
 )
 from mlci.serve.metrics import Metrics
-from mlci.serve.predlog import DuplicateLabel, LogUnavailable, PredictionLog, same
+from mlci.serve.predlog import DuplicateLabel, LogUnavailable, PredictionLog, Retention, same
 from mlci.serve.routing import CHALLENGER, CHAMPION, Routing, route_key
+from mlci.serve.share import ClientShare
 from mlci.serve.state import read_state
 
 log = logging.getLogger("mlci.serve")
 MAX_REQUEST_ID = 64
+ENDPOINTS = ("predict", "feedback", "v2", "metrics", "healthz", "readyz")  # metric labels
 
 
 @dataclass
@@ -149,6 +158,14 @@ class Scored:
     shadow: tuple | None = field(default=None, repr=False)
 
 
+class Incompatible(Exception):
+    """The routed variant cannot take a request of this shape that the champion takes."""
+
+    def __init__(self, msg: str, rows: list[list[Any]]) -> None:
+        super().__init__(msg)
+        self.rows = rows
+
+
 class Refused(Exception):
     """A request refused before or instead of scoring: status, reason, message."""
 
@@ -163,7 +180,9 @@ class Gateway:
                  image_max: float = 16.0, limits: Limits | None = None,
                  feedback_token: str | None = None, predict_token: str | None = None,
                  secret: bytes = b"", log_lock_timeout: float = 2.0,
-                 log_max_bytes: int | None = None, workers: int | None = None) -> None:
+                 log_max_bytes: int | None = None, workers: int | None = None,
+                 retention: Retention | None = None, log_failure: str = "open",
+                 client_share: float = 0.05, hide_variant: bool = False) -> None:
         self.name = model_name
         self.state_file = Path(state_file)
         self.key_header = key_header.lower()
@@ -172,7 +191,16 @@ class Gateway:
         self.feedback_token, self.predict_token = feedback_token, predict_token
         self.secret = secret
         self.log = PredictionLog(log_path, lock_timeout=log_lock_timeout,
-                                 max_bytes=log_max_bytes)
+                                 max_bytes=log_max_bytes, retention=retention)
+        if log_failure not in ("open", "closed"):
+            raise ValueError(f"log_failure must be 'open' or 'closed', not {log_failure!r}")
+        self.log_failure = log_failure
+        # answers do not say which variant (or version) served them: a client cannot find
+        # the routing keys that reach the challenger and aim its traffic there
+        self.hide_variant = hide_variant
+        size = self.log.retention.max_bytes or log_max_bytes
+        # each client's share of the log (None: no size to take a share of)
+        self.share = ClientShare(size * client_share) if size and client_share < 1 else None
         self.log_error: str | None = None  # the last failed write, until one succeeds
         self._last_probe = 0.0
         self.metrics = Metrics()
@@ -238,6 +266,7 @@ class Gateway:
         self.metrics.routing(r.weight if r.challenger else 0.0, r.generation)
         self.pending = None
         self._cache = dict(models)  # drop versions no longer routed
+        self.log.keep = r.canary_id  # retention prunes the running rollout's rows last
 
     def _changed(self) -> bool:
         try:
@@ -277,7 +306,8 @@ class Gateway:
     # ------------------------------------------------------------ input (worker threads)
 
     def instances(self, body: Any, m: Loaded) -> list[list[Any]]:
-        """Checked rows of a /predict body for model `m` (the champion: one input schema)."""
+        """Checked rows of a /predict body for model `m`: the variant that will score them
+        (champion and challenger may differ, e.g. in taking missing values)."""
         if not isinstance(body, dict):
             raise BadInput("body must be a JSON object with 'instances' or 'images'")
         keys = [k for k in ("instances", "images") if k in body]
@@ -299,10 +329,13 @@ class Gateway:
             raise BadInput(f"image {i} must be a base64 string")
         side = math.isqrt(width or 0)
         if not width or side * side != width:
-            raise BadInput("this model does not take square images")
+            raise Mismatch("this model does not take square images")
         try:
             raw = base64.b64decode(s, validate=True)
             img: Image.Image = Image.open(io.BytesIO(raw), formats=["PNG"])  # header only
+        except Image.DecompressionBombError:  # Pillow's own cap, also read from the header
+            raise TooManyPixels(f"image {i} is over the {self.limits.max_image_pixels} "
+                                "pixels allowed per request") from None
         except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
             raise BadInput(f"image {i} is not a base64-encoded PNG") from None
         pixels = img.size[0] * img.size[1]
@@ -320,28 +353,62 @@ class Gateway:
 
     # ------------------------------------------------------------ scoring (worker threads)
 
-    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
-              key: str | None, version: str | None = None) -> Scored:
-        """Route, predict, log. `version` pins a routed version (the client asked for it):
-        such requests are logged outside the rollout, as they are not a random sample.
-        Raises Refused when the log cannot take the row (fail closed)."""
-        r, models = active
-        champ = models[r.champion]
+    def pick(self, r: Routing, key: str | None,
+             version: str | None = None) -> tuple[str, str, str | None]:
+        """(variant, version, rollout id) that scores a request. `version` pins a routed
+        version (the client asked for it): such requests are logged outside the rollout,
+        as they are not a random sample."""
         if version is None:
             variant = r.choose(key, secret=self.secret)
-            version, canary_id = r.version(variant), r.canary_id
-        else:
-            variant = CHAMPION if version == r.champion else CHALLENGER
-            canary_id = None
+            return variant, r.version(variant), r.canary_id
+        return (CHAMPION if version == r.champion else CHALLENGER), version, None
+
+    def checked(self, active: tuple[Routing, dict[str, Loaded]], picked: tuple[str, str, Any],
+                check: Any) -> list[list[Any]]:
+        """`check(model)` for the model that scores the request: values that variant cannot
+        take (a null where it does not impute, a wrong type) are the client's error, counted
+        apart by variant, never a model error. A request of another shape than the variant
+        takes, that the champion takes, is the variant's fault: `Incompatible` (scored as
+        that variant's error), so a challenger that cannot serve production traffic is still
+        rolled back."""
+        variant, version, _ = picked
+        try:
+            return check(active[1][version])
+        except Mismatch as exc:
+            champion = active[1][active[0].champion]
+            if version != champion.version:
+                try:
+                    rows = check(champion)
+                except BadInput:
+                    pass
+                else:
+                    raise Incompatible(str(exc), rows) from None
+            self.metrics.input_refused.labels(variant, version).inc()
+            raise
+        except BadInput:
+            self.metrics.input_refused.labels(variant, version).inc()
+            raise
+
+    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
+              key: str | None, version: str | None = None,
+              picked: tuple[str, str, str | None] | None = None,
+              incompatible: str | None = None) -> Scored:
+        """Route (unless `picked` already did), predict, log. `rows` are checked against
+        the spec of the version that scores them (or, when that version is `incompatible`
+        with them, the champion's: a model error without predicting). Raises Refused when
+        the log cannot take the row and the log fails closed."""
+        r, models = active
+        variant, version, canary_id = picked or self.pick(r, key, version)
         m = models[version]
-        x = matrix(rows, champ.spec)
+        x = matrix(rows, m.spec) if incompatible is None else None
         rid = uuid.uuid4().hex
         t0 = time.perf_counter()
-        err = None
+        err = incompatible
         preds: list[Any] | None = None
         probs = None
         try:
-            preds, probs = m.predict(x, champ.features)
+            if x is not None:
+                preds, probs = m.predict(x, m.features)
         except Exception as exc:  # noqa: BLE001 - a model error is a 500 and is counted
             err = _first_line(exc)
         dt = time.perf_counter() - t0
@@ -352,9 +419,12 @@ class Gateway:
                          error=err, n=len(rows))
         except LogUnavailable as exc:
             self._log_failed("predict", exc)
-            raise Refused(503, "", "prediction log unavailable; the request was not "
-                                   "answered") from None
-        self.log_error = None
+            if self.log_failure == "closed":
+                raise Refused(503, "", "prediction log unavailable; the request was not "
+                                       "answered") from None
+            self.metrics.unlogged.labels(variant).inc()  # fail open: answered, not logged
+        else:
+            self.log_error = None
         self.metrics.requests.labels(variant, version).inc()
         if err is not None:
             self.metrics.errors.labels(variant, version).inc()
@@ -363,7 +433,7 @@ class Gateway:
         shadow = None
         if err is None and r.shadow and r.challenger and variant == CHAMPION \
                 and canary_id is not None:
-            shadow = (rid, models[r.challenger], x, champ.features, preds)
+            shadow = (rid, models[r.challenger], rows, m.spec, preds)
         return Scored(rid, variant, version, preds, probs, m.classes, err, shadow)
 
     def _log_failed(self, op: str, exc: BaseException) -> None:
@@ -371,10 +441,18 @@ class Gateway:
         self.log_error = str(exc)
         log.error("prediction log: %s", exc)
 
-    def _shadow(self, rid: str, m: Loaded, frame: Any, columns: list[str] | None,
+    def _shadow(self, rid: str, m: Loaded, rows: list[list[Any]], spec: InputSpec,
                 served: list[Any]) -> None:
+        """The challenger scores champion traffic, on rows checked against its own spec:
+        rows it cannot take are counted as refused input, not as its errors."""
         try:
-            out, _ = m.predict(frame, columns)
+            mine = rows_of([dict(zip(spec.names, r, strict=True)) for r in rows]
+                           if spec.names and m.spec.names else rows, m.spec)
+        except BadInput:
+            self.metrics.input_refused.labels("shadow", m.version).inc()
+            return
+        try:
+            out, _ = m.predict(matrix(mine, m.spec), m.features)
             err = None
         except Exception as exc:  # noqa: BLE001
             out, err = None, _first_line(exc)
@@ -391,20 +469,35 @@ class Gateway:
     def _predict(self, raw: bytes, key: str | None,
                  active: tuple[Routing, dict[str, Loaded]]) -> Response:
         try:
-            rows = self.instances(_json(raw), active[1][active[0].champion])
-            s = self.score(active, rows, key)
+            body = _json(raw)
+            picked = self.pick(active[0], key)
+            try:
+                rows, bad = self.checked(active, picked, lambda m: self.instances(body, m)), None
+            except Incompatible as exc:
+                rows, bad = exc.rows, str(exc)
+            s = self.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
             return self.refuse("predict", Refused(400, exc.reason, str(exc)))
         except Refused as exc:
             return self.refuse("predict", exc)
         if s.error is not None:
-            return JSONResponse({"error": f"model {self.name}/{s.version} failed: {s.error}",
-                                 "request_id": s.request_id, "variant": s.variant,
-                                 "model_version": s.version}, status_code=500)
-        return JSONResponse({
+            return JSONResponse(self.shown({
+                "error": f"model {self.name}/{s.version} failed: {s.error}"
+                if not self.hide_variant else f"model {self.name} failed: {s.error}",
+                "request_id": s.request_id, "variant": s.variant,
+                "model_version": s.version}), status_code=500)
+        return JSONResponse(self.shown({
             "request_id": s.request_id, "variant": s.variant, "model_version": s.version,
             "predictions": s.predictions, "probabilities": s.probabilities,
-            "classes": s.classes}, background=self.shadow_task(s))
+            "classes": s.classes}), background=self.shadow_task(s))
+
+    def shown(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """`answer` without the variant and version when the operator hides them."""
+        if self.hide_variant:
+            for k in ("variant", "model_version"):
+                answer.pop(k, None)
+            answer.get("parameters", {}).pop("variant", None)
+        return answer
 
     def _feedback(self, raw: bytes) -> Response:
         try:
@@ -471,7 +564,7 @@ class Gateway:
                 return None
             return self.refuse(endpoint, Refused(
                 403, "unauthorized", f"/{endpoint} is disabled: start the gateway with "
-                                     "--feedback-token (or MLCI_FEEDBACK_TOKEN)"))
+                                     "MLCI_FEEDBACK_TOKEN or --feedback-token-file"))
         if token_ok(request.headers.get("authorization"), token):
             return None
         return self.refuse(endpoint, Refused(401, "unauthorized",
@@ -490,7 +583,26 @@ class Gateway:
         if active is None:
             return JSONResponse({"error": "no model loaded yet"}, status_code=503)
         raw = await request.body()
-        return await self.run(self._predict, raw, request.headers.get(self.key_header), active)
+        if (over := self.over_share(request, "predict", raw)):
+            return over
+        return self.charged(request, raw, await self.run(
+            self._predict, raw, request.headers.get(self.key_header), active))
+
+    def charged(self, request: Request, raw: bytes, response: Response) -> Response:
+        """`response`, the request's body size charged to its client's share of the log
+        when it was answered (so logged): refused requests cost nothing."""
+        if self.share is not None and response.status_code == 200:
+            self.share.charge(client_of(request.scope), len(raw))
+        return response
+
+    def over_share(self, request: Request, endpoint: str, raw: bytes) -> Response | None:
+        """A 429 when this client has used its share of the prediction log, else None."""
+        if self.share is None or self.share.has_room(client_of(request.scope), len(raw)):
+            return None
+        self.metrics.refuse(endpoint, "log_share")
+        return JSONResponse({"error": "this client is over its share of the prediction log; "
+                                      "retry later"}, status_code=429,
+                            headers={"Retry-After": str(self.share.retry_after(len(raw)))})
 
     async def feedback(self, request: Request) -> Response:
         if (denied := self.unauthorized(request, "feedback", self.feedback_token, True)):
@@ -500,6 +612,7 @@ class Gateway:
     async def metrics_endpoint(self, request: Request) -> Response:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+        self.metrics.pruned.set(self.log.pruned)
         return Response(generate_latest(self.metrics.registry),
                         media_type=CONTENT_TYPE_LATEST)
 
@@ -519,14 +632,19 @@ class Gateway:
             self.log_error = str(exc)
 
     def ready(self) -> bool:
-        return self.routing is not None and self.log_error is None
+        """A champion is loaded and answers are logged, or (failing open) would still be
+        answered: a log failure takes a fail-open gateway out of no load balancer."""
+        return self.routing is not None and (self.log_error is None
+                                             or self.log_failure == "open")
 
     async def readyz(self, request: Request) -> Response:
         if self.log_error is not None:
             await self.run(self._probe_log)
         r = self.routing
         info: dict[str, Any] = {"model": self.name, "ready": self.ready(),
-                                "pending_error": self.pending, "log_error": self.log_error}
+                                "pending_error": self.pending, "log_error": self.log_error,
+                                "logging": self.log_error is None,
+                                "log_failure": self.log_failure}
         if r is not None:
             info.update(champion=r.champion, challenger=r.challenger,
                         weight=r.weight if r.challenger else 0.0, shadow=r.shadow,
@@ -550,7 +668,15 @@ class Gateway:
                 self.pool.shutdown(wait=True, cancel_futures=True)
                 self.log.close()
 
-        app = Starlette(routes=[
+        async def internal_error(request: Request, exc: Exception) -> Response:
+            # the last resort for a bug: counted, and JSON like every other answer
+            endpoint = request.url.path.strip("/").split("/")[0]
+            self.metrics.internal.labels(endpoint if endpoint in ENDPOINTS else "-").inc()
+            log.error("internal error on %s: %s", request.url.path, _first_line(exc))
+            return JSONResponse({"error": "internal error (in the gateway's log)"},
+                                status_code=500)
+
+        app = Starlette(exception_handlers={Exception: internal_error}, routes=[
             Route("/predict", self.predict, methods=["POST"]),
             Route("/feedback", self.feedback, methods=["POST"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -564,8 +690,10 @@ class Gateway:
 def _json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except ValueError:  # also UnicodeDecodeError
+    except ValueError:  # also UnicodeDecodeError, and integers over 4300 digits
         raise Refused(400, "bad_json", "body is not valid JSON") from None
+    except RecursionError:  # thousands of nested brackets: the parser's stack runs out
+        raise Refused(400, "bad_json", "body is nested too deeply") from None
 
 
 __all__ = ["Gateway", "BadInput", "CHAMPION", "CHALLENGER"]

@@ -39,6 +39,12 @@ class BadInput(ValueError):
     reason = "bad_input"
 
 
+class Mismatch(BadInput):
+    """The request's shape is not the model's (other features, another width): when the
+    champion takes the same request, the variant refusing it is incompatible with the traffic
+    it is meant to serve, which is that variant's fault, not the client's."""
+
+
 class TooManyPixels(BadInput):
     """The request's images hold more pixels than allowed (checked before decoding)."""
 
@@ -95,6 +101,15 @@ def is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def finite(v: int | float) -> bool:
+    """Whether a JSON number is a finite float: a 400-digit integer parses in Python but is
+    beyond any float (math.isfinite raises OverflowError on it)."""
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _value(v: Any, col: Column | None, spec: InputSpec, where: str) -> Any:
     """One checked value: the JSON value as the model gets it (None for missing)."""
     if is_missing(v):
@@ -104,8 +119,8 @@ def _value(v: Any, col: Column | None, spec: InputSpec, where: str) -> Any:
                        "without missing values there")
     kind = col.kind if col is not None else NUMBER
     if kind in (NUMBER, ANY) and isinstance(v, (int, float)) and not isinstance(v, bool):
-        if not math.isfinite(v):
-            raise BadInput(f"{where} is infinite")
+        if not finite(v):
+            raise BadInput(f"{where} is infinite or beyond the range of a float")
         return v
     if kind in (STRING, DATETIME, ANY) and isinstance(v, str):
         if len(v) > MAX_STRING:
@@ -143,8 +158,7 @@ def _plain_numbers(x: Any, names: list[str] | None, spec: InputSpec) -> list[Any
             return None
     else:
         return None
-    if all(type(v) is float or type(v) is int for v in vals) and all(
-            map(math.isfinite, vals)):
+    if all(type(v) is float or type(v) is int for v in vals) and all(map(finite, vals)):
         return vals
     return None
 
@@ -165,19 +179,19 @@ def rows_of(items: Any, spec: InputSpec) -> list[list[Any]]:
             rows.append(fast)
         elif isinstance(x, dict):
             if cols is None:
-                raise BadInput("this model has no feature names; send lists of numbers")
+                raise Mismatch("this model has no feature names; send lists of numbers")
             missing = next((c.name for c in cols if c.name not in x), None)
             if missing is not None:
-                raise BadInput(f"instance {i} lacks feature {missing!r}")
+                raise Mismatch(f"instance {i} lacks feature {missing!r}")
             rows.append([_value(x[c.name], c, spec, f"instance {i}: feature {c.name!r}")
                          for c in cols])
         elif isinstance(x, list):
             vals = _flat(x)
             if spec.width is not None and len(vals) != spec.width:
-                raise BadInput(f"instance {i} has {len(vals)} values; the model takes "
+                raise Mismatch(f"instance {i} has {len(vals)} values; the model takes "
                                f"{spec.width}")
             if not spec.numeric:
-                raise BadInput("this model takes named features of several types; send "
+                raise Mismatch("this model takes named features of several types; send "
                                "objects keyed by feature name")
             rows.append([_value(v, cols[j] if cols else None, spec,
                                 f"instance {i}: value {j}") for j, v in enumerate(vals)])
@@ -230,7 +244,7 @@ def labels_of(label: Any, n: int, classes: list[Any] | None, numeric: bool) -> l
             out.append(by_text[str(y)])
         return out
     for y in labels:
-        if isinstance(y, (int, float)) and not isinstance(y, bool) and math.isfinite(y):
+        if isinstance(y, (int, float)) and not isinstance(y, bool) and finite(y):
             continue
         if not numeric and isinstance(y, str) and len(y) <= MAX_LABEL:
             continue

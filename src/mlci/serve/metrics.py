@@ -7,9 +7,16 @@
                                                   bad_input, too_many_pixels, unauthorized,
                                                   bad_label, duplicate_label, unknown_request,
                                                   unknown_model, body_too_large, body_timeout,
-                                                  overloaded)
-    mlci_connections_dropped_total{reason}        header_timeout, evicted, over_capacity
-    mlci_prediction_log_failures_total{op}        log writes that failed (answered 503)
+                                                  overloaded, client_overloaded, log_share)
+    mlci_connections_dropped_total{reason}        header_timeout, body_timeout, body_too_slow,
+                                                  evicted, over_capacity, client_over_capacity
+    mlci_input_refused_total{variant,version}     requests the routed variant's input spec
+                                                  refused (client errors, 400; never model
+                                                  errors; variant "shadow" for shadow scoring)
+    mlci_internal_errors_total{endpoint}          requests the gateway itself failed (JSON 500)
+    mlci_prediction_log_failures_total{op}        log writes that failed
+    mlci_unlogged_requests_total{variant}         answered while the log failed (fail open)
+    mlci_prediction_log_pruned_rows               rows deleted by the log's retention
     mlci_request_latency_seconds{variant}         model time per request (histogram)
     mlci_feedback_total{variant}                  labelled instances
     mlci_feedback_correct_total{variant}          labelled instances predicted right
@@ -44,9 +51,21 @@ class Metrics:
                                ["endpoint", "reason"], registry=r)
         self.dropped = Counter("mlci_connections_dropped", "Connections closed by the guard.",
                                ["reason"], registry=r)
+        self.input_refused = Counter("mlci_input_refused",
+                                     "Requests the routed variant's input spec refused.",
+                                     ["variant", "version"], registry=r)
+        self.internal = Counter("mlci_internal_errors",
+                                "Requests the gateway failed on (a bug; answered JSON 500).",
+                                ["endpoint"], registry=r)
         self.log_failures = Counter("mlci_prediction_log_failures",
                                     "Prediction-log operations that failed.", ["op"],
                                     registry=r)
+        self.unlogged = Counter("mlci_unlogged_requests",
+                                "Requests answered while the prediction log failed.",
+                                ["variant"], registry=r)
+        self.pruned = Gauge("mlci_prediction_log_pruned_rows",
+                            "Rows deleted by the prediction log's retention since start.",
+                            registry=r)
         self.latency = Histogram("mlci_request_latency_seconds", "Model time per request.",
                                  ["variant"], buckets=BUCKETS, registry=r)
         self.labelled = Counter("mlci_feedback", "Labelled instances.", ["variant"],

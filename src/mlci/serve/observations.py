@@ -2,6 +2,11 @@
 routing keys, and per-instance predictions with their labels, for one rollout.
 
 Requests without a routing key (not sticky) each form their own cluster, keyed by request id.
+One routing key contributes at most `max_key_share` of a variant's requests (its first ones,
+in time order; its later requests and their labels are left out): a client that found the
+keys reaching the challenger cannot make its own traffic the evidence. Requests without a key
+are routed at random, so they cannot be aimed. Each answered request also carries its number
+of rows, so latency is judged per request-size class (see `mlci.stats.judge`).
 """
 
 from __future__ import annotations
@@ -16,9 +21,17 @@ from mlci.serve.predlog import connect, same
 from mlci.stats.judge import Observations
 
 VARIANTS = ("champion", "challenger")
+MAX_KEY_SHARE = 0.05
 
 
-def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
+def _key_quota(rows: list[tuple[Any, ...]], variant: str, share: float) -> dict[str, int]:
+    """Requests each routing key may contribute: `share` of the variant's (at least one)."""
+    mine = [r[3] for r in rows if r[1] == variant]
+    return dict.fromkeys({k for k in mine if k}, max(1, int(share * len(mine))))
+
+
+def rollout_observations(path: Path, canary_id: str, *,
+                         max_key_share: float = MAX_KEY_SHARE) -> dict[str, Any]:
     """{"variants": {variant: Observations}, "shadow": {...}} of one rollout, in time order."""
     rows: list[tuple[Any, ...]] = []
     if Path(path).exists():
@@ -26,22 +39,28 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
         try:
             rows = con.execute(
                 "SELECT p.request_id, p.variant, p.version, p.route_key, p.latency_ms, "
-                "p.error, p.outputs, f.label, p.shadow_outputs, p.shadow_error, p.ts "
+                "p.error, p.outputs, f.label, p.shadow_outputs, p.shadow_error, p.ts, p.n "
                 "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id "
                 "WHERE p.canary_id = ? ORDER BY p.ts", (canary_id,)).fetchall()
         finally:
             con.close()
     acc: dict[str, dict[str, list[Any]]] = {
-        v: {"err": [], "rkey": [], "lat": [], "lkey": [], "pred": [], "label": [], "ykey": [],
-            "rts": [], "lts": [], "yts": []}
+        v: {"err": [], "rkey": [], "lat": [], "lkey": [], "rows": [], "pred": [], "label": [],
+            "ykey": [], "rts": [], "lts": [], "yts": []}
         for v in VARIANTS}
+    quota = {v: _key_quota(rows, v, max_key_share) for v in VARIANTS}
     versions: dict[str, str | None] = dict.fromkeys(VARIANTS)
     shadow = {"compared": 0, "disagreements": 0, "errors": 0}
-    for rid, variant, version, rkey, lat, err, outputs, label, s_out, s_err, ts in rows:
+    for rid, variant, version, rkey, lat, err, outputs, label, s_out, s_err, ts, n in rows:
         a = acc.get(variant)
         if a is None:
             continue
         versions[variant] = version
+        if rkey:
+            q = quota[variant]
+            if q[rkey] <= 0:
+                continue  # this key has had its share of the evidence
+            q[rkey] -= 1
         key = rkey or f"request:{rid}"
         a["err"].append(1.0 if err else 0.0)
         a["rkey"].append(key)
@@ -51,6 +70,7 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
         a["lat"].append(float(lat))
         a["lkey"].append(key)
         a["lts"].append(float(ts))
+        a["rows"].append(n or 1)
         preds = json.loads(outputs) if outputs else []
         if label is not None:
             labels = json.loads(label)
@@ -70,6 +90,7 @@ def rollout_observations(path: Path, canary_id: str) -> dict[str, Any]:
                            request_keys=np.asarray(a["rkey"], dtype=object),
                            latency_ms=np.asarray(a["lat"], dtype=float),
                            latency_keys=np.asarray(a["lkey"], dtype=object),
+                           latency_rows=np.asarray(a["rows"], dtype=float),
                            predictions=a["pred"], labels=a["label"],
                            label_keys=np.asarray(a["ykey"], dtype=object),
                            request_ts=np.asarray(a["rts"], dtype=float),

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS predictions(
   probabilities TEXT, latency_ms REAL, error TEXT,
   shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT);
 CREATE INDEX IF NOT EXISTS predictions_canary ON predictions(canary_id, variant);
+CREATE INDEX IF NOT EXISTS predictions_ts ON predictions(ts);
 CREATE TABLE IF NOT EXISTS feedback(request_id TEXT PRIMARY KEY, ts REAL NOT NULL, label TEXT);
 """
 
@@ -72,22 +73,93 @@ class DuplicateLabel(ValueError):
     """The request already has a label; labels are written once."""
 
 
+@dataclass(frozen=True)
+class Retention:
+    """What the log keeps: rows younger than `max_age` seconds, and at most `max_bytes` of
+    them (the oldest go first, the running rollout's last). None: no limit."""
+
+    max_bytes: int | None = None
+    max_age: float | None = None
+    every: float = 1.0  # seconds between checks (a check costs two PRAGMAs)
+
+
 class PredictionLog:
     """The gateway's writer. One connection, serialised by a lock; every call runs on a
     worker thread and waits at most `lock_timeout` seconds, for this lock and for SQLite's
     (another process holding the database), then raises `LogUnavailable`."""
 
     def __init__(self, path: Path, *, lock_timeout: float = 2.0,
-                 max_bytes: int | None = None) -> None:
+                 max_bytes: int | None = None, retention: Retention | None = None) -> None:
         self.path = Path(path)
         self.lock_timeout = lock_timeout
         self.con = connect(self.path, timeout=lock_timeout, max_bytes=max_bytes)
         self.lock = threading.Lock()
+        self.retention = retention or Retention()
+        self.keep: str | None = None  # the running rollout: its rows are pruned last
+        self.pruned = 0               # rows deleted by retention since start
+        self._next_prune = 0.0
 
-    def _write(self, sql: str, args: tuple) -> None:
+    def used_bytes(self) -> int:
+        """Bytes of the database holding rows (freed pages are reused, not counted)."""
+        pages, free, size = (self.con.execute(f"PRAGMA {p}").fetchone()[0]
+                             for p in ("page_count", "freelist_count", "page_size"))
+        return (pages - free) * size
+
+    def prune(self, now: float | None = None) -> int:
+        """Apply the retention (under the lock): rows past the age, then the oldest rows
+        while over the size (outside the running rollout first). Rows deleted."""
+        r, now = self.retention, time.time() if now is None else now
+        deleted = 0
+        if r.max_age is not None:
+            deleted += self._delete("ts < ?", (now - r.max_age,))
+        if r.max_bytes is not None:
+            for scope in (("canary_id IS NOT ?",) if self.keep else ()) + (None,):
+                while self.used_bytes() > r.max_bytes:
+                    n = self._delete_oldest(scope)
+                    if n == 0:
+                        break
+                    deleted += n
+        self.pruned += deleted
+        return deleted
+
+    def _delete_oldest(self, scope: str | None) -> int:
+        total = self.con.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+        batch = max(16, total // 10)  # a tenth at a time: few passes, little overshoot
+        where = f"WHERE {scope}" if scope else ""
+        args: tuple = (self.keep,) if scope else ()
+        return self._delete(f"request_id IN (SELECT request_id FROM predictions {where} "
+                            f"ORDER BY ts LIMIT {batch})", args)
+
+    def _delete(self, where: str, args: tuple) -> int:
+        self.con.execute("BEGIN IMMEDIATE")
+        try:
+            self.con.execute(f"DELETE FROM feedback WHERE request_id IN "
+                             f"(SELECT request_id FROM predictions WHERE {where})", args)
+            n = self.con.execute(f"DELETE FROM predictions WHERE {where}", args).rowcount
+            self.con.execute("COMMIT")
+        except BaseException:
+            if self.con.in_transaction:
+                self.con.execute("ROLLBACK")
+            raise
+        return n
+
+    def _maybe_prune(self) -> None:
+        """Called under the lock after a write: retention at most every `every` seconds."""
+        r = self.retention
+        if r.max_bytes is None and r.max_age is None:
+            return
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + r.every
+        self.prune()
+
+    def _write(self, sql: str, args: tuple, prune: bool = False) -> None:
         if not self.lock.acquire(timeout=self.lock_timeout):
             raise LogUnavailable(f"log busy for over {self.lock_timeout:g} s")
         try:
+            if prune:  # before the write: room freed first is what a full log needs
+                self._maybe_prune()
             self.con.execute(sql, args)
         except sqlite3.IntegrityError:
             raise
@@ -104,7 +176,7 @@ class PredictionLog:
         self._write(
             "INSERT INTO predictions(request_id, ts, model, variant, version, canary_id, "
             "route_key, n, inputs, outputs, probabilities, latency_ms, error) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row)
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row, prune=True)
 
     def log_shadow(self, request_id: str, version: str, outputs: Any, error: str | None) -> None:
         self._write("UPDATE predictions SET shadow_version=?, shadow_outputs=?, shadow_error=? "

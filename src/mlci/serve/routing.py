@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUCKETS = 10_000
+MIN_SECRET = 16  # bytes
 CHAMPION, CHALLENGER, SHADOW = "champion", "challenger", "shadow"
 
 
@@ -42,9 +43,14 @@ def deployment_secret(path: Path) -> bytes:
     exclusively, so two gateways starting at once agree on one)."""
     path = Path(path)
     try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())[:64]
+        secret = bytes.fromhex(path.read_text(encoding="ascii").strip())[:64]
     except FileNotFoundError:
-        pass
+        secret = None
+    if secret is not None:
+        if len(secret) < MIN_SECRET:  # empty would mean unkeyed hashes anyone can test
+            raise ValueError(f"{len(secret)} bytes; a route secret has at least "
+                             f"{MIN_SECRET} (delete the file to create one)")
+        return secret
     path.parent.mkdir(parents=True, exist_ok=True)
     value = secrets.token_bytes(32)
     try:

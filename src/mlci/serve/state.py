@@ -11,13 +11,13 @@ requests.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from mlci.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -82,18 +82,9 @@ def read_state(path: Path) -> CanaryState | None:
 def write_state(path: Path, st: CanaryState) -> None:
     st.updated = time.time()
     st.generation += 1
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(st.to_dict(), fh, indent=2, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # atomic, and with the mode a plain open() gives (mkstemp's 0600 hid the rollout from a
+    # gateway running as another user of the group); the state holds no secret
+    atomic_write_bytes(path, json.dumps(st.to_dict(), indent=2, sort_keys=True).encode())
 
 
 class RolloutStore:

@@ -198,7 +198,7 @@ def _error(status: int, msg: str) -> JSONResponse:
 
 
 def routes(gw: Gateway) -> list[Route]:
-    from mlci.serve.app import Refused, _json
+    from mlci.serve.app import Incompatible, Refused, _json
 
     def model_of(request: Request) -> tuple[Loaded, list[str]] | Response:
         """The champion (or the version the path names) and the routed versions."""
@@ -247,20 +247,25 @@ def routes(gw: Gateway) -> list[Route]:
     def _infer(raw: bytes, key: str | None, active: Any, version: str | None) -> Response:
         try:
             body = _json(raw)
-            champ = active[1][active[0].champion]
-            rows = instances(body, champ)
+            picked = gw.pick(active[0], key, version)  # its spec checks the input
+            try:
+                rows, bad = gw.checked(active, picked, lambda m: instances(body, m)), None
+            except Incompatible as exc:
+                rows, bad = exc.rows, str(exc)
             rid = body.get("id")
             if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID):
                 raise BadInput(f"'id' must be a string of at most {MAX_ID} characters")
             outputs = requested_outputs(body, active[1][version or active[0].champion])
-            s = gw.score(active, rows, key, version)
+            s = gw.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
             return gw.refuse("v2", Refused(400, exc.reason, str(exc)))
         except Refused as exc:
             return gw.refuse("v2", exc)
         if s.error is not None:
-            return _error(500, f"model {gw.name}/{s.version} failed: {s.error}")
-        return JSONResponse(response(gw, s, rid, outputs), background=gw.shadow_task(s))
+            shown = gw.name if gw.hide_variant else f"{gw.name}/{s.version}"
+            return _error(500, f"model {shown} failed: {s.error}")
+        return JSONResponse(gw.shown(response(gw, s, rid, outputs)),
+                            background=gw.shadow_task(s))
 
     async def infer(request: Request) -> Response:
         if (denied := gw.unauthorized(request, "v2", gw.predict_token, False)):
@@ -270,8 +275,11 @@ def routes(gw: Gateway) -> list[Route]:
             return got
         active = gw.active
         raw = await request.body()
-        return await gw.run(_infer, raw, request.headers.get(gw.key_header), active,
-                            request.path_params.get("version"))
+        if (over := gw.over_share(request, "v2", raw)):
+            return over
+        return gw.charged(request, raw, await gw.run(
+            _infer, raw, request.headers.get(gw.key_header), active,
+            request.path_params.get("version")))
 
     base, ver = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
     return [

@@ -19,7 +19,13 @@ combined; requests served at 100 % (no concurrent champion) are not judged:
   allowance has the same share of ties as the champion). With t fixed, each step's contrast is
   a two-sample test of two shares, so the design's error rates hold as for any rate:
   promoting a challenger whose share beyond ratio * t + slack exceeds the champion's share
-  beyond t has probability at most alpha;
+  beyond t has probability at most alpha. When the rows per request are known and the
+  rollout's requests come in more than one request-size class (1, 2-3, 4-7, ... rows), t is
+  taken per class from the champion's calibration requests of that class (its first bake, or
+  its first `min_requests`: never tested) and each request is compared with its class's
+  threshold: latency grows with a request's rows, so a client steering large requests to one
+  variant no longer moves the verdict (a class with fewer than 20 calibration requests is not
+  judged, and the detail says how many requests that left out);
 - **quality** on labelled feedback: accuracy (0/1 loss, absolute margin `margin`) for
   classifiers, MAE or MSE (relative margin: the challenger's may be at most (1 + margin) times
   the champion's) for regressors; `quality_metric="auto"` takes MAE for a regressor (`task`,
@@ -111,6 +117,7 @@ class Observations:
     request_keys: np.ndarray | None = None                                # routing key
     latency_ms: np.ndarray = field(default_factory=lambda: np.zeros(0))   # answered, in order
     latency_keys: np.ndarray | None = None
+    latency_rows: np.ndarray | None = None  # rows per answered request (size classes)
     predictions: list[Any] = field(default_factory=list)                  # labelled instances
     labels: list[Any] = field(default_factory=list)
     label_keys: np.ndarray | None = None
@@ -225,6 +232,29 @@ def error_check(ch: Observations, cb: Observations, p: Params, k: int,
                       f"{_verdict_text(t['verdict'])}"}
 
 
+MIN_CLASS_CALIBRATION = 20  # champion requests of a size class before its threshold is used
+
+
+def size_class(rows: np.ndarray) -> np.ndarray:
+    """Request-size class: 0 for 1 row, 1 for 2-3, 2 for 4-7, ... (powers of two)."""
+    return np.floor(np.log2(np.maximum(np.asarray(rows, dtype=float), 1))).astype(int)
+
+
+def _calibration(cb: Observations, p: Params, steps: Steps) -> tuple[np.ndarray, str]:
+    """The champion's requests that calibrate t (never tested): its first bake, else its
+    first `min_requests` answered requests."""
+    n = len(cb.latency_ms)
+    cal = np.zeros(n, dtype=bool)
+    where = ""
+    if cb.latency_ts is not None and len(cb.latency_ts) == n and steps is not ONE:
+        cal = np.asarray(cb.latency_ts) < steps.starts[0] + steps.bake
+        where = "the champion's requests during the first step's bake"
+    if cal.sum() < p.min_requests:  # no times, or a bake too short: its first requests
+        cal = np.arange(n) < p.min_requests
+        where = f"the champion's first {p.min_requests} answered requests"
+    return cal, where
+
+
 def latency_threshold(cb: Observations, p: Params, steps: Steps = ONE
                       ) -> tuple[float | None, str, np.ndarray]:
     """(t, where it comes from, the champion's answered requests that may be tested)."""
@@ -232,16 +262,41 @@ def latency_threshold(cb: Observations, p: Params, steps: Steps = ONE
     if p.latency_threshold_ms is not None:
         return float(p.latency_threshold_ms), "the champion's traffic before the rollout", \
             np.ones(n, dtype=bool)
-    cal = np.zeros(n, dtype=bool)
-    if cb.latency_ts is not None and len(cb.latency_ts) == n and steps is not ONE:
-        cal = np.asarray(cb.latency_ts) < steps.starts[0] + steps.bake
-        where = "the champion's requests during the first step's bake"
-    if cal.sum() < p.min_requests:  # no times, or a bake too short: its first requests
-        cal = np.arange(n) < p.min_requests
-        where = f"the champion's first {p.min_requests} answered requests"
+    cal, where = _calibration(cb, p, steps)
     if cal.sum() < p.min_requests:
         return None, where, ~cal
     return float(np.quantile(cb.latency_ms[cal], p.latency_quantile)), where, ~cal
+
+
+def _sized(ch: Observations, cb: Observations) -> bool:
+    """Rows per request known for both arms, in more than one size class."""
+    if ch.latency_rows is None or cb.latency_rows is None \
+            or len(ch.latency_rows) != len(ch.latency_ms) \
+            or len(cb.latency_rows) != len(cb.latency_ms):
+        return False
+    return len(np.unique(np.r_[size_class(ch.latency_rows),
+                               size_class(cb.latency_rows)])) > 1
+
+
+def _class_thresholds(ch: Observations, cb: Observations, cal: np.ndarray, q: float
+                      ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Per request, the champion's calibration quantile of its size class (NaN: a class
+    with too few calibration requests, not judged)."""
+    c1 = size_class(ch.latency_rows)  # type: ignore[arg-type]
+    c0 = size_class(cb.latency_rows)  # type: ignore[arg-type]
+    t1, t0 = np.full(len(c1), np.nan), np.full(len(c0), np.nan)
+    classes: dict[str, Any] = {}
+    for c in np.unique(np.r_[c1, c0]):
+        own = cb.latency_ms[cal & (c0 == c)]
+        if len(own) < MIN_CLASS_CALIBRATION:
+            continue
+        t = float(np.quantile(own, q))
+        t1[c1 == c], t0[c0 == c] = t, t
+        lo = 2 ** int(c)
+        classes[f"{lo}-{2 * lo - 1}" if lo > 1 else "1"] = {
+            "threshold_ms": round(t, 3), "challenger": int((c1 == c).sum()),
+            "champion": int((c0 == c).sum())}
+    return t1, t0, classes
 
 
 def latency_check(ch: Observations, cb: Observations, p: Params, k: int,
@@ -258,15 +313,26 @@ def latency_check(ch: Observations, cb: Observations, p: Params, k: int,
                           f"{p.min_requests}"}
     i1 = steps.index(ch.latency_ts, len(ch.latency_ms), skip_bake=True)
     i0 = np.where(testable, steps.index(cb.latency_ts, len(cb.latency_ms), skip_bake=True), -1)
+    t1 = np.full(len(ch.latency_ms), t_ms)
+    t0 = np.full(len(cb.latency_ms), t_ms)
+    classes: dict[str, Any] = {}
+    if _sized(ch, cb):
+        cal, where = _calibration(cb, p, steps)
+        t1, t0, classes = _class_thresholds(ch, cb, cal, q)
+        i1 = np.where(np.isnan(t1), -1, i1)
+        i0 = np.where(np.isnan(t0) | cal, -1, i0)
+        where += ", per request-size class"
     n1, n0 = int((i1 >= 0).sum()), int((i0 >= 0).sum())
     need = p.min_requests
     if n1 < need or n0 < need:
-        return {"check": name, "verdict": WAIT,
+        return {"check": name, "verdict": WAIT, "size_classes": classes,
                 "detail": f"{n1} challenger / {n0} champion answered requests after the "
-                          f"bakes; need {need} each"}
+                          f"bakes" + (" in calibrated request-size classes" if classes else "")
+                          + f"; need {need} each"}
     slow_at = p.max_latency_ratio * t_ms + p.latency_slack_ms
-    x1 = (ch.latency_ms > slow_at).astype(float)
-    x0 = (cb.latency_ms > t_ms).astype(float)
+    with np.errstate(invalid="ignore"):
+        x1 = (ch.latency_ms > p.max_latency_ratio * t1 + p.latency_slack_ms).astype(float)
+        x0 = (cb.latency_ms > t0).astype(float)
     s1 = _strata(x1, ch.latency_keys, i1, steps.count)
     s0 = _strata(x0, cb.latency_keys, i0, steps.count)
     t = _test(s1, s0, p, k, margin=0.0, scale=1.0, binary=True, rho=1 - q, planned=need,
@@ -274,6 +340,8 @@ def latency_check(ch: Observations, cb: Observations, p: Params, k: int,
     sh1, sh0 = float(x1[i1 >= 0].mean()), float(x0[i0 >= 0].mean())
     return {"check": name, "verdict": t["verdict"], "test": t,
             "threshold_ms": round(t_ms, 3), "limit_ms": round(slow_at, 3),
+            "size_classes": classes,
+            "not_judged": int((i1 < 0).sum()) if classes else 0,
             "detail": f"{sh1:.1%} of challenger requests slower than {slow_at:.2f} ms "
                       f"({p.max_latency_ratio:g} x {t_ms:.2f} + {p.latency_slack_ms:g}) vs "
                       f"{sh0:.1%} of champion requests slower than {t_ms:.2f} ms, its "
