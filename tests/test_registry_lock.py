@@ -186,3 +186,47 @@ def test_a_create_that_loses_to_a_release_waits_and_takes_the_lock(tmp_path: Pat
     finally:
         loser.release()
     assert list(client.search_registered_models(f"name = '{loser.lock_name}'")) == []
+
+
+def test_a_holder_paused_past_its_lease_is_fenced_off(tmp_path: Path) -> None:
+    """A holder stopped (SIGSTOP, a VM pause) past its lease: another breaks the lock and
+    takes it; when the first resumes, the fence refuses its write instead of two holders
+    writing."""
+    from mlci.errors import MlciError
+
+    db = tmp_path / "mlflow.db"
+    c = _client(db)
+    paused = lock.RegistryLock(c, NAME, ttl=600)
+    paused.acquire()
+    paused._stop.set()  # the pause: its renewer stops too
+    paused._renewer.join()
+    paused.check()  # still ours
+    c.set_registered_model_tag(paused.lock_name, "mlci.lock.expires", f"{time.time() - 1:.3f}")
+    other = lock.RegistryLock(_client(db), NAME, ttl=30, wait=10)
+    other.acquire()  # breaks the expired lease
+    with pytest.raises(MlciError, match="lost the registry lock"):
+        paused.check()
+    other.check()
+    other.release()
+
+
+def test_a_holder_in_another_pid_namespace_is_not_taken_for_dead(tmp_path: Path) -> None:
+    """Same host name, a pid that is free here, but another PID namespace (a container):
+    that process may be alive, so only its lease can end the lock."""
+    import socket
+
+    db = tmp_path / "mlflow.db"
+    c = _client(db)
+    holder = lock.RegistryLock(c, NAME, ttl=600)
+    holder.acquire()
+    holder._stop.set()
+    holder._renewer.join()
+    free_pid = 4_000_000  # above any pid_max: no process here has it
+    c.set_registered_model_tag(holder.lock_name, "mlci.lock.holder",
+                               f"ci@{socket.gethostname()}/x/4026531836:{free_pid}:123")
+    assert not lock._dead_on_this_host(f"ci@{socket.gethostname()}/x/1:{free_pid}:123")
+    here = lock._machine()
+    assert lock._dead_on_this_host(f"ci@{here}:{free_pid}:123")  # this namespace: gone
+    other = lock.RegistryLock(_client(db), NAME, ttl=30, wait=1.5)
+    with pytest.raises(Exception, match="still held"):
+        other.acquire()

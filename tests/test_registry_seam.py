@@ -402,3 +402,12 @@ def test_a_model_logged_outside_mlci_is_adopted_then_gated(proj: Path) -> None:
     assert ev["baseline"]["kind"] == "registry" and ev["baseline"]["version"] == v
     r = mlci("adopt", "--version", v, cwd=proj)
     assert r.code == 2 and "already under mlci" in r.err
+
+
+def test_the_version_page_says_what_the_gate_said(proj: Path) -> None:
+    """MLflow's UI shows a version's description: the verdict, the metrics, the run."""
+    v = new_version(proj, env={"GITHUB_SERVER_URL": "https://github.com",
+                               "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "7"})
+    text = client_for(proj).get_model_version(NAME, v).description
+    assert text.startswith("mlci gate: **pass**") and "- accuracy: " in text
+    assert "https://github.com/o/r/actions/runs/7" in text

@@ -417,3 +417,28 @@ def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str
         client.set_tag(run_id, k, v)  # also on the run: an unregistered (PR) model has no version
         if version:
             client.set_model_version_tag(name, version, k, v)
+    if version:  # what the MLflow UI shows on the version's page
+        client.update_model_version(name, version, description=describe(result))
+
+
+def describe(result: dict[str, Any]) -> str:
+    """The version's description: verdict, key metrics against the baseline, the run."""
+    from mlci.context import ci_run_url
+
+    lines = [f"mlci gate: **{result['verdict']}** on {result['golden']['path']} "
+             f"({result['golden']['rows']} rows), baseline: {result['baseline'].get('label')}"]
+    comp = result.get("comparison") or {}
+    for k, v in list(result["metrics"].items())[:4]:
+        if v is None:
+            continue
+        c = comp.get(k) or {}
+        vs = f" (champion {c['champion']:.4g}, {c['delta']:+.4g})" if c.get("champion") \
+            is not None else ""
+        lines.append(f"- {k}: {v:.4g}{vs}")
+    failed = result.get("failed") or []
+    if failed:
+        lines.append("- failed: " + "; ".join(failed))
+    url = ci_run_url()
+    if url:
+        lines.append(f"- CI run and report: {url}")
+    return "\n".join(lines)

@@ -255,11 +255,12 @@ def move(client: MlflowClient, exp_id: str, event: audit.AuditEvent, decision: D
     if not decision.ok and not (event.action == "force" and (event.reason or "").strip()):
         raise MlciError(f"refusing to move {name}@{alias} to {to}: failed checks: "
                         + "; ".join(decision.failed))
-    with locked(client, name):
+    with locked(client, name) as lock:
         notes = audit.reconcile(client, exp_id, lambda a: current(client, name, a))
         now = current(client, name, alias)
         if now != expect:
             raise Moved(now)
+        lock.check()  # the fence: a holder paused past its lease writes nothing
         run_id = audit.begin(client, exp_id, event)
         if to is None:
             remove(client, name, alias)

@@ -18,7 +18,14 @@ released it in between. Both answers mean "contended, try again".
 
 A live holder renews its lease every third of it, so a short lease (30 s by default) is safe
 for long critical sections and a holder killed on another machine blocks others at most that
-long; one killed on this machine is detected at once (its pid is gone).
+long; one killed on this machine is detected at once (its process is gone).
+
+The holder is named by host, boot, PID namespace, pid and the process's start time: a process
+in another container on the same host (another PID namespace, the same host name) is never
+taken for dead because a pid is free here, and a recycled pid is not the holder. A holder that
+was paused past its lease (and whose lock was broken and taken by another) must not write
+after it resumes: `check()` is the fencing test, run by the alias writer right before the
+write, and refuses when the lock no longer carries this holder's token or its lease ran out.
 """
 
 from __future__ import annotations
@@ -53,15 +60,44 @@ def _lost_race(exc: Exception) -> bool:
     return any(c in code for c in _LOST_RACE)
 
 
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" when unknown or gone)."""
+    stat = _read(f"/proc/{pid}/stat")
+    fields = stat.rpartition(")")[2].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _machine() -> str:
+    """This process's host, boot and PID namespace: where a pid means one process."""
+    try:
+        ns = str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        ns = "?"
+    boot = _read("/proc/sys/kernel/random/boot_id")[:8] or "?"
+    return f"{socket.gethostname()}/{boot}/{ns}"
+
+
 def _holder_id() -> str:
-    return f"{context.actor()}@{socket.gethostname()}:{os.getpid()}"
+    pid = os.getpid()
+    return f"{context.actor()}@{_machine()}:{pid}:{_start_time(pid) or '?'}"
 
 
 def _dead_on_this_host(holder: str) -> bool:
-    """True when the holder ran on this machine and its process is gone."""
-    who, _, pid = holder.rpartition(":")
-    host = who.rpartition("@")[2]
-    if host != socket.gethostname() or not pid.isdigit():
+    """True only when the holder ran in this host, boot and PID namespace and its process
+    (that pid with that start time) is gone; anything unknown is alive (the lease decides)."""
+    who, _, rest = holder.partition("@")
+    machine, _, proc = rest.partition(":")
+    pid, _, started = proc.partition(":")
+    if machine != _machine() or "?" in machine or not pid.isdigit() or not started \
+            or started == "?":
         return False
     try:
         os.kill(int(pid), 0)
@@ -69,7 +105,7 @@ def _dead_on_this_host(holder: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _start_time(int(pid)) != started  # the pid was reused by another process
 
 
 @dataclass
@@ -165,6 +201,19 @@ class RegistryLock:
             with suppress(MlflowException):
                 self.client.delete_registered_model(claim)
 
+    def check(self) -> None:
+        """The fencing test before a write: raise unless the lock still carries this holder's
+        token and its lease has not run out (a holder paused past it may have been replaced)."""
+        tags = self._tags()
+        ok = tags is not None and tags.get("mlci.lock.token") == self.token
+        try:
+            ok = ok and float(tags.get("mlci.lock.expires", "0")) > time.time()  # type: ignore[union-attr]
+        except ValueError:
+            ok = False
+        if not ok:
+            raise MlciError(f"lost the registry lock {self.lock_name} (this process was paused "
+                            "past its lease and another took it): nothing was written")
+
     def _start_renewing(self) -> None:
         self._stop.clear()
         self._renewer = threading.Thread(target=self._renew, daemon=True,
@@ -201,13 +250,13 @@ def _seconds(var: str, default: float) -> float:
 
 
 @contextmanager
-def locked(client: MlflowClient, name: str) -> Iterator[None]:
+def locked(client: MlflowClient, name: str) -> Iterator[RegistryLock]:
     """Hold the model's registry lock. MLCI_LOCK_TTL (lease, renewed while held; default
     30 s) and MLCI_LOCK_WAIT (how long to wait for it, default 120 s) tune it."""
     lock = RegistryLock(client, name, ttl=_seconds("MLCI_LOCK_TTL", DEFAULT_TTL),
                         wait=_seconds("MLCI_LOCK_WAIT", 120.0))
     lock.acquire()
     try:
-        yield
+        yield lock
     finally:
         lock.release()
