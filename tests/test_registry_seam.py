@@ -411,3 +411,26 @@ def test_the_version_page_says_what_the_gate_said(proj: Path) -> None:
     text = client_for(proj).get_model_version(NAME, v).description
     assert text.startswith("mlci gate: **pass**") and "- accuracy: " in text
     assert "https://github.com/o/r/actions/runs/7" in text
+
+
+def test_export_puts_a_checked_version_at_a_storage_uri(proj: Path, tmp_path: Path) -> None:
+    """`mlci export` is the step before a KServe rollout: the version's MLflow model folder at
+    the `storageUri` template's path, checked like a load, never over other files."""
+    dest = tmp_path / "bucket" / "iris" / "{version}"
+    r = mlci("export", "--version", "1", "--to", str(dest), "--json", cwd=proj)
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    folder = tmp_path / "bucket/iris/1"
+    assert out["copied"] and (folder / "MLmodel").is_file() and (folder / "model.pkl").is_file()
+    from mlci.registry import models
+
+    m = models.load_local(folder, "exported")  # what a server loads from there
+    assert m.flavour == "sklearn"
+    r = mlci("export", "--version", "1", "--to", str(dest), "--json", cwd=proj)
+    assert r.code == 0 and not json.loads(r.out)["copied"]  # already there: nothing copied
+    other = tmp_path / "bucket/iris/other"
+    other.mkdir()
+    (other / "model.pkl").write_bytes(b"someone else's")
+    r = mlci("export", "--version", "1", "--to", str(other), cwd=proj)
+    one_line_error(r, 2)
+    assert "not overwriting" in r.err and (other / "model.pkl").read_bytes() == b"someone else's"

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "promote": ("mlci.commands.promote", "Move a registry alias on recorded evidence."),
     "rollback": ("mlci.commands.rollback", "Move champion back to a previous good version."),
     "adopt": ("mlci.commands.adopt", "Bring a version registered outside mlci under the gate."),
+    "export": ("mlci.commands.export", "Copy a version's model to a server's storage URI."),
     "history": ("mlci.commands.history", "Print the audit trail of alias moves for a model."),
     "lineage": ("mlci.commands.lineage", "Where a registered model came from."),
     "store": ("mlci.commands.store", "Carry the embedded registry between CI runs."),

@@ -236,3 +236,64 @@ def load_version(client: MlflowClient, name: str, version: str, *,
 def artifact_digest(uri: str) -> str:
     with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
         return files_digest(download(uri, Path(tmp)))
+
+
+EXPORT_RECORD = "mlci-export.json"
+
+
+def export(client: MlflowClient, name: str, version: str, dest: str) -> dict[str, Any]:
+    """Copy a registered version's model folder to `dest` (a path or an fsspec URL such as a
+    KServe `storageUri`), after the same trust check as a load: a swapped pickle is never
+    shipped. A destination that already holds this version's files is left as it is; one
+    holding other files is refused (a version's files never change)."""
+    import json
+
+    from mlci.registry.trust import check_model
+
+    mv = client.get_model_version(name, str(version))
+    uri = f"models:/{name}/{mv.version}"
+    record = {"model": name, "version": str(mv.version), "run_id": mv.run_id}
+    with tempfile.TemporaryDirectory(prefix="mlci-export-") as tmp:
+        local = download(uri, Path(tmp))
+        digest = files_digest(local)
+        check_model(client, mv, digest, role="exported model")
+        record["digest"] = digest
+        there = _read_export(dest)
+        if there is not None:
+            if there.get("digest") == digest:
+                return {**record, "dest": dest, "copied": False}
+            raise MlciError(f"{dest}: holds other model files ({there.get('model')}/"
+                            f"{there.get('version')}); not overwriting them")
+        (local / "registered_model_meta").unlink(missing_ok=True)
+        (local / EXPORT_RECORD).write_text(json.dumps(record, sort_keys=True), encoding="utf-8")
+        _put(local, dest)
+    return {**record, "dest": dest, "copied": True}
+
+
+def _read_export(dest: str) -> dict[str, Any] | None:
+    import json
+
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(dest)
+    target = f"{path.rstrip('/')}/{EXPORT_RECORD}"
+    if not fs.exists(target):
+        if fs.exists(path) and fs.ls(path):
+            return {"model": "?", "version": "?", "digest": None}  # someone else's files
+        return None
+    with fs.open(target, "rb") as fh:
+        return json.loads(fh.read().decode("utf-8"))
+
+
+def _put(local: Path, dest: str) -> None:
+    """Upload a folder; the record goes last, so a half-copied folder has none."""
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(dest)
+    path = path.rstrip("/")
+    fs.makedirs(path, exist_ok=True)
+    for p in sorted(local.rglob("*"), key=lambda q: q.name == EXPORT_RECORD):
+        if p.is_file():
+            target = f"{path}/{p.relative_to(local).as_posix()}"
+            fs.makedirs(target.rpartition("/")[0], exist_ok=True)
+            fs.put_file(str(p), target)
