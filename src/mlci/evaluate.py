@@ -19,7 +19,8 @@ from mlci.data.hashing import data_hash
 from mlci.data.load import read_input, split_xy
 from mlci.errors import MlciError
 from mlci.errors import first_line as _first_line
-from mlci.io import atomic_write_json, atomic_write_text, dumps_json, read_json, sha256_text
+from mlci.io import atomic_write_json, atomic_write_text, dumps_json, sha256_text
+from mlci.records import EvaluationRecord, RunRecord
 
 if TYPE_CHECKING:
     from mlci.config import Config
@@ -30,11 +31,11 @@ BASELINE_SCHEMA = "mlci.baseline/1"
 TAG = "mlci."
 
 
-def load_run(out_dir: Path) -> dict[str, Any]:
+def load_run(out_dir: Path) -> RunRecord:
     path = out_dir / "run.json"
     if not path.is_file():
         raise MlciError(f"{path}: no training record; run `mlci train` first")
-    return read_json(path)
+    return RunRecord.load(path)
 
 
 def registry_champion(client, name: str) -> str | None:
@@ -75,7 +76,8 @@ def _git_show(root: Path, ref: str, rel: str) -> str | None:
 
 
 def resolve_baseline(
-    cfg: Config, out_dir: Path, spec: str, client, candidate_version: str, golden_hash: str,
+    cfg: Config, out_dir: Path, spec: str, client, candidate_version: str | None,
+    golden_hash: str,
 ) -> dict[str, Any]:
     """Return {"kind", "label", and either "model" (to score) or "record" (committed file)}."""
     import json
@@ -251,12 +253,11 @@ def score(cfg: Config, model, golden, y, classes: list[Any] | None = None) -> Pr
             from None
 
 
-def write_plots(cfg: Config, run: dict[str, Any], cand: Predictions,
+def write_plots(cfg: Config, run: RunRecord, cand: Predictions,
                 out_dir: Path) -> dict[str, str]:
     from mlci.report import plots as P
 
-    label = (f"v{run['model_version']}" if run.get("model_version")
-             else f"run {run['run_id'][:8]}")
+    label = (f"v{run.model_version}" if run.model_version else f"run {run.run_id[:8]}")
     title = f"{cfg.name} {label} on golden"
     if cfg.task == "classification":
         files = {"confusion_matrix": (P.confusion_matrix, "plots/confusion_matrix.png")}
@@ -305,11 +306,11 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     golden_hash_s = f"{golden_hash['algo']}:{golden_hash['value']}"
     client = tracking.client(cfg, out_dir)
     t_load = time.perf_counter()
-    model = models.load(run["artifact_uri"])  # this job's own: no registry trust applies
+    model = models.load(run.artifact_uri)  # this job's own: no registry trust applies
     cand = score(cfg, model, golden, y)
     cand_metrics = M.metrics_of(cfg.task, cand)
 
-    base = resolve_baseline(cfg, out_dir, baseline, client, run["model_version"], golden_hash_s)
+    base = resolve_baseline(cfg, out_dir, baseline, client, run.model_version, golden_hash_s)
     comparison = None
     champ_pr = None
     notes: list[str] = []
@@ -348,8 +349,8 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     result = {
         "schema": SCHEMA,
         "verdict": "pass" if passed else "fail",
-        "model": {"name": cfg.name, "version": run["model_version"], "run_id": run["run_id"],
-                  "uri": run["model_uri"]},
+        "model": {"name": cfg.name, "version": run.model_version, "run_id": run.run_id,
+                  "uri": run.model_uri},
         "task": cfg.task,
         "golden": {"path": cfg.data.golden, "hash": golden_hash_s, "rows": int(len(y))},
         "metrics": cand_metrics,
@@ -364,17 +365,18 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
         "confusion_matrix": M.confusion(cand).tolist() if cfg.task == "classification" else None,
         "classes": [M._jsonable(c) for c in cand.classes] if cand.classes else None,
         "plots": plots,
-        "params": params_diff(run.get("params"), _champion_params(client, base)),
+        "params": params_diff(run.params, _champion_params(client, base)),
     }
     baseline_record = {
         "schema": BASELINE_SCHEMA, "model_name": cfg.name,
-        "model_version": run["model_version"], "golden_hash": golden_hash_s,
+        "model_version": run.model_version, "golden_hash": golden_hash_s,
         "metrics": cand_metrics,
-        "params": run.get("params"),
+        "params": run.params,
         "predictions": {**cand.to_json(),
                         "classes": [M._jsonable(c) for c in cand.classes] if cand.classes
                         else None},
     }
+    EvaluationRecord.of(result, "evaluation.json")  # the shape every reader relies on
     text = dumps_json(result)
     digest = "sha256:" + sha256_text(text)
     _record_in_registry(client, cfg.name, run, result, text, digest)
@@ -386,12 +388,12 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     return result
 
 
-def _record_in_registry(client, name: str, run: dict[str, Any], result: dict[str, Any],
+def _record_in_registry(client, name: str, run: RunRecord, result: dict[str, Any],
                         text: str, digest: str) -> None:
     """The promotion gate reads this evidence back from the registry, not from local files."""
     import tempfile
 
-    run_id, version = run["run_id"], run["model_version"]
+    run_id, version = run.run_id, run.model_version
     for k, v in result["metrics"].items():
         if v is not None:
             client.log_metric(run_id, f"golden_{k}", v)

@@ -18,6 +18,7 @@ from mlci.data.load import load_xy, read_input, split_xy
 from mlci.errors import MlciError, VerdictFailed
 from mlci.errors import first_line as _first_line
 from mlci.io import atomic_write_json, read_json, sha256_file
+from mlci.records import RunRecord
 
 if TYPE_CHECKING:
     from mlci.config import Config
@@ -284,6 +285,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         "seconds": {"fit": round(fit_seconds, 3), "log": round(time.perf_counter() - t_log, 3),
                     "total": round(time.perf_counter() - t0, 3)},
     }
+    RunRecord.of(record, "run.json")  # the shape evaluate, the gate and the report read
     atomic_write_json(out_dir / "run.json", record)
     return record
 

@@ -26,6 +26,7 @@ def adopt(cfg: Config, out_dir: Path, version: str, *, reason: str | None = None
     from mlci.data.validate import validate
     from mlci.evaluate import evaluate
     from mlci.io import atomic_write_json
+    from mlci.records import RunRecord
     from mlci.registry import gate, models, runs, tracking
     from mlci.registry.aliases import get_version, require_model
     from mlci.registry.trust import MODEL_DIGEST, refuse_untrusted_write
@@ -49,11 +50,12 @@ def adopt(cfg: Config, out_dir: Path, version: str, *, reason: str | None = None
                validation_success=bool(report["success"]),
                validation_file=out_dir / "validation.json")
     # evaluated as if this job had trained it: the same record, checks and evidence
-    atomic_write_json(out_dir / "run.json", {
-        "run_id": mv.run_id, "model_name": cfg.name, "model_version": v, "model_uri": uri,
-        "artifact_uri": uri, "tracking_uri": tracking.tracking_uri(cfg, out_dir),
-        "task": cfg.task, "params": {k: val for k, val in params.items()
-                                     if not k.startswith("mlci.")}})
+    atomic_write_json(out_dir / "run.json", RunRecord.of({
+        "schema": RunRecord.SCHEMA, "run_id": mv.run_id, "model_name": cfg.name,
+        "model_version": v, "model_uri": uri, "artifact_uri": uri,
+        "tracking_uri": tracking.tracking_uri(cfg, out_dir), "task": cfg.task,
+        "params": {k: val for k, val in params.items() if not k.startswith("mlci.")}},
+        "run.json").dump())
     result = evaluate(cfg, out_dir, baseline=baseline)
     from mlci.registry import audit
 

@@ -33,6 +33,7 @@ from mlci import context
 from mlci.errors import MlciError, VerdictFailed
 from mlci.errors import first_line as _first_line
 from mlci.gha import env
+from mlci.records import EvaluationRecord, RunRecord
 from mlci.registry import audit
 from mlci.registry.aliases import (
     ROLLBACK_ALIAS,
@@ -115,7 +116,7 @@ def _c(check: str, passed: bool | None, **kw: Any) -> dict[str, Any]:
     return {"check": check, "passed": passed, **kw}
 
 
-def verified_evaluation(client: MlflowClient, mv) -> tuple[dict[str, Any] | None, str]:
+def verified_evaluation(client: MlflowClient, mv) -> tuple[EvaluationRecord | None, str]:
     """The evaluation record of the version's run, if its digest is one the run's params
     (immutable in MLflow) recorded when `mlci evaluate` wrote it; else (None, why)."""
     import tempfile
@@ -138,10 +139,12 @@ def verified_evaluation(client: MlflowClient, mv) -> tuple[dict[str, Any] | None
     if unsigned:
         return None, unsigned
     try:
-        rec = json.loads(text)
+        rec = EvaluationRecord.of(json.loads(text), "the evaluation record")
     except ValueError:
         return None, "the evaluation record is not JSON"
-    if (rec.get("model") or {}).get("run_id") != mv.run_id:
+    except MlciError as exc:
+        return None, exc.format_message()
+    if rec.model.run_id != mv.run_id:
         return None, "the evaluation record is about another run"
     return rec, ""
 
@@ -165,7 +168,7 @@ def _passed_its_gate(client: MlflowClient, mv) -> bool:
     if (mv.tags or {}).get(TAG + "gate.passed") == "false":
         return False
     rec, _ = verified_evaluation(client, mv)
-    return rec is not None and rec.get("verdict") == "pass"
+    return rec is not None and rec.passed
 
 
 def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
@@ -185,9 +188,9 @@ def decide(cfg: Config | None, client: MlflowClient, name: str, mv, alias: str,
     if rec is None:
         checks.append(_c("evaluation record verified", False, reason=why))
         return Decision(checks)
-    if rec.get("verdict") != "pass":
+    if not rec.passed:
         ev["gate.passed"] = "false"
-    base = rec.get("baseline") or {}
+    base = rec.baseline
     ev["evaluation.champion_version"] = str(base.get("version") or "")
     ev["evaluation.baseline"] = str(base.get("label") or "")
     vs = _validation_success(client, mv, ev)
@@ -281,13 +284,9 @@ def _default_version(client: MlflowClient, name: str, out_dir: Path, uri: str) -
     store), else the `candidate` alias."""
     run = out_dir / "run.json"
     if run.is_file():
-        try:
-            rec = json.loads(run.read_text(encoding="utf-8"))
-        except ValueError:
-            rec = {}
-        if (rec.get("model_name") == name and rec.get("model_version")
-                and rec.get("tracking_uri", uri) == uri):
-            return str(rec["model_version"])
+        rec = RunRecord.load(run)
+        if rec.model_name == name and rec.model_version and (rec.tracking_uri or uri) == uri:
+            return str(rec.model_version)
     v = current(client, name, "candidate")
     if v is None:
         raise MlciError(f"no --version given and {name} has no 'candidate' alias "
