@@ -273,7 +273,7 @@ def test_one_routing_key_gets_a_capped_share_of_the_evidence(tmp_path: Path) -> 
     assert list(ch.latency_rows) == [1.0] * len(keys)
 
 
-def _steered(rng, n: int = 2000, big_to_challenger: float = 0.3):
+def _steered(rng, n: int = 2000, big_to_challenger: float = 0.3, big_to_champion: float = 0.02):
     """Latencies of two identical variants (ms = 0.5 + 0.004 x rows, noisy); the attacker
     sends `big_to_challenger` of the challenger's requests with 1024 rows."""
     from mlci.stats.judge import Observations
@@ -282,7 +282,7 @@ def _steered(rng, n: int = 2000, big_to_challenger: float = 0.3):
         return (0.5 + 0.004 * rows) * rng.lognormal(0, 0.25, len(rows))
 
     rows1 = np.where(rng.random(n) < big_to_challenger, 1024.0, 1.0)
-    rows0 = np.where(rng.random(2 * n) < 0.02, 1024.0, 1.0)  # a few big ones, honestly
+    rows0 = np.where(rng.random(2 * n) < big_to_champion, 1024.0, 1.0)  # honest big ones
     ch = Observations(errors=np.zeros(n), latency_ms=lat(rows1), latency_rows=rows1)
     cb = Observations(errors=np.zeros(2 * n), latency_ms=lat(rows0), latency_rows=rows0)
     return ch, cb
@@ -292,7 +292,8 @@ def test_large_requests_aimed_at_the_challenger_do_not_roll_it_back() -> None:
     """The attack: a challenger identical to the champion gets most of the 1024-row requests.
     Judged per request (before), its p95 is far above the champion's and it is rolled back;
     judged per request-size class it is not, and over 300 such rollouts it is rolled back
-    at most at the rate the test allows (alpha / 3)."""
+    at most at the rate the test allows (alpha / 3). Whatever the champion's share of large
+    requests, steering sizes cannot make an identical challenger fail."""
     from dataclasses import replace
 
     from mlci.stats.judge import FAIL, Params, latency_check
@@ -303,7 +304,14 @@ def test_large_requests_aimed_at_the_challenger_do_not_roll_it_back() -> None:
     before = latency_check(replace(ch, latency_rows=None), replace(cb, latency_rows=None), p, 3)
     assert before["verdict"] == FAIL
     after = latency_check(ch, cb, p, 3)
-    assert after["verdict"] != FAIL and set(after["size_classes"]) == {"1", "1024-2047"}
+    # the classes are calibrated on the champion's first requests (never tested): its few
+    # honest 1024-row requests there are too few for that class, which is then not judged
+    assert after["verdict"] != FAIL and "1" in after["size_classes"]
+    assert after["not_judged"] > 0
+    # with enough large champion requests to calibrate, both classes are judged, each
+    # against its own threshold, and the steered challenger still passes
+    both = latency_check(*_steered(rng, big_to_champion=0.3), p, 3)
+    assert both["verdict"] != FAIL and set(both["size_classes"]) == {"1", "1024-2047"}
     fails = sum(latency_check(*_steered(rng, 600), p, 3)["verdict"] == FAIL
                 for _ in range(300))
     assert fails / 300 <= 0.05 / 3 + 0.02, fails  # binomial slack: 2 sd at 300 rollouts
