@@ -109,11 +109,30 @@ def build_and_fit(cfg: Config, x, y) -> tuple[Any, Any, Plan | None]:
     try:
         est.fit(x, y)
     except Exception as exc:
-        hint = " (preprocess: none passes the columns as they are)" \
-            if cfg.preprocess == "none" else ""
-        raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
-                        f"{_first_line(exc)}{hint}") from None
+        est = _refit_on_codes(cfg, est, x, y, exc)
     return est, x, plan
+
+
+def _refit_on_codes(cfg: Config, est: Any, x, y, exc: Exception) -> Any:
+    """A classifier that refused the labels as they are (strings, or integers that are not
+    0..K-1) is fitted on codes and decodes its predictions itself; any other failure, or a
+    second one, is the user's to see."""
+    import numpy as np
+
+    from mlci.data.preprocess import encode_labels
+
+    labels = np.unique(np.asarray(y))
+    coded = labels.dtype.kind in "iu" and labels.tolist() == list(range(len(labels)))
+    if cfg.task == "classification" and not coded:
+        wrapped = encode_labels(est)
+        try:
+            return wrapped.fit(x, y)
+        except Exception:  # noqa: BLE001 - report the first failure, the one on the labels
+            pass
+    hint = " (preprocess: none passes the columns as they are)" \
+        if cfg.preprocess == "none" else ""
+    raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
+                    f"{_first_line(exc)}{hint}") from None
 
 
 def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
@@ -123,6 +142,10 @@ def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
     steps = getattr(est, "steps", None)
     if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
         est = steps[-1][1]
+    from mlci.data.preprocess import EncodedLabels
+
+    if isinstance(est, EncodedLabels):
+        est = est.estimator
     if hasattr(est, "get_params"):
         try:
             params = {k: v for k, v in est.get_params(deep=False).items()
