@@ -86,3 +86,82 @@ def test_an_estimator_that_takes_only_codes_sees_codes_and_everyone_else_the_lab
     assert set(pred.tolist()) <= {"No", "Yes"} and len(set(pred.tolist())) == 2
     assert list(model.estimator.classes_) == ["No", "Yes"]
     assert type(model.estimator.steps[-1][1]).__name__ == "EncodedLabels"
+
+
+OWN_PACKAGE = {
+    "src/acme/__init__.py": "",
+    "src/acme/features.py": '''
+        import numpy as np
+        from sklearn.base import BaseEstimator, TransformerMixin
+
+
+        class AddRatio(BaseEstimator, TransformerMixin):
+            """The project's own feature step, imported by its entrypoint."""
+
+            def fit(self, x, y=None):
+                return self
+
+            def transform(self, x):
+                x = x.copy()
+                x["ratio"] = x["x1"] / (np.abs(x["x2"]) + 1.0)
+                return x
+        ''',
+    "train.py": '''
+        from acme.features import AddRatio
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+
+        def build(x, y, params=None, seed=0):
+            return make_pipeline(AddRatio(), LogisticRegression()).fit(x, y)
+        ''',
+}
+
+
+def forget_project(root: Path) -> None:
+    """What a new process starts with: neither the project's modules nor its folders."""
+    import sys
+
+    for name in [n for n in sys.modules if n == "acme" or n.startswith("acme.")]:
+        del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if not p.startswith(str(root.resolve()))]
+
+
+def test_the_projects_own_package_imports_in_every_stage_that_loads_the_model(
+        tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    root = project(tmp_path / "p", binary_table(), OWN_PACKAGE)
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    assert mlci(root, "init", "--profile", "data/table.csv", "--target", "y").code == 0
+    set_model(root, "model:\n  entrypoint: train.py:build\n")
+    forget_project(root)
+    r = mlci(root, "run")
+    assert r.code == 0, r.out + r.err
+    assert evaluation(root)["verdict"] == "pass"
+    forget_project(root)
+    r = mlci(root, "promote", "--to", "champion")
+    assert r.code == 0, r.out + r.err
+    # the gateway, in a process of its own, as `mlci serve` starts it in the repository
+    script = textwrap.dedent('''
+        from pathlib import Path
+        import pandas as pd
+        from mlci.commands.serve import _model_name
+        from mlci.serve.app import Gateway
+        _, name = _model_name(Path("mlci.yaml"), None)
+        gw = Gateway(name, log_path=Path(".mlci/p.db"), state_file=Path(".mlci/none.json"))
+        r = gw.desired()
+        gw.apply(r)
+        model = gw.active[1][r.champion].model
+        print(type(model.steps[0][1]).__module__, model.predict(pd.DataFrame(
+            {"x1": [3.0, -3.0], "x2": [-2.0, 2.0]})).tolist())
+        ''')
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / '.mlci/mlflow.db'}",
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    p = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split()[0] == "acme.features"
+    assert "['Yes', 'No']" in p.stdout

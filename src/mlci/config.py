@@ -303,8 +303,9 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True,
                 continue  # absent suite is reported by `mlci validate` with a hint to run init
             if not f.is_file():
                 raise MlciError(f"{p}: data.{key}: file not found: {getattr(cfg.data, key)}")
-    if resolve:
-        from mlci import modelspec
+    from mlci import modelspec
 
+    modelspec.import_project(cfg.root)
+    if resolve:
         modelspec.resolve(cfg, with_data=check_files)
     return cfg

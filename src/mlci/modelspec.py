@@ -102,6 +102,32 @@ def resolve_params(cfg: Config) -> tuple[dict[str, Any], dict[str, str]]:
     return out, refs
 
 
+# -- the project's own code -----------------------------------------------------------------
+
+def project_paths(root: Path) -> list[Path]:
+    """Where the project's own modules live: the config's folder and the repository root
+    (what `python -m` puts first), each with its `src/` layout folder when it has one."""
+    here = root.resolve()
+    repo = next((f for f in (here, *here.parents) if (f / ".git").exists()), None)
+    out: list[Path] = []
+    for base in (here, repo):
+        if base is None:
+            continue
+        for folder in (base, base / "src"):
+            if folder.is_dir() and folder not in out:
+                out.append(folder)
+    return out
+
+
+def import_project(root: Path) -> None:
+    """Make the project's own package importable in this process, as `python -m` would:
+    the entrypoint imports it, and every stage that loads the model unpickles classes from
+    it (evaluate, promote's re-evaluation, the gateway, the monitor)."""
+    for folder in reversed(project_paths(root)):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
 # -- estimator and entrypoint ----------------------------------------------------------------
 
 def import_object(spec: str, root: Path, what: str) -> Any:
