@@ -165,3 +165,54 @@ def test_the_projects_own_package_imports_in_every_stage_that_loads_the_model(
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.split()[0] == "acme.features"
     assert "['Yes', 'No']" in p.stdout
+
+
+def quality_table(n: int = 300, seed: int = 0) -> pd.DataFrame:
+    """A wine-like score: integers 3..8 that grow with the features."""
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.normal(size=n), rng.normal(size=n)
+    q = np.clip(np.round(5.5 + 1.2 * x1 - 0.6 * x2 + rng.normal(scale=0.4, size=n)), 3, 8)
+    return pd.DataFrame({"alcohol": x1.round(4), "acidity": x2.round(4),
+                         "quality": q.astype(int)})
+
+
+def test_task_rule() -> None:
+    from mlci.modelspec import infer_task
+
+    cases = {
+        "labels": (pd.Series(["a", "b", "a"]), "classification"),
+        "booleans": (pd.Series([True, False, True]), "classification"),
+        "fractions": (pd.Series([0.5, 1.0, 2.25]), "regression"),
+        "codes 0..K-1": (pd.Series([0, 1, 2, 1, 0] * 20), "classification"),
+        "codes 1..K": (pd.Series([1, 2, 3, 4] * 20), "classification"),
+        "two values": (pd.Series([-1, 1] * 20), "classification"),
+        "scale 3..8": (quality_table()["quality"], "regression"),
+        "codes with gaps": (pd.Series([10, 20, 40] * 20), "classification"),
+        "many integers": (pd.Series(range(300)), "regression"),
+    }
+    for name, (y, task) in cases.items():
+        got, reason = infer_task(y)
+        assert got == task, (name, reason)
+        assert reason
+
+
+def test_an_integer_score_becomes_a_regression_and_task_overrides_it(tmp_path: Path) -> None:
+    root = project(tmp_path / "wine", quality_table())
+    r = mlci(root, "init", "--profile", "data/table.csv", "--target", "quality")
+    assert r.code == 0, r.err
+    assert "task: regression: the target's 6 integers 3..8 form an ordered scale" in r.out
+    assert "task: regression" in (root / "mlci.yaml").read_text()
+    r = mlci(root, "run")
+    assert r.code == 0, r.out + r.err
+    ev = evaluation(root)
+    assert ev["task"] == "regression" and ev["metrics"]["r2"] > 0.5
+
+    other = project(tmp_path / "wine-classes", quality_table())
+    r = mlci(other, "init", "--profile", "data/table.csv", "--target", "quality",
+             "--task", "classification")
+    assert r.code == 0, r.err
+    assert "task: classification (--task)" in r.out
+    assert "RandomForestClassifier" in (other / "mlci.yaml").read_text()
+    r = mlci(other, "init", "--profile", "data/table.csv", "--target", "quality", "--task",
+             "sideways", "--force")
+    assert r.code == 2 and "sideways" in r.err

@@ -234,18 +234,38 @@ def estimator_task(cfg: Config, params: dict[str, Any]) -> Task | None:
 # -- task ---------------------------------------------------------------------------------
 
 def target_task(y: pd.Series) -> Task:
-    """classification for labels; regression for fractions or many distinct numbers."""
+    return infer_task(y)[0]
+
+
+def infer_task(y: pd.Series) -> tuple[Task, str]:
+    """The task a target asks for, and why (docs/adopting.md states the rule):
+
+    1. labels (text, booleans, categories) -> classification;
+    2. fractions, or at least max(20, 5 % of the rows) distinct numbers -> regression;
+    3. integers that look like class codes (two values, 0..K-1 or 1..K) -> classification;
+    4. other integers without gaps, e.g. a 3..9 quality score -> regression (an ordered scale);
+    5. other integers (gaps: 10, 20, 40) -> classification (codes of classes).
+    """
     import numpy as np
     import pandas as pd
 
     v = y.dropna()
     if pd.api.types.is_bool_dtype(v) or not pd.api.types.is_numeric_dtype(v):
-        return "classification"
+        return "classification", f"the target holds labels ({v.dtype})"
     arr = v.to_numpy(dtype=float)
-    fractional = bool(np.any(np.abs(arr - np.round(arr)) > 1e-9))
-    if fractional or v.nunique() >= max(CONTINUOUS_MIN_DISTINCT, 0.05 * len(v)):
-        return "regression"
-    return "classification"
+    if bool(np.any(np.abs(arr - np.round(arr)) > 1e-9)):
+        return "regression", "the target has fractional values"
+    values = sorted({int(a) for a in arr})
+    d = len(values)
+    if d >= max(CONTINUOUS_MIN_DISTINCT, 0.05 * len(v)):
+        return "regression", f"the target has {d} distinct numbers in {len(v)} rows"
+    span = f"{values[0]}..{values[-1]}" if values else "none"
+    if d <= 2 or values in (list(range(d)), list(range(1, d + 1))):
+        return "classification", f"the target's {d} integers {span} look like class codes"
+    if values == list(range(values[0], values[-1] + 1)):
+        return "regression", (f"the target's {d} integers {span} form an ordered scale "
+                              "(not class codes 0..K-1 or 1..K)")
+    return "classification", f"the target's {d} integers {span} have gaps, like class codes"
 
 
 def read_target(cfg: Config) -> pd.Series | None:

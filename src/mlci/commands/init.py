@@ -32,13 +32,17 @@ from mlci.errors import MlciError
               help="Seed of the stratified train/golden split (env MLCI_SEED).")
 @click.option("--sep", default=",", show_default=True, envvar="MLCI_SEP",
               help="CSV field separator (env MLCI_SEP).")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              envvar="MLCI_TASK",
+              help="The task, when the target's values do not say it (default: inferred "
+                   "from the target; the reason is printed) (env MLCI_TASK).")
 @click.option("--force", is_flag=True, envvar="MLCI_FORCE",
               help="Overwrite an existing suite, split files or dvc.yaml (env MLCI_FORCE).")
 @click.option("--dvc-pipeline", is_flag=True, envvar="MLCI_DVC_PIPELINE",
               help="Write dvc.yaml with validate/train/evaluate stages for `dvc repro`.")
 def command(config_path: Path, profile_path: Path | None, target: str | None, suite_path: Path,
             name: str | None, golden: str | None, golden_share: float, seed: int, sep: str,
-            force: bool, dvc_pipeline: bool) -> None:
+            task: str | None, force: bool, dvc_pipeline: bool) -> None:
     """Profile reference data into a Great Expectations suite; write mlci.yaml if absent.
 
     Without --golden, a new mlci.yaml gets a seeded (stratified for a classifier) split of the
@@ -55,7 +59,8 @@ def command(config_path: Path, profile_path: Path | None, target: str | None, su
 
         req = InitRequest(config_path=config_path, data=profile_path, target=target,
                           suite=suite_path, name=name, golden=golden,
-                          golden_share=golden_share, seed=seed, sep=sep, force=force)
+                          golden_share=golden_share, seed=seed, sep=sep, force=force,
+                          task=task)
         for line in initialise(req):
             click.echo(line)
     if dvc_pipeline:

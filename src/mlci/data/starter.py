@@ -56,6 +56,7 @@ class InitRequest:
     seed: int = 0
     sep: str = ","
     force: bool = False
+    task: str | None = None  # None: inferred from the target
 
 
 def _rel(p: Path, base: Path) -> str:
@@ -103,7 +104,7 @@ def initialise(req: InitRequest) -> list[str]:
     from mlci.data.load import read_table
     from mlci.data.profile import profile_suite
     from mlci.io import atomic_write_json, atomic_write_text
-    from mlci.modelspec import target_task
+    from mlci.modelspec import infer_task
 
     df = read_table(req.data, str(req.data), CsvOptions(sep=req.sep))
     if req.target not in df.columns:
@@ -114,10 +115,15 @@ def initialise(req: InitRequest) -> list[str]:
                         f"{int(df[req.target].isna().sum())} missing value(s)")
     if req.suite.exists() and not req.force:
         raise MlciError(f"{req.suite}: exists; pass --force to overwrite")
-    task = target_task(df[req.target])
+    inferred, reason = infer_task(df[req.target])
+    task = req.task or inferred
+    if task == "regression" and not _numbers(df[req.target]):
+        raise MlciError(f"--task regression: target {req.target!r} holds labels "
+                        f"({df[req.target].dtype}), not numbers")
     root = req.config_path.parent
     new_config = not req.config_path.exists()
-    done: list[str] = []
+    done: list[str] = [f"task: {task} (--task)" if req.task else
+                       f"task: {task}: {reason} (override with --task)"]
     train_df, train_path, golden_path = df, req.data, req.golden
     if new_config and req.golden is None:
         if len(df) < MIN_ROWS:
@@ -146,6 +152,12 @@ def initialise(req: InitRequest) -> list[str]:
             model=model_section(train_df, req.target, task)))
         done.append(f"wrote {req.config_path} ({task})")
     return done
+
+
+def _numbers(y: pd.Series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
 
 
 def config_text(**v: Any) -> str:
