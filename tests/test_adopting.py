@@ -4,6 +4,7 @@ task, class balance and golden set, each from `mlci init` to a passing code trig
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
@@ -216,3 +217,67 @@ def test_an_integer_score_becomes_a_regression_and_task_overrides_it(tmp_path: P
     r = mlci(other, "init", "--profile", "data/table.csv", "--target", "quality", "--task",
              "sideways", "--force")
     assert r.code == 2 and "sideways" in r.err
+
+
+def test_positive_class_metrics_match_sklearn_and_resample() -> None:
+    from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score
+
+    from mlci.stats import metrics as M
+
+    rng = np.random.default_rng(1)
+    n = 400
+    y = (rng.random(n) < 0.15).astype(int)
+    score = np.clip(0.3 * y + rng.random(n) * 0.7, 0, 1).round(2)  # ties on purpose
+    pred = (score > 0.5).astype(int)
+    pr = M.Predictions(y, pred, np.c_[1 - score, score], [0, 1],
+                       positive=M.positive_index([0, 1], y))
+    got = M.metrics_of("classification", pr)
+    assert got["precision"] == pytest.approx(precision_score(y, pred))
+    assert got["recall"] == pytest.approx(recall_score(y, pred))
+    assert got["f1"] == pytest.approx(f1_score(y, pred))
+    assert got["average_precision"] == pytest.approx(average_precision_score(y, score))
+    # the bootstrap resamples them like every other metric: a candidate against itself
+    ci = M.paired_bootstrap("classification", pr, pr, 200, 0.95)
+    assert ci["f1"] == (0.0, 0.0) and ci["average_precision"] == (0.0, 0.0)
+    # the positive class: configured, else True/1, else the rarer one
+    assert M.positive_index(["No", "Yes"], np.array([0, 0, 0, 1])) == 1
+    assert M.positive_index(["No", "Yes"], np.array([1, 1, 1, 0])) == 0
+    assert M.positive_index(["No", "Yes"], np.array([1, 1, 1, 0]), "Yes") == 1
+    assert M.positive_index(["a", "b", "c"], np.array([0, 1, 2])) is None
+    with pytest.raises(ValueError, match="positive_label 'Maybe'"):
+        M.positive_index(["No", "Yes"], np.array([0, 1]), "Maybe")
+
+
+def test_an_imbalanced_target_is_gated_on_the_f1_of_its_rare_class(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", binary_table(n=400, positive_share=0.15, seed=3))
+    r = mlci(root, "init", "--profile", "data/table.csv", "--target", "y")
+    assert r.code == 0, r.err
+    text = (root / "mlci.yaml").read_text()
+    assert 'positive_label: "Yes"' in text and "min: {f1: 0." in text
+    r = mlci(root, "run")
+    assert r.code == 0, r.out + r.err
+    ev = evaluation(root)
+    assert ev["positive_label"] == "Yes"
+    yes = next(row for row in ev["per_class"] if row["class"] == "Yes")
+    assert ev["metrics"]["f1"] == pytest.approx(yes["f1"], abs=1e-4)
+    assert [c["metric"] for c in ev["checks"] if c["kind"] == "floor"] == ["f1"]
+    report = (root / ".mlci/report.md").read_text()
+    assert "<details open><summary>Per-class metrics" in report and "| Yes (positive) |" in report
+    # a floor the model cannot reach fails the gate on f1, not on accuracy
+    (root / "mlci.yaml").write_text(re.sub(r"min: \{f1: [0-9.]+\}",
+                                           "min: {accuracy: 0.5, f1: 0.99}", text))
+    r = mlci(root, "evaluate")
+    assert r.code == 1 and "f1 >= 0.99" in evaluation(root)["failed"]
+
+
+def test_positive_label_errors_are_config_errors(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", binary_table(n=100))
+    assert mlci(root, "init", "--profile", "data/table.csv", "--target", "y").code == 0
+    text = (root / "mlci.yaml").read_text()
+    (root / "mlci.yaml").write_text(text.replace('  target: "y"\n',
+                                                 '  target: "y"\n  positive_label: Maybe\n'))
+    r = mlci(root, "train", "--skip-validation")
+    assert r.code == 2 and "data.positive_label 'Maybe' is not a value of 'y'" in r.err
+    (root / "mlci.yaml").write_text(text.replace("min: {accuracy:", "min: {f2:"))
+    r = mlci(root, "train", "--skip-validation")
+    assert r.code == 2 and "unknown metric 'f2'" in r.err

@@ -28,7 +28,10 @@ LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 CLASSIFICATION_METRICS = (
     "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
     "log_loss", "roc_auc",
+    # of the positive class (data.positive_label; with two classes, inferred when unset)
+    "precision", "recall", "f1", "average_precision",
 )
+POSITIVE_METRICS = frozenset({"precision", "recall", "f1", "average_precision"})
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 KNOWN_METRICS = frozenset(CLASSIFICATION_METRICS + REGRESSION_METRICS)
 
@@ -81,6 +84,10 @@ class DataConfig(_Strict):
         default_factory=list, description="Columns one-hot encoded even when they hold numbers."
     )
     csv: CsvOptions = Field(default_factory=lambda: CsvOptions())
+    positive_label: bool | int | float | str | None = Field(
+        default=None, description="The class precision, recall, f1 and average_precision "
+                                  "are about; default with two classes: True or 1 when "
+                                  "present, else the rarer class on the golden set.")
 
 
 class ModelConfig(_Strict):

@@ -322,6 +322,8 @@ def resolve(cfg: Config, with_data: bool = True) -> None:
             if metric not in known:
                 raise MlciError(f"{cfg.path}: gate.{section}.{metric}: a {cfg.task} model is "
                                 f"not scored by {metric} (use {', '.join(known)})")
+    if cfg.task == "classification" and y is not None:
+        _check_positive(cfg, y)
     if cfg.task == "regression" and y is not None and target_task(y) == "classification" \
             and not _numeric(y):
         raise MlciError(f"{cfg.path}: data.target {cfg.data.target!r} holds labels "
@@ -332,3 +334,20 @@ def _numeric(y: pd.Series) -> bool:
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+
+
+def _check_positive(cfg: Config, y: pd.Series) -> None:
+    """data.positive_label names a class; a positive-class gate metric needs one to exist."""
+    from mlci.config import POSITIVE_METRICS
+
+    labels = y.dropna().unique().tolist()
+    want = cfg.data.positive_label
+    if want is not None and not any(v == want or str(v) == str(want) for v in labels):
+        shown = ", ".join(map(str, sorted(labels, key=str)[:10]))
+        raise MlciError(f"{cfg.path}: data.positive_label {want!r} is not a value of "
+                        f"{cfg.data.target!r} ({shown})")
+    used = sorted(m for section in (cfg.gate.min, cfg.gate.max, cfg.gate.max_regression)
+                  for m in section if m in POSITIVE_METRICS)
+    if used and want is None and len(labels) > 2:
+        raise MlciError(f"{cfg.path}: gate: {used[0]} is about one class; with "
+                        f"{len(labels)} classes set data.positive_label")

@@ -31,6 +31,31 @@ gate:
   min: {{accuracy: {floor}}}
   max_regression: {{accuracy: 0.02}}
 """
+# a binary target whose rarer class is below this share is gated on that class's F1 (the
+# template's first line ends the data section: config_text writes it right after data.csv)
+IMBALANCED = 0.35
+IMBALANCED_CLASSIFIER = """\
+  positive_label: {label}
+model:
+  estimator: sklearn.ensemble.RandomForestClassifier
+  params: {{n_estimators: 200, random_state: 0, class_weight: balanced}}
+gate:
+  # {share} of the rows are {label}: accuracy would pass a model that never predicts it, so
+  # the gate is on the F1 of {label}. Floor: the F1 of always predicting {label} (2p/(1+p));
+  # raise it to what you need
+  min: {{f1: {floor}}}
+  max_regression: {{f1: 0.02}}
+"""
+SKEWED_CLASSIFIER = """\
+model:
+  estimator: sklearn.ensemble.RandomForestClassifier
+  params: {{n_estimators: 200, random_state: 0, class_weight: balanced}}
+gate:
+  # one class holds half the rows or more: balanced accuracy (mean recall of the {k}
+  # classes) instead of accuracy. Floor: 1/{k}, what guessing scores; raise it
+  min: {{balanced_accuracy: {floor}}}
+  max_regression: {{balanced_accuracy: 0.02}}
+"""
 REGRESSOR = """\
 task: regression
 model:
@@ -91,11 +116,22 @@ def _write_table(df: pd.DataFrame, path: Path, sep: str) -> None:
 
 
 def model_section(df: pd.DataFrame, target: str, task: str) -> str:
+    """The model and a gate that fits the target: see the templates' comments."""
+    import json
+
     if task == "regression":
         std = float(df[target].std()) or 1.0
         return REGRESSOR.format(mae=float(f"{0.05 * std:.3g}"))
-    majority = float(df[target].value_counts(normalize=True).iloc[0])
-    return CLASSIFIER.format(floor=int(majority * 100) / 100)
+    shares = df[target].value_counts(normalize=True)
+    if len(shares) == 2 and shares.iloc[-1] < IMBALANCED:
+        p = float(shares.iloc[-1])
+        label = shares.index[-1]
+        label = label.item() if hasattr(label, "item") else label
+        return IMBALANCED_CLASSIFIER.format(
+            label=json.dumps(label), share=f"{p:.0%}", floor=int(2 * p / (1 + p) * 100) / 100)
+    if len(shares) > 2 and shares.iloc[0] >= 0.5:
+        return SKEWED_CLASSIFIER.format(k=len(shares), floor=int(100 / len(shares)) / 100)
+    return CLASSIFIER.format(floor=int(float(shares.iloc[0]) * 100) / 100)
 
 
 def initialise(req: InitRequest) -> list[str]:
