@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -281,3 +282,44 @@ def test_positive_label_errors_are_config_errors(tmp_path: Path) -> None:
     (root / "mlci.yaml").write_text(text.replace("min: {accuracy:", "min: {f2:"))
     r = mlci(root, "train", "--skip-validation")
     assert r.code == 2 and "unknown metric 'f2'" in r.err
+
+
+def test_init_keeps_identical_rows_on_one_side_of_the_split() -> None:
+    from mlci.data.leakage import overlap
+    from mlci.data.starter import split
+
+    df = quality_table(200)
+    df = pd.concat([df, df.sample(80, random_state=1)], ignore_index=True)  # 80 repeats
+    train, golden = split(df, "quality", "regression", 0.25, 0)
+    assert len(train) + len(golden) == len(df)
+    assert overlap(train, golden).rows == 0
+    assert 0.15 < len(golden) / len(df) < 0.35
+
+
+def test_golden_rows_in_training_fail_validation_and_a_data_update(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", binary_table(n=200))
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=root, check=True)
+    assert mlci(root, "init", "--profile", "data/table.csv", "--target", "y").code == 0
+    assert mlci(root, "validate").code == 0
+    report = json.loads((root / ".mlci/validation.json").read_text())
+    leak = report["datasets"]["golden"]["leakage"]
+    assert leak == {"rows": 0, "share": 0.0, "allowed": 0.01}
+
+    # a data update fed the golden file is refused, and training data stays as it was
+    train_before = (root / "data/table-train.csv").read_bytes()
+    r = mlci(root, "data", "update", "--source", "data/table-golden.csv", "--no-push")
+    assert r.code == 1, r.out + r.err
+    assert "rows (100.0%) identical to rows of the golden set" in r.err
+    assert (root / "data/table-train.csv").read_bytes() == train_before
+
+    # golden rows copied into training by hand: validate names the leak and fails
+    train = pd.read_csv(root / "data/table-train.csv")
+    golden = pd.read_csv(root / "data/table-golden.csv")
+    pd.concat([train, golden.head(5)]).to_csv(root / "data/table-train.csv", index=False)
+    r = mlci(root, "validate")
+    assert r.code == 1
+    assert f"5 of {len(golden)} golden rows (12.5%) are identical to training rows" in r.out
+    # a project that accepts some overlap says so in its config
+    with (root / "mlci.yaml").open("a") as fh:
+        fh.write("validation: {max_golden_overlap: 0.2}\n")
+    assert mlci(root, "validate").code == 0

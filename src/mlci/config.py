@@ -153,6 +153,11 @@ class GateConfig(_Strict):
 class ValidationConfig(_Strict):
     block_training: bool = Field(default=True, description="Refuse to train on invalid data.")
     max_examples: int = Field(default=5, ge=0, le=100)
+    max_golden_overlap: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Largest share of golden rows identical to training rows (a leak: the "
+                    "model is scored on rows it trained on); above it validation fails. "
+                    "Also the largest share of a data update's rows that may equal golden rows.")
 
 
 class ReportConfig(_Strict):

@@ -90,16 +90,24 @@ def _rel(p: Path, base: Path) -> str:
 
 def split(df: pd.DataFrame, target: str, task: str, share: float,
           seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Train and golden rows; identical rows stay on one side (a golden row that is also a
+    training row is a leak), so the split is drawn over distinct rows."""
     from sklearn.model_selection import train_test_split
 
-    y = df[target]
+    from mlci.data.leakage import split_keys
+
+    keys = split_keys(df)
+    distinct = df[~keys.duplicated()]
+    y = distinct[target]
     stratify = None
     if task == "classification":
         counts = y.value_counts()
-        if counts.min() >= 2 and len(counts) <= share * len(df):
+        if counts.min() >= 2 and len(counts) <= share * len(distinct):
             stratify = y
-    train, golden = train_test_split(df, test_size=share, random_state=seed, stratify=stratify)
-    return train.sort_index(), golden.sort_index()
+    _, golden = train_test_split(distinct, test_size=share, random_state=seed,
+                                 stratify=stratify)
+    held_out = keys.isin(set(keys[golden.index].tolist()))
+    return df[~held_out].sort_index(), df[held_out].sort_index()
 
 
 def _write_table(df: pd.DataFrame, path: Path, sep: str) -> None:

@@ -312,6 +312,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
         problems = schema_problems(old, batch)
         if problems:
             raise VerdictFailed(f"new data has a different schema: {'; '.join(problems)}")
+        _refuse_golden_rows(cfg, batch)
         dup_share = float(batch.duplicated().mean())
         record["duplicate_share"] = dup_share
         if dup_share > cfg.data_update.max_duplicate_share:
@@ -397,3 +398,16 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     atomic_write_json(out_dir / "data_update.json", record)
     return record
 
+
+def _refuse_golden_rows(cfg: Config, batch: pd.DataFrame) -> None:
+    """New rows identical to golden rows would put the golden set into training (a leak the
+    gate cannot see): refused above validation.max_golden_overlap of the batch."""
+    from mlci.data import leakage
+
+    golden = read_table(cfg.resolve(cfg.data.golden), cfg.data.golden)
+    o = leakage.overlap(golden, batch)
+    if o.rows and o.share > cfg.validation.max_golden_overlap:
+        raise VerdictFailed(f"new data has {o.rows} of {o.of} rows ({o.share:.1%}) identical "
+                            f"to rows of the golden set {cfg.data.golden}: refused, the golden "
+                            "set must stay out of training (validation.max_golden_overlap "
+                            f"{cfg.validation.max_golden_overlap:.1%})")
