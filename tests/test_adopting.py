@@ -323,3 +323,35 @@ def test_golden_rows_in_training_fail_validation_and_a_data_update(tmp_path: Pat
     with (root / "mlci.yaml").open("a") as fh:
         fh.write("validation: {max_golden_overlap: 0.2}\n")
     assert mlci(root, "validate").code == 0
+
+
+def test_reinit_with_force_starts_over_consistently(tmp_path: Path) -> None:
+    root = project(tmp_path / "p", binary_table(n=200))
+    assert mlci(root, "init", "--profile", "data/table.csv", "--target", "y",
+                "--name", "credit").code == 0
+    v2 = binary_table(n=240, seed=5).assign(x3=np.arange(240) % 7)
+    v2.to_csv(root / "data/v2.csv", index=False)
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    r = mlci(root, "init", "--profile", "data/v2.csv", "--target", "y")
+    assert r.code == 2 and "exists; pass --force" in r.err
+    r = mlci(root, "init", "--profile", "data/v2.csv", "--target", "nope", "--force")
+    assert r.code == 2 and "target column 'nope' is absent" in r.err
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+
+    r = mlci(root, "init", "--profile", "data/v2.csv", "--target", "y", "--force")
+    assert r.code == 0, r.err
+    cfg = (root / "mlci.yaml").read_text()
+    assert 'name: "credit"' in cfg and '"data/v2-train.csv"' in cfg and "table-" not in cfg
+    assert not (root / "data/table-train.csv").exists()
+    assert not (root / "data/table-golden.csv").exists()
+    assert "removed" in r.out
+    suite = json.loads((root / "expectations/train.json").read_text())
+    assert "x3" in json.dumps(suite)
+    assert mlci(root, "validate").code == 0
+
+    # profiling the config's own training file refreshes the suite and keeps the config
+    r = mlci(root, "init", "--profile", "data/v2-train.csv", "--target", "y", "--force")
+    assert r.code == 0 and "kept" in r.out
+    assert (root / "mlci.yaml").read_text() == cfg
+    assert not (root / "data/v2-train-train.csv").exists()

@@ -142,8 +142,44 @@ def model_section(df: pd.DataFrame, target: str, task: str) -> str:
     return CLASSIFIER.format(floor=int(float(shares.iloc[0]) * 100) / 100)
 
 
+def _existing(config_path: Path) -> dict[str, Any]:
+    """What an existing mlci.yaml says (read loosely: re-init must work on a broken one)."""
+    import yaml
+
+    if not config_path.is_file():
+        return {}
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return {}
+    return raw if isinstance(raw, dict) else {}
+
+
+def _data_of(config: dict[str, Any]) -> dict[str, Any]:
+    data = config.get("data")
+    return data if isinstance(data, dict) else {}
+
+
+def _split_files(config_path: Path, old: dict[str, Any]) -> list[Path]:
+    """The old config's train and golden files when they are a split `init` wrote."""
+    data = _data_of(old)
+    files = [config_path.parent / str(data.get(k)) for k in ("train", "golden")
+             if isinstance(data.get(k), str)]
+    if len(files) == 2 and files[0].stem.endswith("-train") and \
+            files[1].stem.endswith("-golden") and \
+            files[0].stem[:-6] == files[1].stem[:-7]:
+        return files
+    return []
+
+
 def initialise(req: InitRequest) -> list[str]:
-    """Write the suite (and, when absent, mlci.yaml and the split); return what was done."""
+    """Write the suite (and, for a new config or a re-init with --force, mlci.yaml and the
+    split); return what was done. Everything is checked before anything is written.
+
+    With an existing mlci.yaml: profiling its own training file refreshes the suite only;
+    profiling other data needs --force and starts over from that data, consistently: a new
+    split, a suite of its columns, mlci.yaml rewritten (its `name` kept) and the old split
+    files removed."""
     from mlci.config import CsvOptions
     from mlci.data.load import read_table
     from mlci.data.profile import profile_suite
@@ -165,10 +201,15 @@ def initialise(req: InitRequest) -> list[str]:
         raise MlciError(f"--task regression: target {req.target!r} holds labels "
                         f"({df[req.target].dtype}), not numbers")
     root = req.config_path.parent
-    new_config = not req.config_path.exists()
+    old = _existing(req.config_path)
+    old_train = _data_of(old).get("train")
+    refresh = isinstance(old_train, str) and \
+        (root / old_train).resolve() == req.data.resolve()
+    new_config = not req.config_path.exists() or (req.force and not refresh)
     done: list[str] = [f"task: {task} (--task)" if req.task else
                        f"task: {task}: {reason} (override with --task)"]
     train_df, train_path, golden_path = df, req.data, req.golden
+    golden_df = None
     if new_config and req.golden is None:
         if len(df) < MIN_ROWS:
             raise MlciError(f"{req.data}: {len(df)} rows are too few to hold out a golden set; "
@@ -180,13 +221,15 @@ def initialise(req: InitRequest) -> list[str]:
             if p.exists() and not req.force:
                 raise MlciError(f"{p}: exists; pass --force to overwrite, or --golden FILE")
         train_df, golden_df = split(df, req.target, task, req.golden_share, req.seed)
+        golden_path = _rel(gpath, root)
+    name = req.name or str(old.get("name") or "") or Path.cwd().name or "model"
+    suite = profile_suite(train_df, req.target, name=name, task=task)
+    # nothing is written before this line: every check above has passed
+    if golden_df is not None:
         _write_table(train_df, train_path, req.sep)
         _write_table(golden_df, gpath, req.sep)
-        golden_path = _rel(gpath, root)
         done.append(f"wrote {train_path} ({len(train_df)} rows) and {gpath} "
                     f"({len(golden_df)} rows, held out with seed {req.seed})")
-    name = req.name or Path.cwd().name or "model"
-    suite = profile_suite(train_df, req.target, name=name, task=task)
     atomic_write_json(req.suite, suite)
     done.append(f"wrote {req.suite} ({len(suite['expectations'])} expectations)")
     if new_config:
@@ -195,6 +238,14 @@ def initialise(req: InitRequest) -> list[str]:
             target=req.target, suite=_rel(req.suite, root), sep=req.sep,
             model=model_section(train_df, req.target, task)))
         done.append(f"wrote {req.config_path} ({task})")
+        kept = {train_path.resolve(), req.data.resolve()} | (
+            {(root / golden_path).resolve()} if golden_path else set())
+        for stale in _split_files(req.config_path, old):
+            if stale.resolve() not in kept and stale.is_file():
+                stale.unlink()
+                done.append(f"removed {stale} (the previous split)")
+    elif old:
+        done.append(f"kept {req.config_path} (its training file is the profiled data)")
     return done
 
 
