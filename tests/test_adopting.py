@@ -355,3 +355,75 @@ def test_reinit_with_force_starts_over_consistently(tmp_path: Path) -> None:
     assert r.code == 0 and "kept" in r.out
     assert (root / "mlci.yaml").read_text() == cfg
     assert not (root / "data/v2-train-train.csv").exists()
+
+
+@pytest.mark.e2e  # builds a venv (seeded from this one: no download)
+def test_install_puts_the_projects_requirements_in_the_sealed_venv(tmp_path: Path) -> None:
+    import os
+    import shutil
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    checkout = tmp_path / "mlci-actions"
+    shutil.copytree(repo, checkout, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".mlci", "__pycache__", "*.egg-info", "build", "examples", "tests",
+        "bench", ".ruff_cache", ".pytest_cache"))
+    user = tmp_path / "user"
+    user.mkdir()
+    (user / "requirements.txt").write_text("lightgbm\n")
+    (user / "pyproject.toml").write_text(
+        '[project]\nname = "credit"\nversion = "0"\ndependencies = []\n'
+        '[project.optional-dependencies]\ntrain = ["lightgbm"]\n')
+    venv = tmp_path / "venv"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("MLCI_", "GITHUB_"))}
+    env = {**base, "MLCI_ACTION_VENV": str(venv), "MLCI_ACTION_SEED_VENV": sys.prefix,
+           "MLCI_ACTION_PYTHON": sys.executable}
+    script = str(checkout / "scripts/install.sh")
+
+    def install(*args: str, requirements: str | None = None) -> subprocess.CompletedProcess:
+        extra = {"MLCI_ACTION_REQUIREMENTS": requirements} if requirements else {}
+        return subprocess.run(["bash", script, *args], cwd=user, env={**env, **extra},
+                              capture_output=True, text=True, timeout=600)
+
+    ids = {spec: install("--version", requirements=spec).stdout.strip()
+           for spec in ("requirements.txt", "pyproject.toml[train]")}
+    plain = install("--version").stdout.strip()
+    assert len({plain, *ids.values()}) == 3 and all(i.startswith(plain + "+req-")
+                                                    for i in ids.values())
+    bad = install("--version", requirements="pyproject.toml[gpu]")
+    assert bad.returncode == 0  # the digest needs the file only; the extra is read at install
+    p = install(requirements="pyproject.toml[gpu]")
+    assert p.returncode == 2
+    assert "no optional-dependencies extra 'gpu' (has: train)" in p.stderr
+
+    p = install(requirements="pyproject.toml[train]")
+    assert p.returncode == 0, p.stderr
+    assert "installing the project's requirements (pyproject.toml[train])" in p.stderr
+    assert (venv / ".mlci-build").read_text().strip() == ids["pyproject.toml[train]"]
+    # a later action that names no requirements keeps the venv, and its seal, as built
+    again = install()
+    assert again.returncode == 0 and "already installed" in again.stderr, again.stderr
+    py = again.stdout.strip()
+    assert subprocess.run([py, "-c", "import lightgbm"], capture_output=True).returncode == 0
+
+
+def test_the_logged_model_requires_the_packages_its_pickle_imports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """lightgbm is no dependency of mlci: the model's requirements must name it."""
+    from importlib.metadata import version
+
+    from mlci.registry import models
+
+    root = project(tmp_path / "p", binary_table(n=120))
+    assert mlci(root, "init", "--profile", "data/table.csv", "--target", "y").code == 0
+    set_model(root, "model:\n  estimator: lightgbm.LGBMClassifier\n"
+                    "  params: {n_estimators: 10, verbose: -1}\n")
+    r = mlci(root, "train", "--skip-validation")
+    assert r.code == 0, r.out + r.err
+    run = json.loads((root / ".mlci/run.json").read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", run["tracking_uri"])
+    folder = models.download(run["artifact_uri"], tmp_path / "dl")
+    reqs = (folder / "requirements.txt").read_text().split()
+    assert f"lightgbm=={version('lightgbm')}" in reqs
+    assert f"scikit-learn=={version('scikit-learn')}" in reqs
+    assert not any(r.startswith("mlci") for r in reqs)

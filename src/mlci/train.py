@@ -156,12 +156,17 @@ def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
     return {k: str(v)[:500] for k, v in params.items()}
 
 
-def _pip_requirements() -> list[str]:
-    """Explicit requirements: inferring them costs seconds in a subprocess."""
+def _pip_requirements(est: Any = None) -> list[str]:
+    """Explicit requirements: scikit-learn's stack and the distribution of every module the
+    model's pickle refers to (xgboost, lightgbm, imbalanced-learn...), read from the pickle
+    itself in milliseconds (MLflow's inference costs seconds in a subprocess)."""
     from importlib.metadata import version
 
     reqs = []
-    for dist in ("scikit-learn", "numpy", "pandas", "cloudpickle"):
+    dists = ["scikit-learn", "numpy", "pandas", "cloudpickle"]
+    if est is not None:
+        dists += [d for d in modelspec.pickled_distributions(est) if d not in dists]
+    for dist in dists:
         try:
             reqs.append(f"{dist}=={version(dist)}")
         except Exception:  # noqa: BLE001
@@ -319,7 +324,7 @@ def _log_model(est: Any, x):
     from mlci.data import preprocess
     from mlci.registry import models
 
-    return models.log(est, x, _pip_requirements(), pickle_by_value=(preprocess,))
+    return models.log(est, x, _pip_requirements(est), pickle_by_value=(preprocess,))
 
 
 def _register(client, cfg: Config, info, run_id: str, version_tags: dict[str, str]) -> str:
