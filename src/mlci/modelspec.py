@@ -157,9 +157,9 @@ def pickled_distributions(obj: Any) -> list[str]:
         if op.name == "MEMOIZE":
             memo[len(memo)] = pushed[-1]
         elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg)] = pushed[-1]
+            memo[int(arg or 0)] = pushed[-1]
         elif op.name in ("GET", "BINGET", "LONG_BINGET"):
-            pushed.append(memo.get(int(arg)))
+            pushed.append(memo.get(int(arg or 0)))
         elif op.name.endswith("UNICODE") or op.name.endswith("STRING"):
             pushed.append(arg)
         elif op.stack_after and op.name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
