@@ -427,3 +427,91 @@ def test_the_logged_model_requires_the_packages_its_pickle_imports(
     assert f"lightgbm=={version('lightgbm')}" in reqs
     assert f"scikit-learn=={version('scikit-learn')}" in reqs
     assert not any(r.startswith("mlci") for r in reqs)
+
+
+PIPELINE = """\
+# the project's own pipeline: mlci must leave this text as it is
+stages:
+  prepare:   # split the raw extract
+    cmd: {python} prepare.py
+    deps:
+      - prepare.py
+      - data/raw.csv
+    outs:
+      - data/train.csv
+      - data/golden.csv
+  featurize:
+    cmd: {python} -c "print('features')"
+    deps: [data/train.csv]
+"""
+PREPARE = """
+import pandas as pd
+
+df = pd.read_csv("data/raw.csv")
+df.iloc[: int(len(df) * 0.8)].to_csv("data/train.csv", index=False)
+df.iloc[int(len(df) * 0.8):].to_csv("data/golden.csv", index=False)
+"""
+
+
+@pytest.mark.e2e  # runs dvc
+def test_an_existing_dvc_pipeline_is_extended_pulled_and_kept(tmp_path: Path) -> None:
+    import sys
+
+    dvc = str(Path(sys.executable).with_name("dvc"))
+    env_path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True,
+                              env={"PATH": env_path, "HOME": str(tmp_path)})
+
+    root = tmp_path / "credit"
+    root.mkdir()
+    binary_table(n=200).to_csv(root / "data.csv", index=False)
+    (root / "data").mkdir()
+    (root / "data.csv").rename(root / "data/raw.csv")
+    (root / "prepare.py").write_text(PREPARE)
+    pipeline = PIPELINE.format(python=sys.executable)
+    (root / "dvc.yaml").write_text(pipeline)
+    run("git", "init", "-q", "-b", "main")
+    run(dvc, "init", "-q")
+    run(dvc, "remote", "add", "-d", "team", str(tmp_path / "team-remote"))
+    run(dvc, "repro", "-q")
+    run(dvc, "push", "-q")
+
+    r = mlci(root, "init", "--profile", "data/train.csv", "--target", "y", "--golden",
+             "data/golden.csv", "--dvc-pipeline")
+    assert r.code == 0, r.out + r.err
+    assert "added stages validate, train, evaluate to" in r.out
+    text = (root / "dvc.yaml").read_text()
+    assert text.startswith(pipeline)  # the project's stages, comments and order untouched
+    import yaml
+
+    stages = yaml.safe_load(text)["stages"]
+    assert list(stages) == ["prepare", "featurize", "validate", "train", "evaluate"]
+    # again: mlci's own stages need --force, and are then rewritten in place, once
+    before = (root / "dvc.yaml").read_text()
+    r = mlci(root, "init", "--dvc-pipeline")
+    assert r.code == 2 and "already has mlci's stage 'validate'" in r.err
+    assert (root / "dvc.yaml").read_text() == before
+    assert mlci(root, "init", "--dvc-pipeline", "--force").code == 0
+    assert (root / "dvc.yaml").read_text() == before
+
+    # a fresh checkout: the stage outputs are absent, and dvc.lock says how to pull them
+    (root / "data/train.csv").unlink()
+    (root / "data/golden.csv").unlink()
+    r = mlci(root, "validate")
+    assert r.code == 0, r.out + r.err
+    assert (root / "data/train.csv").is_file() and (root / "data/golden.csv").is_file()
+
+    # data init: stage outputs stay the pipeline's, and the team's default remote stays
+    r = mlci(root, "data", "init", "--remote", str(tmp_path / "other"), "--remote-name",
+             "mine", "--no-push")
+    assert r.code == 0, r.out + r.err
+    assert "output of DVC stage 'prepare'" in r.out
+    assert run(dvc, "remote", "default").stdout.strip() == "team"
+    assert not (root / "data/train.csv.dvc").exists()
+
+    # a data update of a stage's output is refused with the reason, nothing written
+    r = mlci(root, "data", "update", "--source", "data/raw.csv", "--no-push")
+    assert r.code == 2
+    assert "is the output of DVC stage 'prepare'" in r.err and "data/raw.csv" in r.err

@@ -128,52 +128,6 @@ def import_project(root: Path) -> None:
             sys.path.insert(0, str(folder))
 
 
-def pickled_distributions(obj: Any) -> list[str]:
-    """The installed distributions whose modules unpickling `obj` imports: what a model
-    logged with it needs wherever it is served (the project's own package and mlci, which
-    travels by value, are not distributions on an index and are left out)."""
-    import pickletools
-    from importlib.metadata import packages_distributions
-
-    import cloudpickle
-
-    from mlci.data import preprocess
-
-    cloudpickle.register_pickle_by_value(preprocess)  # as it is logged
-    try:
-        data = cloudpickle.dumps(obj)
-    except Exception:  # noqa: BLE001 - an object that does not pickle fails when logged
-        return []
-    finally:
-        cloudpickle.unregister_pickle_by_value(preprocess)
-    modules: set[str] = set()
-    pushed: list[Any] = [None, None]   # the last two values pushed (STACK_GLOBAL's operands)
-    memo: dict[int, Any] = {}
-    for op, arg, _ in pickletools.genops(data):
-        if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
-            modules.add(arg.split(" ", 1)[0].split(".", 1)[0])
-        elif op.name == "STACK_GLOBAL" and isinstance(pushed[-2], str):
-            modules.add(pushed[-2].split(".", 1)[0])
-        if op.name == "MEMOIZE":
-            memo[len(memo)] = pushed[-1]
-        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
-            memo[int(arg or 0)] = pushed[-1]
-        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
-            pushed.append(memo.get(int(arg or 0)))
-        elif op.name.endswith("UNICODE") or op.name.endswith("STRING"):
-            pushed.append(arg)
-        elif op.stack_after and op.name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
-            pushed.append(None)
-        del pushed[:-2]
-    owners = packages_distributions()
-    dists: list[str] = []
-    for module in sorted(modules - set(sys.stdlib_module_names) - {"mlci"}):
-        for dist in owners.get(module, []):
-            if dist not in dists:
-                dists.append(dist)
-    return dists
-
-
 # -- estimator and entrypoint ----------------------------------------------------------------
 
 def import_object(spec: str, root: Path, what: str) -> Any:

@@ -298,6 +298,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
         atomic_write_json(out_dir / "data_update.json", record)
 
     try:
+        _refuse_stage_output(cfg, train_path)
         with steps.step("fetch"):
             incoming = fetch(source, out_dir / "incoming", fetch_policy(cfg))
         digest = "sha256:" + sha256_file(incoming)
@@ -411,3 +412,16 @@ def _refuse_golden_rows(cfg: Config, batch: pd.DataFrame) -> None:
                             f"to rows of the golden set {cfg.data.golden}: refused, the golden "
                             "set must stay out of training (validation.max_golden_overlap "
                             f"{cfg.validation.max_golden_overlap:.1%})")
+
+
+def _refuse_stage_output(cfg: Config, train_path: Path) -> None:
+    """A training file that a DVC stage writes would be overwritten by the next `dvc repro`:
+    the update belongs in the stage's input."""
+    from mlci.data.dvc_stages import producer
+
+    st = producer(train_path, cfg.root)
+    if st is not None:
+        deps = ", ".join(st.deps[:5]) or "its deps"
+        raise MlciError(f"data.train {cfg.data.train} is the output of DVC stage {st.name!r} "
+                        f"({st.file.name}): the next dvc repro would overwrite an update; "
+                        f"update the stage's input ({deps}) and run dvc repro")
