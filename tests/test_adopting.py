@@ -515,3 +515,14 @@ def test_an_existing_dvc_pipeline_is_extended_pulled_and_kept(tmp_path: Path) ->
     r = mlci(root, "data", "update", "--source", "data/raw.csv", "--no-push")
     assert r.code == 2
     assert "is the output of DVC stage 'prepare'" in r.err and "data/raw.csv" in r.err
+
+
+def test_the_one_step_action_passes_no_docs_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlci.gha.actions import ACTIONS
+
+    monkeypatch.delenv("MLCI_NO_DOCS", raising=False)
+    assert "--no-docs" not in ACTIONS["run"].argv()
+    monkeypatch.setenv("MLCI_NO_DOCS", "true")
+    assert "--no-docs" in ACTIONS["run"].argv()
+    monkeypatch.setenv("MLCI_NO_DOCS", "false")
+    assert "--no-docs" not in ACTIONS["run"].argv()
