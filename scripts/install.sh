@@ -31,6 +31,12 @@
 #                          installed with the pinned versions of scripts/constraints.txt
 #   MLCI_ACTION_MANIFEST   the manifest the venv must have (e.g. the setup action's output)
 #   MLCI_ACTION_SEAL_DIR   where this job's seal is kept (default: $RUNNER_TEMP/mlci-seal)
+#   MLCI_ACTION_REQUIREMENTS  the project's own dependencies: a requirements file, or
+#                          pyproject.toml / pyproject.toml[extra,...] (its [project] dependencies
+#                          and those extras), relative to the working directory. Installed
+#                          before the seal is written; their digest is part of the build id
+#                          (and so of the cache key). Unset in a later step: the venv is reused
+#                          with what it holds.
 #   MLCI_ACTION_SEED_VENV  for tests and local runs only: an existing venv whose packages satisfy
 #                          the dependencies; mlci itself is still built and installed from this
 #                          checkout, the dependencies are linked instead of downloaded.
@@ -63,6 +69,30 @@ build_id() {
   echo "${version}-${digest}"
 }
 
+# -- the project's requirements (docs/adopting.md) --
+req_spec="${MLCI_ACTION_REQUIREMENTS:-}"
+
+requirements_id() {
+  [ -n "$req_spec" ] || return 0
+  local file="${req_spec%%\[*}"
+  if [ ! -f "$file" ]; then
+    echo "install.sh: error: requirements: $file: file not found" >&2
+    return 2
+  fi
+  echo "+req-$({ printf '%s\n' "$req_spec"; cat "$file"; } | sha256sum | cut -c1-12)"
+}
+
+install_requirements() {
+  [ -n "$req_spec" ] || return 0
+  local list
+  list="$(mktemp)"
+  "$venv/bin/python" "$root/scripts/requirements.py" "$req_spec" > "$list" || { rm -f "$list"; exit 2; }
+  echo "installing the project's requirements ($req_spec) into the mlci venv" >&2
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+    -c "$root/scripts/constraints.txt" -r "$list" >&2 || { rm -f "$list"; exit 2; }
+  rm -f "$list"
+}
+
 venv="${MLCI_ACTION_VENV:-${RUNNER_TEMP:-${TMPDIR:-/tmp}}/mlci-venv}"
 stamp="$venv/.mlci-build"
 cached="$venv/.mlci-manifest"  # recorded at install; travels with the cache
@@ -82,7 +112,7 @@ manifest() {
 }
 
 case "${1:-}" in
-  --version) build_id; exit 0 ;;
+  --version) rid="$(requirements_id)"; echo "$(build_id)$rid"; exit 0 ;;
   --find-python) find_python || true; exit 0 ;;
   --venv) echo "$venv"; exit 0 ;;
   --manifest) [ -f "$stamp" ] && manifest; exit 0 ;;
@@ -90,7 +120,7 @@ case "${1:-}" in
   *) echo "install.sh: error: unknown argument: $1" >&2; exit 2 ;;
 esac
 
-want="$(build_id)"
+want="$(build_id)$(requirements_id)"
 read -r -a extras <<< "${MLCI_ACTION_EXTRAS:-}"
 
 missing_extras() {
@@ -130,6 +160,10 @@ install_extras() {
   seal
 }
 
+# a step that names no requirements reuses a venv built with some (the setup step's)
+if [ -z "$req_spec" ] && [ -f "$stamp" ] && [[ "$(cat "$stamp")" == "$want+req-"* ]]; then
+  want="$(cat "$stamp")"
+fi
 # what the venv must match: a pinned manifest, else this job's seal, else (the first
 # install of the job, e.g. just restored from the cache) the one recorded at install time
 expected="${MLCI_ACTION_MANIFEST:-}"
@@ -170,6 +204,7 @@ else
 fi
 echo "$want" > "$stamp"
 install_extras
+install_requirements
 # the empty tracking store every new store copies, built now so that no later step writes
 # into the sealed venv
 "$venv/bin/python" -c 'from mlci.registry.tracking import ensure_template; ensure_template()' >&2

@@ -28,7 +28,10 @@ LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
 CLASSIFICATION_METRICS = (
     "accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro",
     "log_loss", "roc_auc",
+    # of the positive class (data.positive_label; with two classes, inferred when unset)
+    "precision", "recall", "f1", "average_precision",
 )
+POSITIVE_METRICS = frozenset({"precision", "recall", "f1", "average_precision"})
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 KNOWN_METRICS = frozenset(CLASSIFICATION_METRICS + REGRESSION_METRICS)
 
@@ -81,6 +84,10 @@ class DataConfig(_Strict):
         default_factory=list, description="Columns one-hot encoded even when they hold numbers."
     )
     csv: CsvOptions = Field(default_factory=lambda: CsvOptions())
+    positive_label: bool | int | float | str | None = Field(
+        default=None, description="The class precision, recall, f1 and average_precision "
+                                  "are about; default with two classes: True or 1 when "
+                                  "present, else the rarer class on the golden set.")
 
 
 class ModelConfig(_Strict):
@@ -146,6 +153,11 @@ class GateConfig(_Strict):
 class ValidationConfig(_Strict):
     block_training: bool = Field(default=True, description="Refuse to train on invalid data.")
     max_examples: int = Field(default=5, ge=0, le=100)
+    max_golden_overlap: float = Field(
+        default=0.01, ge=0, le=1,
+        description="Largest share of golden rows identical to training rows (a leak: the "
+                    "model is scored on rows it trained on); above it validation fails. "
+                    "Also the largest share of a data update's rows that may equal golden rows.")
 
 
 class ReportConfig(_Strict):
@@ -314,8 +326,9 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True,
                 continue  # absent suite is reported by `mlci validate` with a hint to run init
             if not f.is_file():
                 raise MlciError(f"{p}: data.{key}: file not found: {getattr(cfg.data, key)}")
-    if resolve:
-        from mlci import modelspec
+    from mlci import modelspec
 
+    modelspec.import_project(cfg.root)
+    if resolve:
         modelspec.resolve(cfg, with_data=check_files)
     return cfg

@@ -247,10 +247,25 @@ def score(cfg: Config, model, golden, y, classes: list[Any] | None = None) -> Pr
 
     x = model.frame(golden.drop(columns=[cfg.data.target], errors="ignore"), cfg.data.golden)
     try:
-        return M.predict(cfg.task, model.estimator, x, y, classes)
+        pr = M.predict(cfg.task, model.estimator, x, y, classes)
     except Exception as exc:
         raise MlciError(f"{model.uri} cannot score {cfg.data.golden}: {_first_line(exc)}") \
             from None
+    return with_positive(cfg, pr)
+
+
+def with_positive(cfg: Config, pr: Predictions) -> Predictions:
+    """Mark the positive class (data.positive_label, or inferred for two classes), so the
+    positive-class metrics are computed."""
+    from mlci.stats import metrics as M
+
+    if cfg.task != "classification" or not pr.classes:
+        return pr
+    try:
+        pr.positive = M.positive_index(pr.classes, pr.y_true, cfg.data.positive_label)
+    except ValueError as exc:
+        raise MlciError(f"{cfg.path}: data.{exc}") from None
+    return pr
 
 
 def write_plots(cfg: Config, run: RunRecord, cand: Predictions,
@@ -328,6 +343,7 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
         if base["same_rows"]:
             y_true = cand.y_true if cfg.task == "classification" else np.asarray(y, dtype=float)
             champ_pr = M.from_json(rec["predictions"], y_true)
+            champ_pr.positive = cand.positive
             if cfg.task == "classification" and rec["predictions"].get("classes") != cand.classes:
                 notes.append("baseline classes differ; compared on metrics only")
                 champ_pr = None
@@ -362,6 +378,8 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
         "failed": [c["check"] for c in failed],
         "notes": notes,
         "per_class": M.per_class(cand) if cfg.task == "classification" else None,
+        "positive_label": (M._jsonable(cand.classes[cand.positive])
+                           if cand.classes and cand.positive is not None else None),
         "confusion_matrix": M.confusion(cand).tolist() if cfg.task == "classification" else None,
         "classes": [M._jsonable(c) for c in cand.classes] if cand.classes else None,
         "plots": plots,

@@ -102,6 +102,32 @@ def resolve_params(cfg: Config) -> tuple[dict[str, Any], dict[str, str]]:
     return out, refs
 
 
+# -- the project's own code -----------------------------------------------------------------
+
+def project_paths(root: Path) -> list[Path]:
+    """Where the project's own modules live: the config's folder and the repository root
+    (what `python -m` puts first), each with its `src/` layout folder when it has one."""
+    here = root.resolve()
+    repo = next((f for f in (here, *here.parents) if (f / ".git").exists()), None)
+    out: list[Path] = []
+    for base in (here, repo):
+        if base is None:
+            continue
+        for folder in (base, base / "src"):
+            if folder.is_dir() and folder not in out:
+                out.append(folder)
+    return out
+
+
+def import_project(root: Path) -> None:
+    """Make the project's own package importable in this process, as `python -m` would:
+    the entrypoint imports it, and every stage that loads the model unpickles classes from
+    it (evaluate, promote's re-evaluation, the gateway, the monitor)."""
+    for folder in reversed(project_paths(root)):
+        if str(folder) not in sys.path:
+            sys.path.insert(0, str(folder))
+
+
 # -- estimator and entrypoint ----------------------------------------------------------------
 
 def import_object(spec: str, root: Path, what: str) -> Any:
@@ -208,18 +234,38 @@ def estimator_task(cfg: Config, params: dict[str, Any]) -> Task | None:
 # -- task ---------------------------------------------------------------------------------
 
 def target_task(y: pd.Series) -> Task:
-    """classification for labels; regression for fractions or many distinct numbers."""
+    return infer_task(y)[0]
+
+
+def infer_task(y: pd.Series) -> tuple[Task, str]:
+    """The task a target asks for, and why (docs/adopting.md states the rule):
+
+    1. labels (text, booleans, categories) -> classification;
+    2. fractions, or at least max(20, 5 % of the rows) distinct numbers -> regression;
+    3. integers that look like class codes (two values, 0..K-1 or 1..K) -> classification;
+    4. other integers without gaps, e.g. a 3..9 quality score -> regression (an ordered scale);
+    5. other integers (gaps: 10, 20, 40) -> classification (codes of classes).
+    """
     import numpy as np
     import pandas as pd
 
     v = y.dropna()
     if pd.api.types.is_bool_dtype(v) or not pd.api.types.is_numeric_dtype(v):
-        return "classification"
+        return "classification", f"the target holds labels ({v.dtype})"
     arr = v.to_numpy(dtype=float)
-    fractional = bool(np.any(np.abs(arr - np.round(arr)) > 1e-9))
-    if fractional or v.nunique() >= max(CONTINUOUS_MIN_DISTINCT, 0.05 * len(v)):
-        return "regression"
-    return "classification"
+    if bool(np.any(np.abs(arr - np.round(arr)) > 1e-9)):
+        return "regression", "the target has fractional values"
+    values = sorted({int(a) for a in arr})
+    d = len(values)
+    if d >= max(CONTINUOUS_MIN_DISTINCT, 0.05 * len(v)):
+        return "regression", f"the target has {d} distinct numbers in {len(v)} rows"
+    span = f"{values[0]}..{values[-1]}" if values else "none"
+    if d <= 2 or values in (list(range(d)), list(range(1, d + 1))):
+        return "classification", f"the target's {d} integers {span} look like class codes"
+    if values == list(range(values[0], values[-1] + 1)):
+        return "regression", (f"the target's {d} integers {span} form an ordered scale "
+                              "(not class codes 0..K-1 or 1..K)")
+    return "classification", f"the target's {d} integers {span} have gaps, like class codes"
 
 
 def read_target(cfg: Config) -> pd.Series | None:
@@ -276,6 +322,8 @@ def resolve(cfg: Config, with_data: bool = True) -> None:
             if metric not in known:
                 raise MlciError(f"{cfg.path}: gate.{section}.{metric}: a {cfg.task} model is "
                                 f"not scored by {metric} (use {', '.join(known)})")
+    if cfg.task == "classification" and y is not None:
+        _check_positive(cfg, y)
     if cfg.task == "regression" and y is not None and target_task(y) == "classification" \
             and not _numeric(y):
         raise MlciError(f"{cfg.path}: data.target {cfg.data.target!r} holds labels "
@@ -286,3 +334,20 @@ def _numeric(y: pd.Series) -> bool:
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(y) and not pd.api.types.is_bool_dtype(y)
+
+
+def _check_positive(cfg: Config, y: pd.Series) -> None:
+    """data.positive_label names a class; a positive-class gate metric needs one to exist."""
+    from mlci.config import POSITIVE_METRICS
+
+    labels = y.dropna().unique().tolist()
+    want = cfg.data.positive_label
+    if want is not None and not any(v == want or str(v) == str(want) for v in labels):
+        shown = ", ".join(map(str, sorted(labels, key=str)[:10]))
+        raise MlciError(f"{cfg.path}: data.positive_label {want!r} is not a value of "
+                        f"{cfg.data.target!r} ({shown})")
+    used = sorted(m for section in (cfg.gate.min, cfg.gate.max, cfg.gate.max_regression)
+                  for m in section if m in POSITIVE_METRICS)
+    if used and want is None and len(labels) > 2:
+        raise MlciError(f"{cfg.path}: gate: {used[0]} is about one class; with "
+                        f"{len(labels)} classes set data.positive_label")

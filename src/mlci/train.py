@@ -110,11 +110,30 @@ def build_and_fit(cfg: Config, x, y) -> tuple[Any, Any, Plan | None]:
     try:
         est.fit(x, y)
     except Exception as exc:
-        hint = " (preprocess: none passes the columns as they are)" \
-            if cfg.preprocess == "none" else ""
-        raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
-                        f"{_first_line(exc)}{hint}") from None
+        est = _refit_on_codes(cfg, est, x, y, exc)
     return est, x, plan
+
+
+def _refit_on_codes(cfg: Config, est: Any, x, y, exc: Exception) -> Any:
+    """A classifier that refused the labels as they are (strings, or integers that are not
+    0..K-1) is fitted on codes and decodes its predictions itself; any other failure, or a
+    second one, is the user's to see."""
+    import numpy as np
+
+    from mlci.data.preprocess import encode_labels
+
+    labels = np.unique(np.asarray(y))
+    coded = labels.dtype.kind in "iu" and labels.tolist() == list(range(len(labels)))
+    if cfg.task == "classification" and not coded:
+        wrapped = encode_labels(est)
+        try:
+            return wrapped.fit(x, y)
+        except Exception:  # noqa: BLE001 - report the first failure, the one on the labels
+            pass
+    hint = " (preprocess: none passes the columns as they are)" \
+        if cfg.preprocess == "none" else ""
+    raise MlciError(f"fitting {cfg.model.estimator} failed: {type(exc).__name__}: "
+                    f"{_first_line(exc)}{hint}") from None
 
 
 def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
@@ -124,6 +143,10 @@ def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
     steps = getattr(est, "steps", None)
     if isinstance(steps, list) and steps and isinstance(steps[-1], tuple):
         est = steps[-1][1]
+    from mlci.data.preprocess import EncodedLabels
+
+    if isinstance(est, EncodedLabels):
+        est = est.estimator
     if hasattr(est, "get_params"):
         try:
             params = {k: v for k, v in est.get_params(deep=False).items()
@@ -134,17 +157,69 @@ def _flat_params(est: Any, configured: dict[str, Any]) -> dict[str, str]:
     return {k: str(v)[:500] for k, v in params.items()}
 
 
-def _pip_requirements() -> list[str]:
-    """Explicit requirements: inferring them costs seconds in a subprocess."""
+def _pip_requirements(est: Any = None) -> list[str]:
+    """Explicit requirements: scikit-learn's stack and the distribution of every module the
+    model's pickle refers to (xgboost, lightgbm, imbalanced-learn...), read from the pickle
+    itself in milliseconds (MLflow's inference costs seconds in a subprocess)."""
     from importlib.metadata import version
 
     reqs = []
-    for dist in ("scikit-learn", "numpy", "pandas", "cloudpickle"):
+    dists = ["scikit-learn", "numpy", "pandas", "cloudpickle"]
+    if est is not None:
+        dists += [d for d in pickled_distributions(est) if d not in dists]
+    for dist in dists:
         try:
             reqs.append(f"{dist}=={version(dist)}")
         except Exception:  # noqa: BLE001
             pass
     return reqs
+
+
+def pickled_distributions(obj: Any) -> list[str]:
+    """The installed distributions whose modules unpickling `obj` imports: what a model
+    logged with it needs wherever it is served (the project's own package and mlci, which
+    travels by value, are not distributions on an index and are left out)."""
+    import pickletools
+    import sys
+    from importlib.metadata import packages_distributions
+
+    import cloudpickle
+
+    from mlci.data import preprocess
+
+    cloudpickle.register_pickle_by_value(preprocess)  # as it is logged
+    try:
+        data = cloudpickle.dumps(obj)
+    except Exception:  # noqa: BLE001 - an object that does not pickle fails when logged
+        return []
+    finally:
+        cloudpickle.unregister_pickle_by_value(preprocess)
+    modules: set[str] = set()
+    pushed: list[Any] = [None, None]   # the last two values pushed (STACK_GLOBAL's operands)
+    memo: dict[int, Any] = {}
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("GLOBAL", "INST") and isinstance(arg, str):
+            modules.add(arg.split(" ", 1)[0].split(".", 1)[0])
+        elif op.name == "STACK_GLOBAL" and isinstance(pushed[-2], str):
+            modules.add(pushed[-2].split(".", 1)[0])
+        if op.name == "MEMOIZE":
+            memo[len(memo)] = pushed[-1]
+        elif op.name in ("PUT", "BINPUT", "LONG_BINPUT"):
+            memo[int(arg or 0)] = pushed[-1]
+        elif op.name in ("GET", "BINGET", "LONG_BINGET"):
+            pushed.append(memo.get(int(arg or 0)))
+        elif op.name.endswith("UNICODE") or op.name.endswith("STRING"):
+            pushed.append(arg)
+        elif op.stack_after and op.name not in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+            pushed.append(None)
+        del pushed[:-2]
+    owners = packages_distributions()
+    dists: list[str] = []
+    for module in sorted(modules - set(sys.stdlib_module_names) - {"mlci"}):
+        for dist in owners.get(module, []):
+            if dist not in dists:
+                dists.append(dist)
+    return dists
 
 
 def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) -> dict[str, str]:
@@ -298,7 +373,7 @@ def _log_model(est: Any, x):
     from mlci.data import preprocess
     from mlci.registry import models
 
-    return models.log(est, x, _pip_requirements(), pickle_by_value=(preprocess,))
+    return models.log(est, x, _pip_requirements(est), pickle_by_value=(preprocess,))
 
 
 def _register(client, cfg: Config, info, run_id: str, version_tags: dict[str, str]) -> str:

@@ -23,18 +23,33 @@ def command() -> None:
               help="Name of that remote.")
 @click.option("--push/--no-push", default=True, envvar="MLCI_PUSH",
               help="Push the tracked data to the remote (env MLCI_PUSH).")
+@click.option("--set-default", is_flag=True, envvar="MLCI_SET_DEFAULT",
+              help="Make --remote the default even when the repository has a default remote "
+                   "(env MLCI_SET_DEFAULT).")
 def init_cmd(config_path: Path, out_dir: Path, remote: str | None, remote_name: str,
-             push: bool) -> int:
-    """`dvc init` if needed, track the train and golden data, set the default remote."""
+             push: bool, set_default: bool) -> int:
+    """`dvc init` if needed, track the train and golden data, add the remote (the default
+    one only when there is none yet, or with --set-default). Files that a stage of the
+    project's DVC pipeline produces are already tracked by it and left alone."""
     from mlci.config import load_config
     from mlci.data import dvc
+    from mlci.data.dvc_stages import producer
 
     cfg = load_config(config_path)
-    done = dvc.init(cfg.root, remote, remote_name)
     files = [cfg.resolve(cfg.data.train), cfg.resolve(cfg.data.golden)]
-    dvc.add(files, cwd=cfg.root)
-    done.append("tracked " + ", ".join(str(f.relative_to(cfg.root)) for f in files))
-    if push and dvc.has_remote(cfg.root):
+    # every check before the first write
+    stage_of = {f: producer(f, cfg.root) for f in files}
+    default = dvc.check_remote(cfg.root, remote, remote_name, set_default)
+    done = dvc.init(cfg.root, remote, remote_name, default=default)
+    for f, st in stage_of.items():
+        if st is not None:
+            done.append(f"{f.relative_to(cfg.root)}: output of DVC stage {st.name!r} "
+                        f"({st.file.name}), already tracked by the pipeline")
+    files = [f for f in files if stage_of[f] is None]
+    if files:
+        dvc.add(files, cwd=cfg.root)
+        done.append("tracked " + ", ".join(str(f.relative_to(cfg.root)) for f in files))
+    if files and push and dvc.has_remote(cfg.root):
         dvc.push(files, cwd=cfg.root)
         done.append("pushed to the default remote")
     ignore = cfg.root / ".gitignore"

@@ -32,13 +32,19 @@ from mlci.errors import MlciError
               help="Seed of the stratified train/golden split (env MLCI_SEED).")
 @click.option("--sep", default=",", show_default=True, envvar="MLCI_SEP",
               help="CSV field separator (env MLCI_SEP).")
+@click.option("--task", type=click.Choice(["classification", "regression"]), default=None,
+              envvar="MLCI_TASK",
+              help="The task, when the target's values do not say it (default: inferred "
+                   "from the target; the reason is printed) (env MLCI_TASK).")
 @click.option("--force", is_flag=True, envvar="MLCI_FORCE",
-              help="Overwrite an existing suite, split files or dvc.yaml (env MLCI_FORCE).")
+              help="Overwrite an existing suite or split files, start over from other data, or "
+                   "rewrite mlci's stages in dvc.yaml (env MLCI_FORCE).")
 @click.option("--dvc-pipeline", is_flag=True, envvar="MLCI_DVC_PIPELINE",
-              help="Write dvc.yaml with validate/train/evaluate stages for `dvc repro`.")
+              help="Write dvc.yaml with validate/train/evaluate stages for `dvc repro`, or add "
+                   "them to the project's dvc.yaml, leaving its stages untouched.")
 def command(config_path: Path, profile_path: Path | None, target: str | None, suite_path: Path,
             name: str | None, golden: str | None, golden_share: float, seed: int, sep: str,
-            force: bool, dvc_pipeline: bool) -> None:
+            task: str | None, force: bool, dvc_pipeline: bool) -> None:
     """Profile reference data into a Great Expectations suite; write mlci.yaml if absent.
 
     Without --golden, a new mlci.yaml gets a seeded (stratified for a classifier) split of the
@@ -48,6 +54,10 @@ def command(config_path: Path, profile_path: Path | None, target: str | None, su
     """
     if profile_path is None and not dvc_pipeline:
         raise MlciError("give --profile DATA --target COLUMN, or --dvc-pipeline")
+    if dvc_pipeline:  # checked before the suite and mlci.yaml are written
+        from mlci.data.dvc_pipeline import plan
+
+        plan(config_path.parent / "dvc.yaml", force)
     if profile_path is not None:
         if not target:
             raise MlciError("--profile needs --target COLUMN")
@@ -55,7 +65,8 @@ def command(config_path: Path, profile_path: Path | None, target: str | None, su
 
         req = InitRequest(config_path=config_path, data=profile_path, target=target,
                           suite=suite_path, name=name, golden=golden,
-                          golden_share=golden_share, seed=seed, sep=sep, force=force)
+                          golden_share=golden_share, seed=seed, sep=sep, force=force,
+                          task=task)
         for line in initialise(req):
             click.echo(line)
     if dvc_pipeline:
@@ -64,12 +75,13 @@ def command(config_path: Path, profile_path: Path | None, target: str | None, su
 
 def _dvc_pipeline(config_path: Path, force: bool) -> None:
     from mlci.config import load_config
-    from mlci.data.dvc_pipeline import render
+    from mlci.data.dvc_pipeline import merge
     from mlci.io import atomic_write_text
 
     cfg = load_config(config_path)
     dest = cfg.root / "dvc.yaml"
-    if dest.exists() and not force:
-        raise MlciError(f"{dest}: exists; pass --force to overwrite")
-    atomic_write_text(dest, render(cfg))
-    click.echo(f"wrote {dest} (run: dvc repro; compare: dvc metrics diff main --md)")
+    existed = dest.exists()
+    text, names = merge(dest, cfg, force)
+    atomic_write_text(dest, text)
+    what = f"added stages {', '.join(names)} to" if existed else "wrote"
+    click.echo(f"{what} {dest} (run: dvc repro; compare: dvc metrics diff main --md)")

@@ -17,8 +17,12 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
     from mlci.config import load_config
 
     if model:
-        cfg = load_config(config_path) if config_path.is_file() else None
-        return cfg, model
+        if config_path.is_file():
+            return load_config(config_path), model
+        from mlci.modelspec import import_project
+
+        import_project(Path.cwd())  # the repository the gateway runs in: its own package
+        return None, model
     return (cfg := load_config(config_path)), cfg.name
 
 

@@ -52,15 +52,37 @@ def git_root(start: Path) -> Path | None:
     return None
 
 
-def init(root: Path, remote: str | None, remote_name: str = "storage") -> list[str]:
-    """`dvc init` when absent, and a default remote. Returns what was done."""
+def check_remote(root: Path, remote: str | None, remote_name: str,
+                 set_default: bool) -> bool:
+    """Before anything is written: may `remote` be added under `remote_name`, and does it
+    become the default? Only when there is no default yet, or when asked (`set_default`);
+    an existing remote of that name with another URL is never overwritten."""
+    if not remote or repo_root(root) is None:
+        return True
+    try:
+        url = run(["config", f"remote.{remote_name}.url"], cwd=root).strip()
+    except MlciError:
+        url = ""
+    if url and url != remote:
+        raise MlciError(f"DVC remote {remote_name!r} exists with another URL ({url}); "
+                        "choose another --remote-name")
+    current = remote_of(root)
+    return set_default or current is None or current[0] == remote_name
+
+
+def init(root: Path, remote: str | None, remote_name: str = "storage",
+         default: bool = True) -> list[str]:
+    """`dvc init` when absent, and the remote (the default one only when `default`)."""
     done = []
     if repo_root(root) is None:
         run(["init", "-q"] + ([] if git_root(root) else ["--no-scm"]), cwd=root)
         done.append("dvc init")
     if remote:
-        run(["remote", "add", "-f", "-d", remote_name, remote], cwd=root)
-        done.append(f"remote {remote_name} -> {remote} (default)")
+        run(["remote", "add", "-f", *(["-d"] if default else []), remote_name, remote],
+            cwd=root)
+        done.append(f"remote {remote_name} -> {remote}"
+                    + (" (default)" if default else " (the default remote is kept; "
+                       "--set-default switches it)"))
     return done
 
 
@@ -122,8 +144,22 @@ def remote_of(cwd: Path) -> tuple[str, str] | None:
 
 
 def absent_tracked(paths: dict[str, Path]) -> dict[str, Path]:
-    """The inputs a pull would fetch: DVC-tracked and absent from the workspace."""
-    return {label: p for label, p in paths.items() if not p.exists() and is_tracked(p)}
+    """The inputs a pull would fetch: DVC-tracked (a `.dvc` file, or the output of a stage
+    recorded in a dvc.lock) and absent from the workspace."""
+    return {label: p for label, p in paths.items()
+            if not p.exists() and (is_tracked(p) or _locked_output(p))}
+
+
+def _locked_output(path: Path) -> bool:
+    from mlci.data.dvc_stages import producer
+
+    st = producer(path, path.parent)
+    return st is not None and (st.file.parent / "dvc.lock").is_file()
+
+
+def _pull_target(p: Path) -> str:
+    """A `.dvc` file, or the output's own path (DVC pulls a stage output by its path)."""
+    return str(p.with_name(p.name + ".dvc")) if is_tracked(p) else str(p)
 
 
 def pull_missing(paths: dict[str, Path], cwd: Path) -> list[str]:
@@ -135,7 +171,7 @@ def pull_missing(paths: dict[str, Path], cwd: Path) -> list[str]:
     if not wanted:
         return []
     root = repo_root(cwd) or cwd
-    targets = [str(p.with_name(p.name + ".dvc")) for p in wanted.values()]
+    targets = [_pull_target(p) for p in wanted.values()]
     what = ", ".join(f"{label} ({p.name})" for label, p in wanted.items())
     remote = remote_of(root)
     if remote is None:

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -210,6 +210,51 @@ def with_preprocessing(estimator: Any, plan: Plan):
     from sklearn.pipeline import Pipeline
 
     return Pipeline([("preprocess", build_transformer(plan)), ("model", estimator)])
+
+
+class EncodedLabels(ClassifierMixin, BaseEstimator):
+    """A classifier fitted on label codes 0..K-1 that answers in the original labels.
+
+    Some estimators (xgboost's, many hand-written ones) refuse string labels or labels that
+    are not 0..K-1; wrapped here, they see codes, and the logged model, the gate, the gateway
+    and the report still see 'No'/'Yes'. It travels inside the pickle with this module."""
+
+    def __init__(self, estimator: Any = None) -> None:
+        self.estimator = estimator
+
+    def fit(self, x, y):  # noqa: ANN001 - scikit-learn protocol
+        import numpy as np
+        from sklearn.base import clone
+
+        self.classes_, codes = np.unique(np.asarray(y), return_inverse=True)
+        self.estimator_ = clone(self.estimator).fit(x, codes)
+        return self
+
+    def predict(self, x):  # noqa: ANN001
+        import numpy as np
+
+        return self.classes_[np.asarray(self.estimator_.predict(x)).astype(int).ravel()]
+
+    def predict_proba(self, x):  # noqa: ANN001
+        return self.estimator_.predict_proba(x)
+
+    def __getattr__(self, name: str) -> Any:
+        # feature_names_in_, n_features_in_, feature_importances_ ... of the fitted model
+        if name.endswith("_") and not name.startswith("__") and "estimator_" in self.__dict__:
+            return getattr(self.__dict__["estimator_"], name)
+        raise AttributeError(name)
+
+
+def encode_labels(estimator: Any) -> Any:
+    """`estimator` made to take any labels: inside a Pipeline, its last step is wrapped."""
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    if isinstance(estimator, Pipeline):
+        steps = list(estimator.steps)
+        steps[-1] = (steps[-1][0], EncodedLabels(clone(steps[-1][1])))
+        return Pipeline(steps)
+    return EncodedLabels(clone(estimator))
 
 
 def plan_for(cfg: Config, x: pd.DataFrame) -> Plan:

@@ -329,6 +329,7 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
                                   [str(c) for c in frames[name].columns],
                                   getattr(cfg.data, name)),
         }
+    _check_leakage(datasets["golden"], frames, cfg.validation.max_golden_overlap)
     report = {
         "schema": SCHEMA,
         "success": all(d["success"] for d in datasets.values()),
@@ -341,6 +342,26 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     }
     atomic_write_json(out_dir / "validation.json", report)
     return report
+
+
+def _check_leakage(golden: dict[str, Any], frames: dict[str, pd.DataFrame],
+                   allowed: float) -> None:
+    """Golden rows identical to training rows: one more check of the golden data."""
+    from mlci.data import leakage
+
+    row = leakage.check(frames["train"], frames["golden"], allowed)
+    golden["results"].append(row)
+    golden["leakage"] = {"rows": row["unexpected_count"], "share": row["observed_value"],
+                         "allowed": allowed}
+    stats = golden["statistics"]
+    stats["evaluated_expectations"] = stats.get("evaluated_expectations", 0) + 1
+    if row["success"]:
+        stats["successful_expectations"] = stats.get("successful_expectations", 0) + 1
+    else:
+        stats["unsuccessful_expectations"] = stats.get("unsuccessful_expectations", 0) + 1
+        golden["success"] = False
+    total = stats["evaluated_expectations"]
+    stats["success_percent"] = 100.0 * stats.get("successful_expectations", 0) / total
 
 
 def _swap_dir(new: Path, dest: Path) -> None:

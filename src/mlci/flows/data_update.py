@@ -394,6 +394,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
         atomic_write_json(out_dir / "data_update.json", record)
 
     try:
+        _refuse_stage_output(cfg, train_path)
         with steps.step("fetch"):
             incoming = fetch(source, out_dir / "incoming", fetch_policy(cfg))
             fetched.append(incoming)
@@ -413,6 +414,7 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
         record["content_digest"] = content
         _refuse_applied(applied_before, digest, content)
         limit = cfg.data_update.max_duplicate_share
+        _refuse_golden_rows(cfg, batch)
         dup_share = float(batch.duplicated().mean())
         record["duplicate_share"] = dup_share
         if dup_share > limit:
@@ -516,3 +518,29 @@ def update(cfg: Config, out_dir: Path, source: str, *, mode: str | None = None,
     atomic_write_json(out_dir / "data_update.json", record)
     return record
 
+
+def _refuse_golden_rows(cfg: Config, batch: pd.DataFrame) -> None:
+    """New rows identical to golden rows would put the golden set into training (a leak the
+    gate cannot see): refused above validation.max_golden_overlap of the batch."""
+    from mlci.data import leakage
+
+    golden = read_table(cfg.resolve(cfg.data.golden), cfg.data.golden)
+    o = leakage.overlap(golden, batch)
+    if o.rows and o.share > cfg.validation.max_golden_overlap:
+        raise VerdictFailed(f"new data has {o.rows} of {o.of} rows ({o.share:.1%}) identical "
+                            f"to rows of the golden set {cfg.data.golden}: refused, the golden "
+                            "set must stay out of training (validation.max_golden_overlap "
+                            f"{cfg.validation.max_golden_overlap:.1%})")
+
+
+def _refuse_stage_output(cfg: Config, train_path: Path) -> None:
+    """A training file that a DVC stage writes would be overwritten by the next `dvc repro`:
+    the update belongs in the stage's input."""
+    from mlci.data.dvc_stages import producer
+
+    st = producer(train_path, cfg.root)
+    if st is not None:
+        deps = ", ".join(st.deps[:5]) or "its deps"
+        raise MlciError(f"data.train {cfg.data.train} is the output of DVC stage {st.name!r} "
+                        f"({st.file.name}): the next dvc repro would overwrite an update; "
+                        f"update the stage's input ({deps}) and run dvc repro")

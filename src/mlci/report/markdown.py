@@ -315,10 +315,14 @@ def _per_class_section(e, limit) -> list[str]:
     rows = e.get("per_class")
     if not rows:
         return []
-    out = ["<details><summary>Per-class metrics</summary>", "",
+    # open when a positive class is set: on imbalanced data this table is the verdict's why
+    tag = "<details open>" if e.get("positive_label") is not None else "<details>"
+    out = [f"{tag}<summary>Per-class metrics</summary>", "",
            "| class | precision | recall | f1 | support |", "|---|---:|---:|---:|---:|"]
+    positive = e.get("positive_label")
     for r in rows[:limit]:
-        out.append(f"| {text(r['class'])} | {r['precision']:.4f} | {r['recall']:.4f} | "
+        mark = " (positive)" if positive is not None and r["class"] == positive else ""
+        out.append(f"| {text(r['class'])}{mark} | {r['precision']:.4f} | {r['recall']:.4f} | "
                    f"{r['f1']:.4f} | {r['support']} |")
     if len(rows) > limit:
         out.append(f"| … {len(rows) - limit} more classes not shown | | | | |")

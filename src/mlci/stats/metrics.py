@@ -22,6 +22,7 @@ class Predictions:
     y_pred: np.ndarray            # class index or value
     proba: np.ndarray | None      # (n, K) aligned to `classes`, or None
     classes: list[Any] | None
+    positive: int | None = None   # index of the positive class: precision/recall/f1/AP of it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +111,9 @@ def weighted_metrics(task: str, pr: Predictions, w: np.ndarray) -> dict[str, np.
             "recall_macro": (recall * present).sum(axis=1) / n_present,
             "f1_macro": (f1 * present).sum(axis=1) / n_present,
         }
+    if pr.positive is not None:
+        out.update(positive_metrics(pr, w, tp[:, pr.positive], support[:, pr.positive],
+                                    predicted[:, pr.positive]))
     if pr.proba is not None:
         p_true = np.clip(pr.proba[np.arange(len(pr.y_true)), pr.y_true], EPS, 1.0)
         out["log_loss"] = (w @ -np.log(p_true)) / tot
@@ -121,6 +125,54 @@ def weighted_metrics(task: str, pr: Predictions, w: np.ndarray) -> dict[str, np.
             with np.errstate(invalid="ignore"):
                 out["roc_auc"] = np.nanmean(aucs, axis=0) if len(aucs) else np.full(len(w), np.nan)
     return out
+
+
+def positive_metrics(pr: Predictions, w: np.ndarray, tp: np.ndarray, support: np.ndarray,
+                     predicted: np.ndarray) -> dict[str, np.ndarray]:
+    """Precision, recall and F1 of the positive class (what an imbalanced problem is about;
+    accuracy rewards always predicting the majority), and its average precision from the
+    probabilities. A class never predicted has precision 0 (sklearn's zero_division=0)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = {"precision": np.where(predicted > 0, tp / predicted, 0.0),
+               "recall": np.where(support > 0, tp / support, np.nan),
+               "f1": np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)}
+    if pr.proba is not None and pr.positive is not None:
+        out["average_precision"] = _weighted_ap(pr.proba[:, pr.positive],
+                                                pr.y_true == pr.positive, w)
+    return out
+
+
+def _weighted_ap(score: np.ndarray, pos: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average precision (sklearn's step-wise sum over distinct thresholds) per row of w."""
+    order = np.argsort(-score, kind="mergesort")
+    s, p, w = -score[order], pos[order], w[:, order]
+    _, start = np.unique(s, return_index=True)             # tie groups, highest score first
+    tp = np.cumsum(np.add.reduceat(w * p, start, axis=1), axis=1)
+    fp = np.cumsum(np.add.reduceat(w * ~p, start, axis=1), axis=1)
+    group_pos = np.diff(tp, axis=1, prepend=0.0)
+    total = tp[:, -1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        return np.where(total > 0, (group_pos * precision).sum(axis=1) / total, np.nan)
+
+
+def positive_index(classes: list[Any], y_true: np.ndarray, configured: Any = None) -> int | None:
+    """Which class is "positive": the configured label; else, for two classes, True or 1 when
+    present, else the rarer class on these rows. None: several classes and none configured.
+    A configured label the data lacks is a ValueError."""
+    if configured is not None:
+        for i, c in enumerate(classes):
+            if c == configured or str(c) == str(configured):
+                return i
+        raise ValueError(f"positive_label {configured!r} is not one of the classes "
+                         f"{[_jsonable(c) for c in classes][:10]}")
+    if len(classes) != 2:
+        return None
+    for i, c in enumerate(classes):
+        if c is True or (type(c) is not bool and c == 1 and 0 in classes):
+            return i
+    counts = np.bincount(y_true[y_true >= 0], minlength=2)[:2]
+    return 0 if counts[0] < counts[1] else 1
 
 
 def metrics_of(task: str, pr: Predictions) -> dict[str, float | None]:
