@@ -195,6 +195,18 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
                 fcntl.flock(turn, fcntl.LOCK_UN)
 
 
+def bench_module(name: str):
+    """A module of bench/ by file name: the simulations the error-rate tests share with the
+    benchmarks that print the same rates."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def built_once(name: str, build) -> Path:
     """A folder `build(folder)` fills once per test run: under pytest-xdist the first worker
     to ask builds it (the others wait on a file lock, then reuse it); treat it as read-only."""

@@ -153,16 +153,9 @@ def test_sticky_routing_is_stable_and_monotone() -> None:
 
 
 def _sim():
-    import importlib.util
-    import sys
+    from conftest import bench_module
 
-    from conftest import REPO
-
-    spec = importlib.util.spec_from_file_location("canary_sim", REPO / "bench" / "canary_sim.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["canary_sim"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
+    return bench_module("canary_sim")
 
 
 SIM = _sim()

@@ -7,13 +7,11 @@ design is proved in test_canary_stats.py."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import bench_module
 from scipy import stats
 
 from mlci.stats.decay import decay_test
@@ -23,15 +21,7 @@ ALPHA = 0.05
 REPS = 400
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("decisions", REPO / "bench" / "decisions.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["decisions"] = mod  # dataclasses look their module up
-    spec.loader.exec_module(mod)
-    return mod
-
-
-B = _bench()
+B = bench_module("decisions")
 
 
 def _at_most_alpha(rate: float, reps: int = REPS, level: float = ALPHA) -> bool:
