@@ -65,3 +65,22 @@ def test_a_line_break_in_the_path_is_refused_and_nothing_is_written(tmp_path: Pa
     p, gh_path = _run(tmp_path, f"{sys.executable}\n/tmp/evil")
     assert p.returncode == 1 and "line break" in p.stderr
     assert gh_path.read_text() == ""
+
+
+def test_mlci_runs_from_a_venv_restored_at_another_path(tmp_path: Path) -> None:
+    """A cached venv restored elsewhere keeps its console scripts' old shebang (a link to
+    `bin/mlci` failed with "required file not found"); the launcher runs its python."""
+    import shlex
+
+    fake_venv = tmp_path / "restored" / "bin"
+    fake_venv.mkdir(parents=True)
+    (fake_venv / "mlci").write_text("#!/nonexistent/old/venv/bin/python\n")
+    (fake_venv / "mlci").chmod(0o755)
+    (fake_venv / "python").write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} \"$@\"\n")
+    (fake_venv / "python").chmod(0o755)  # the restored venv's interpreter, at its new path
+    p, gh_path = _run(tmp_path, str(fake_venv / "python"))
+    assert p.returncode == 0, p.stderr
+    (entry,) = gh_path.read_text().splitlines()
+    later = subprocess.run(["mlci", "--version"], env={"PATH": f"{entry}:/usr/bin:/bin"},
+                           capture_output=True, text=True, timeout=60)
+    assert later.returncode == 0 and later.stdout.startswith("mlci, version"), later.stderr
