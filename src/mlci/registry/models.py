@@ -214,10 +214,28 @@ def load_local(folder: Path, uri: str) -> Model:
     return Model(uri, flavour, native, inputs, schema)
 
 
+def _kept(make) -> Model:
+    """A model loaded from a folder that lives as long as the model: a pyfunc model may read
+    its artifacts or code from there after loading."""
+    import shutil
+    import weakref
+
+    tmp = tempfile.mkdtemp(prefix="mlci-model-")
+    try:
+        model = make(Path(tmp))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:  # the loaded object itself: callers may keep it and drop the wrapper
+        weakref.finalize(model.native, shutil.rmtree, tmp, True)
+    except TypeError:  # an object that takes no weak reference
+        weakref.finalize(model, shutil.rmtree, tmp, True)
+    return model
+
+
 def load(uri: str) -> Model:
     """A model by URI (a run's own, just logged): no registry trust check applies."""
-    with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
-        return load_local(download(uri, Path(tmp)), uri)
+    return _kept(lambda tmp: load_local(download(uri, tmp), uri))
 
 
 def load_version(client: MlflowClient, name: str, version: str, *,
@@ -227,10 +245,13 @@ def load_version(client: MlflowClient, name: str, version: str, *,
 
     mv = client.get_model_version(name, str(version))
     uri = f"models:/{name}/{mv.version}"
-    with tempfile.TemporaryDirectory(prefix="mlci-model-") as tmp:
-        local = download(uri, Path(tmp))
+
+    def checked(tmp: Path) -> Model:
+        local = download(uri, tmp)
         check_model(client, mv, files_digest(local), role=role)
         return load_local(local, uri)
+
+    return _kept(checked)
 
 
 def artifact_digest(uri: str) -> str:
