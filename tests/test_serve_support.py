@@ -144,7 +144,7 @@ class Gateway:
 class Load:
     """Background traffic with feedback until stopped (bounded by count and time)."""
 
-    def __init__(self, url: str, *, requests: int = 20_000, seconds: float = 120.0,
+    def __init__(self, url: str, *, requests: int = 60_000, seconds: float = 300.0,
                  concurrency: int = 4, keys: int = 300, seed: int = 0) -> None:
         rows, labels = read_csv(str(DIGITS / "data" / "golden.csv"), "digit")
         self.stop_event = threading.Event()
@@ -278,12 +278,11 @@ def canary(root: Path, *args: str, timeout: int = 180):
 
 # allowances wide enough for a test's traffic: the sequential bounds need about
 # 7 / allowance labels (or requests) on the challenger to pass
-# The deadline is the pre-flight plan's "at least 2 min" for ~15 requests/s (a loaded CI
-# machine); a rollout decided on evidence ends long before it. --preflight warn: the plan is
-# printed, but a machine slower than planned does not stop the test (tests/test_canary_stats.py
-# checks the refusal itself).
+# --preflight warn: the plan is printed, but a loaded machine answering fewer requests than
+# planned does not stop the test (tests/test_canary_stats.py checks the refusal itself); a
+# step undecided at its 60 s deadline moves on, and the load lasts longer than the rollout.
 FAST = ("--steps", "10,50,100", "--bake", "1", "--min-samples", "60", "--min-requests", "20",
-        "--margin", "0.1", "--poll", "0.3", "--deadline", "120", "--max-latency-ratio", "3",
+        "--margin", "0.1", "--poll", "0.3", "--deadline", "60", "--max-latency-ratio", "3",
         "--latency-slack-ms", "10", "--max-error-increase", "0.05", "--preflight", "warn")
 
 
