@@ -72,16 +72,20 @@ def _download(url: str, dest: Path) -> None:
 PULLED = "store.pulled.json"
 
 
+def _digest(archive: Path) -> str:
+    from mlci.io import sha256_file
+
+    return "sha256:" + sha256_file(archive)
+
+
 def _remote_digest(url: str) -> str | None:
     """The sha256 of the archive at `url`, or None when there is none."""
-    import hashlib
-
     if not _exists(url):
         return None
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "store.tar.gz"
         _download(url, archive)
-        return "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest()
+        return _digest(archive)
 
 
 def _pulled(out_dir: Path, url: str) -> tuple[bool, str | None]:
@@ -156,8 +160,6 @@ def pull(out_dir: Path, url: str, missing_ok: bool) -> int:
             click.echo(f"no store at {url} yet: starting empty")
             return 0
         raise MlciError(f"--url {url}: no packed store there")
-    import hashlib
-
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "store.tar.gz"
         try:
@@ -165,7 +167,7 @@ def pull(out_dir: Path, url: str, missing_ok: bool) -> int:
         except (OSError, ValueError) as exc:
             raise MlciError(f"--url {url}: {str(exc).splitlines()[0]}") from None
         m = unpack_store(archive, out_dir, replace=True)
-        _record_pulled(out_dir, url, "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest())
+        _record_pulled(out_dir, url, _digest(archive))
     click.echo(f"restored the store from {url} into {m['restored_to']}")
     return 0
 
@@ -176,9 +178,6 @@ def pull(out_dir: Path, url: str, missing_ok: bool) -> int:
 def push(out_dir: Path, url: str) -> int:
     """Pack --out's store and upload it, only if the store at --url is still the one this
     --out pulled (or there is none yet): a stale store is refused, nothing is overwritten."""
-    import contextlib
-    import hashlib
-
     from mlci.registry.store import pack_store
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +197,6 @@ def push(out_dir: Path, url: str) -> int:
                 _upload(archive, url)
         except (OSError, ValueError) as exc:
             raise MlciError(f"--url {url}: {str(exc).splitlines()[0]}") from None
-        _record_pulled(out_dir, url, "sha256:" + hashlib.sha256(archive.read_bytes()).hexdigest())
+        _record_pulled(out_dir, url, _digest(archive))
     click.echo(f"pushed the store in {out_dir} to {url}")
     return 0

@@ -83,27 +83,10 @@ def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,
 
 
 def record(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
-    """Append one event; return its id (the run id). Params are immutable in MLflow."""
-    from mlflow.entities import Param, RunStatus
-
-    values = {f.name: getattr(event, f.name) for f in fields(event) if f.name != "event_id"}
-    params = [Param(k, _text(v)) for k, v in values.items()]
-    params.append(Param("schema", SCHEMA))
-    start = int(time.time() * 1000)
-    run = client.create_run(
-        exp_id, start_time=start,
-        run_name=f"{event.action} {event.alias} {event.from_version or 'none'}->"
-                 f"{event.to_version or 'none'}",
-        tags={"mlci.audit.action": event.action, "mlci.audit.alias": event.alias,
-              "mlci.audit.to_version": event.to_version or ""},
-    )
-    run_id = run.info.run_id
-    client.log_batch(run_id, params=params)
-    # against a server MLflow writes "View run ... at" links to stdout here; keep stdout for
-    # the command's own (--json) output
-    with contextlib.redirect_stdout(io.StringIO()):
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    event.event_id = run_id
+    """Append one event that moves nothing (a refusal, a canary step, an adoption); return its
+    id (the run id). Params are immutable in MLflow."""
+    run_id = begin(client, exp_id, event)
+    confirm(client, run_id)
     return run_id
 
 
@@ -135,6 +118,8 @@ def confirm(client: MlflowClient, run_id: str, note: str | None = None) -> None:
     if note:
         client.log_param(run_id, "reconciled", _text(note))
     client.set_tag(run_id, PHASE, "done")
+    # against a server MLflow writes "View run ... at" links to stdout here; keep stdout for
+    # the command's own (--json) output
     with contextlib.redirect_stdout(io.StringIO()):
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
 

@@ -57,7 +57,7 @@ def refuse_untrusted_write(action: str, *, store: str | None = None,
     Registering into the job's own embedded store (`<out>/mlflow.db`, what the code trigger
     uses on a pull request) is allowed: that store lives and dies with the job and is saved
     only from default-branch pushes, and its champion is loaded only when trusted (see
-    `check_champion`). Every other store is shared, and a pull request never writes to it.
+    `check_model`). Every other store is shared, and a pull request never writes to it.
     """
     event = env.event_name()
     allowed = (os.environ.get("MLCI_ALLOW_PR_REGISTRY") or "").lower() in ("1", "true", "yes")
