@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
 
-NATIVE = ("sklearn",)        # flavours loaded as their own object
-GENERIC = "python_function"  # every other flavour, through pyfunc
+GENERIC = "python_function"  # every flavour but sklearn loads through pyfunc
 _INTEGER = {"integer": "int32", "long": "int64"}
 _FLOAT = {"float": "float32", "double": "float64"}
 
