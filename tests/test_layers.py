@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("stats", ("mlci.stats",)),
     # gha.env reads the job's context (GITHUB_*, the event file) for every layer
     ("base", ("mlci.config", "mlci.io", "mlci.errors", "mlci.context", "mlci.durations",
-              "mlci.progress", "mlci.modelspec", "mlci.gha.env", "mlci")),
+              "mlci.progress", "mlci.modelspec", "mlci.images", "mlci.gha.env", "mlci")),
 ]
 
 
