@@ -332,6 +332,11 @@ def test_a_kill_between_move_and_audit_loses_nothing(proj: Path) -> None:
     c = client_for(proj)
     assert aliases.current(c, NAME, "champion") == "1"  # moved, its event not confirmed
     assert not [e for e in events(proj) if e.action == "promote"]
+    shown = mlci("history", NAME, cwd=proj)
+    assert shown.code == 0 and "pending: promote champion none->1" in shown.out
+    as_json = json.loads(mlci("history", NAME, "--json", cwd=proj).out)
+    assert [(e["action"], e["pending"]) for e in as_json if e["alias"] == "champion"] == \
+        [("promote", True)]
     # the next writer settles the intent from the registry before it moves anything
     assert new_version(proj) == "2"
     assert mlci("promote", "--to", "staging", "--version", "2", cwd=proj).code == 0
@@ -339,6 +344,7 @@ def test_a_kill_between_move_and_audit_loses_nothing(proj: Path) -> None:
     promoted = [e for e in evs if e.action == "promote" and e.alias == "champion"]
     assert len(promoted) == 1 and promoted[0].to_version == "1"
     assert [e.alias for e in evs if e.action == "promote"] == ["champion", "staging"]
+    assert "pending" not in mlci("history", NAME, cwd=proj).out
 
 
 @pytest.mark.e2e

@@ -179,6 +179,25 @@ def events(client: MlflowClient, exp_id: str | None, alias: str | None = None) -
     return out
 
 
+def pending(client: MlflowClient, exp_id: str | None,
+            alias: str | None = None) -> list[AuditEvent]:
+    """The intents still open: a move being made right now, or one whose process was killed
+    before confirming (the next writer of the model settles it). Oldest first."""
+    if exp_id is None:
+        return []
+    flt = f"tags.`{PHASE}` = 'intent'"
+    if alias:
+        events(client, None, alias)  # the same check of the alias as `events`
+        flt += f" and tags.`mlci.audit.alias` = '{alias}'"
+    out = []
+    for run in client.search_runs([exp_id], filter_string=flt, max_results=100):
+        ev = _from_params(run.data.params)
+        if ev is not None:
+            ev.event_id = run.info.run_id
+            out.append(ev)
+    return sorted(out, key=lambda e: e.time)
+
+
 def _from_params(p: dict[str, str]) -> AuditEvent | None:
     if p.get("schema") != SCHEMA:
         return None
