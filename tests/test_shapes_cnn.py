@@ -7,6 +7,7 @@ module is skipped, and says so."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_mlci
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # as train_cnn.py sets it (Keras' default: TF)
 for module in ("keras", "jax", "onnx", "onnxruntime"):
     pytest.importorskip(module, reason=f"{module} not installed "
                                        "(pip install -r examples/shapes/requirements-cnn.txt)")

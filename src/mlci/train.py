@@ -72,9 +72,11 @@ def _call_entrypoint(cfg: Config, x, y) -> Any:
     except Exception as exc:
         raise MlciError(f"entrypoint {cfg.model.entrypoint} raised {type(exc).__name__}: "
                         f"{_first_line(exc)}") from None
-    if not hasattr(est, "predict"):
+    from mlci.registry.models import is_onnx
+
+    if not hasattr(est, "predict") and not is_onnx(est):
         raise MlciError(f"entrypoint {cfg.model.entrypoint} returned {type(est).__name__}, "
-                        "not a fitted estimator with predict()")
+                        "not a fitted estimator with predict() (or an ONNX graph)")
     return est
 
 
