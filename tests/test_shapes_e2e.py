@@ -100,6 +100,13 @@ def test_versions_are_tensor_models_scored_on_golden_jpegs(trained: Path) -> Non
         assert str(spec.type) == "uint8" and tuple(spec.shape) == (-1, 32, 32, 3)
     assert accuracy["1"] >= 0.9 and accuracy[GOOD] >= 0.9
     assert accuracy[WORSE] <= accuracy[GOOD] - 0.2, accuracy
+    # the gate's re-evaluation (mlci promote) scores both tensor models on the golden images
+    from mlci.config import load_config
+    from mlci.evaluate import rescore
+
+    again = rescore(load_config(trained / "mlci.yaml"), c, "shapes", WORSE, GOOD)
+    assert again["metrics"]["accuracy"] == accuracy[WORSE]
+    assert again["champion_metrics"]["accuracy"] == accuracy[GOOD]
     # the worse version's report lists its misclassified golden images and draws them
     assert ev["misclassified"]["count"] > 0 and ev["plots"]["misclassified"]
     assert (trained / ".mlci" / ev["plots"]["misclassified"]).stat().st_size > 1000
@@ -132,9 +139,19 @@ class JpegLoad:
 
 def test_canary_rolls_back_the_worse_and_promotes_the_good_on_jpeg_traffic(
         trained: Path) -> None:
+    import base64
+
+    import httpx
+
     root = trained
     gw = Gateway(root).start()
     try:
+        # one labelled JPEG first: what the gateway says to it is the failure, if any
+        jpeg = next((root / "traffic" / "circle").iterdir()).read_bytes()
+        probe = httpx.post(gw.url + "/predict", timeout=10,
+                           json={"images": [base64.b64encode(jpeg).decode()]})
+        assert probe.status_code == 200, f"{probe.status_code} {probe.text[:300]}"
+        assert probe.json()["predictions"] == ["circle"]
         with JpegLoad(gw.url, root / "traffic", seed=1) as load:
             r = canary(root, "run", "--version", WORSE, "--gateway", gw.url, "--json", *FAST)
         res = json.loads(r.out.strip().splitlines()[-1])
