@@ -100,6 +100,23 @@ def test_versions_are_tensor_models_scored_on_golden_jpegs(trained: Path) -> Non
         assert str(spec.type) == "uint8" and tuple(spec.shape) == (-1, 32, 32, 3)
     assert accuracy["1"] >= 0.9 and accuracy[GOOD] >= 0.9
     assert accuracy[WORSE] <= accuracy[GOOD] - 0.2, accuracy
+    # the contract the gateway serves: traffic JPEGs decoded by mlci.images into the declared
+    # tensor and fed to the loaded model as one (N, 32, 32, 3) uint8 batch
+    import base64
+
+    import numpy as np
+
+    from mlci.images import decode, spec_of_shape
+
+    rows, labels = read_images(str(trained / "traffic"))
+    on_traffic = {}
+    for v in (GOOD, WORSE):
+        m = models.load_version(c, "shapes", v)
+        spec = spec_of_shape(m.schema.inputs[0].shape)
+        assert spec is not None
+        batch = np.stack([decode(base64.b64decode(r), spec) for r in rows])
+        on_traffic[v] = float(np.mean(m.estimator.predict(batch) == np.asarray(labels)))
+    assert on_traffic[GOOD] >= 0.9 and on_traffic[WORSE] <= on_traffic[GOOD] - 0.2, on_traffic
     # the gate's re-evaluation (mlci promote) scores both tensor models on the golden images
     from mlci.config import load_config
     from mlci.evaluate import rescore
