@@ -164,3 +164,34 @@ def test_pipeline_on_images_validation_leakage_and_tensor_model(project: Path) -
                        timeout=120, cwd=project)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.strip().splitlines()[-1] == "['red', 'blue']"
+
+
+def _kl(counts: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """KL(observed shares || profiled shares) per row of class counts: what GX's
+    expect_column_kl_divergence_to_be_less_than computes for a categorical partition
+    (checked against its observed_value: 6/20/20/20 images against 1/4 each gives 0.0829)."""
+    p = counts / counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(p > 0, p * np.log(p / shares), 0.0).sum(axis=1)
+
+
+def test_class_share_check_error_rates_both_ways() -> None:
+    """The profiled class-share bound (KL < CLASS_KL, docs/pipeline.md#image-data), simulated
+    on 4 equal classes: a set drawn at random with the profiled shares fails it (a false
+    alarm), a set where one class lost two thirds of its images passes it (a miss)."""
+    from mlci.data.profile import CLASS_KL
+
+    rng = np.random.default_rng(0)
+    same = np.full(4, 0.25)
+    lost = np.array([0.25 / 3, 0.25, 0.25, 0.25])
+    lost /= lost.sum()
+    rates = {}
+    for n in (40, 80, 160, 320):
+        alarm = float((_kl(rng.multinomial(n, same, size=100_000), same) > CLASS_KL).mean())
+        miss = float((_kl(rng.multinomial(n, lost, size=100_000), same) <= CLASS_KL).mean())
+        rates[n] = (alarm, miss)
+    assert 0.24 < rates[40][0] < 0.32 and 0.03 < rates[80][0] < 0.07, rates
+    assert rates[160][0] < 0.005 and rates[320][0] < 0.001, rates
+    assert all(miss < 0.18 for _, miss in rates.values()) and rates[320][1] < 0.08, rates
+    # a stratified golden set (init's split) has the profiled shares: no alarm at all
+    assert _kl(np.array([[20, 20, 20, 20]]), same)[0] == 0.0
