@@ -127,6 +127,12 @@ def test_versions_are_tensor_models_scored_on_golden_jpegs(trained: Path) -> Non
     # the worse version's report lists its misclassified golden images and draws them
     assert ev["misclassified"]["count"] > 0 and ev["plots"]["misclassified"]
     assert (trained / ".mlci" / ev["plots"]["misclassified"]).stat().st_size > 1000
+    _ok(run_mlci("report", "-c", "mlci.worse.yaml", cwd=trained))
+    report = (trained / ".mlci" / "report.md").read_text()
+    first = ev["misclassified"]["examples"][0]
+    assert f"Misclassified golden images: {ev['misclassified']['count']} of 80" in report
+    assert f"| {first['path']} | {first['true']} | {first['predicted']} |" in report
+    assert "![misclassified golden images](plots/misclassified.png)" in report
 
 
 class JpegLoad:
