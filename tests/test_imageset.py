@@ -195,3 +195,17 @@ def test_class_share_check_error_rates_both_ways() -> None:
     assert all(miss < 0.18 for _, miss in rates.values()) and rates[320][1] < 0.08, rates
     # a stratified golden set (init's split) has the profiled shares: no alarm at all
     assert _kl(np.array([[20, 20, 20, 20]]), same)[0] == 0.0
+
+
+def test_dvc_stages_depend_on_the_images_a_table_lists(project: Path) -> None:
+    from mlci.data.dvc_pipeline import stages
+
+    cfg = load_config(project / "mlci.yaml", resolve=False)
+    assert stages(cfg)["train"]["deps"][0] == "data/train"  # a folder is its own dependency
+    (project / "data" / "train.csv").write_text("path,label\ntrain/red/0-0.jpg,red\n"
+                                                "train/blue/0-0.jpg,blue\n")
+    (project / "t.yaml").write_text(CONFIG.format(train="data/train.csv",
+                                                  golden="data/golden"))
+    st = stages(load_config(project / "t.yaml", resolve=False))
+    assert st["train"]["deps"][:2] == ["data/train.csv", "data/train"]
+    assert st["validate"]["deps"][:3] == ["data/train.csv", "data/golden", "data/train"]

@@ -173,3 +173,17 @@ def content_hash(cfg: Config, which: str) -> dict[str, str]:
         h.update(rel.encode() + b"\0")
         h.update(hashlib.sha256(p.read_bytes()).digest() if p.is_file() else b"absent")
     return {"algo": "sha256-images", "value": h.hexdigest()}
+
+
+def image_folders(cfg: Config, which: str) -> list[str]:
+    """The folders (relative to the config's) that hold a table's images, for DVC's stage
+    dependencies: a changed image then reruns the stages as a changed table does."""
+    import os
+
+    path = cfg.resolve(getattr(cfg.data, which))
+    if path.is_dir() or not path.is_file():
+        return []
+    frame, root = read_listing(cfg, which)
+    tops = sorted({Path(rel).parts[0] for rel in frame[PATH].tolist()
+                   if len(Path(rel).parts) > 1})
+    return [Path(os.path.relpath(file_of(root, t), cfg.root)).as_posix() for t in tops]
