@@ -73,7 +73,8 @@ def test_test_tools_are_no_public_extra() -> None:
     assert "test" not in extras
     for name, reqs in extras.items():
         dev = {canonicalize_name(Requirement(r).name) for r in reqs} & (
-            tools - {"dvc", "dvc-s3", "jsonschema", "psycopg2-binary", "boto3"})
+            tools - {"dvc", "dvc-s3", "jsonschema", "psycopg2-binary", "boto3", "onnx",
+                     "onnxruntime"})
         assert not dev, f"extra {name} carries test tools {dev}"
     # and every place that installs the test tools installs them the same way
     test_sh = (ROOT / "scripts" / "test.sh").read_text()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -22,6 +22,9 @@ from pydantic import (
 )
 
 from mlci.errors import MlciError
+
+if TYPE_CHECKING:
+    from mlci.images import ImageSpec
 
 # Metrics where a smaller value is better; everything else is "higher is better".
 LOWER_IS_BETTER = frozenset({"log_loss", "mae", "rmse"})
@@ -70,9 +73,12 @@ class CsvOptions(_Strict):
 
 
 class DataConfig(_Strict):
-    train: str = Field(description="Training data, CSV or Parquet; may be DVC-tracked.")
+    train: str = Field(description="Training data, CSV or Parquet; may be DVC-tracked. With "
+                                   "image_size: a folder with one sub-folder of images per "
+                                   "class, or a table of image paths and labels.")
     golden: str = Field(description="Fixed evaluation snapshot.")
-    target: str = Field(description="Name of the label column.")
+    target: str = Field(description="Name of the label column (image data: default 'label'; "
+                                    "an image folder's labels are its sub-folder names).")
     expectations: str = Field(
         default="expectations/train.json", description="Great Expectations suite (JSON)."
     )
@@ -84,10 +90,43 @@ class DataConfig(_Strict):
         default_factory=list, description="Columns one-hot encoded even when they hold numbers."
     )
     csv: CsvOptions = Field(default_factory=lambda: CsvOptions())
+    image_size: int | tuple[int, int] | None = Field(
+        default=None, description="Image data: the height and width (or one side) every "
+                                  "image is resized to; the model takes (N, H, W, C) uint8.")
+    channels: Literal[1, 3] = Field(default=3, description="Image data: 1 grayscale, 3 RGB.")
+    image_column: str = Field(default="path",
+                              description="Image data in a table: the column of file paths "
+                                          "(relative to the table's folder).")
     positive_label: bool | int | float | str | None = Field(
         default=None, description="The class precision, recall, f1 and average_precision "
                                   "are about; default with two classes: True or 1 when "
                                   "present, else the rarer class on the golden set.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _image_target(cls, v: Any) -> Any:
+        if isinstance(v, dict) and v.get("image_size") is not None and "target" not in v:
+            return {**v, "target": "label"}
+        return v
+
+    @field_validator("image_size")
+    @classmethod
+    def _size(cls, v: int | tuple[int, int] | None) -> int | tuple[int, int] | None:
+        sides = (v,) if isinstance(v, int) else (v or ())
+        if any(not 0 < s <= 8192 for s in sides):
+            raise ValueError("image sides must be 1..8192 pixels")
+        return v
+
+    @property
+    def image_spec(self) -> ImageSpec | None:
+        """The tensor each image becomes; None for tabular data."""
+        if self.image_size is None:
+            return None
+        from mlci.images import ImageSpec
+
+        h, w = (self.image_size, self.image_size) if isinstance(self.image_size, int) \
+            else self.image_size
+        return ImageSpec(h, w, self.channels)
 
 
 class ModelConfig(_Strict):
@@ -324,6 +363,11 @@ def load_config(path: str | os.PathLike[str], *, check_files: bool = True,
             f = cfg.resolve(getattr(cfg.data, key))
             if key == "expectations" and not f.exists():
                 continue  # absent suite is reported by `mlci validate` with a hint to run init
+            if key != "expectations" and f.is_dir():
+                if cfg.data.image_size is None:
+                    raise MlciError(f"{p}: data.{key}: {getattr(cfg.data, key)} is a folder: "
+                                    "image data needs data.image_size")
+                continue
             if not f.is_file():
                 raise MlciError(f"{p}: data.{key}: file not found: {getattr(cfg.data, key)}")
     from mlci import modelspec

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci.config import LOWER_IS_BETTER
-from mlci.data.hashing import data_hash
+from mlci.data.hashing import dataset_hash
 from mlci.data.load import read_input, split_xy
 from mlci.errors import MlciError
 from mlci.errors import first_line as _first_line
@@ -224,9 +224,8 @@ def rescore(cfg: Config, client, name: str, version: str, champion: str) -> dict
     from mlci.registry import models
     from mlci.stats import metrics as M
 
-    df = read_input(cfg, "golden")
-    _, y = split_xy(df, cfg, cfg.data.golden)
-    h = data_hash(cfg.resolve(cfg.data.golden))
+    df, y, _ = golden_set(cfg)
+    h = dataset_hash(cfg, "golden")
     loaded = {v: models.load_version(client, name, v, role=role)
               for v, role in ((version, "candidate"), (champion, "champion"))}
     cand = score(cfg, loaded[version], df, y)
@@ -240,12 +239,29 @@ def rescore(cfg: Config, client, name: str, version: str, champion: str) -> dict
             "metrics": cm, "champion_metrics": bm, "checks": checks}
 
 
+def golden_set(cfg: Config) -> tuple[Any, Any, list[str] | None]:
+    """The golden rows (image data: the (N, H, W, C) uint8 images), their labels, and the
+    images' paths (None for a table)."""
+    if cfg.data.image_size is not None:
+        from mlci.data import imageset
+
+        return imageset.load_xy(cfg, "golden")
+    golden = read_input(cfg, "golden")
+    _, y = split_xy(golden, cfg, cfg.data.golden)
+    return golden, y, None
+
+
 def score(cfg: Config, model, golden, y, classes: list[Any] | None = None) -> Predictions:
     """Predictions of one loaded model on the golden rows, fed the columns it was trained on
-    (a champion from before a feature change still gets its own)."""
+    (a champion from before a feature change still gets its own); images go in as the
+    tensor they are."""
     from mlci.stats import metrics as M
 
-    x = model.frame(golden.drop(columns=[cfg.data.target], errors="ignore"), cfg.data.golden)
+    if hasattr(golden, "columns"):
+        x = model.frame(golden.drop(columns=[cfg.data.target], errors="ignore"),
+                        cfg.data.golden)
+    else:
+        x = golden
     try:
         pr = M.predict(cfg.task, model.estimator, x, y, classes)
     except Exception as exc:
@@ -269,7 +285,7 @@ def with_positive(cfg: Config, pr: Predictions) -> Predictions:
 
 
 def write_plots(cfg: Config, run: RunRecord, cand: Predictions,
-                out_dir: Path) -> dict[str, str]:
+                out_dir: Path, images: Any = None) -> dict[str, str]:
     from mlci.report import plots as P
 
     label = (f"v{run.model_version}" if run.model_version else f"run {run.run_id[:8]}")
@@ -281,7 +297,30 @@ def write_plots(cfg: Config, run: RunRecord, cand: Predictions,
                  "residuals": (P.residuals, "plots/residuals.png")}
     for draw, rel in files.values():
         draw(cand, out_dir / rel, title)
-    return {k: rel for k, (_, rel) in files.items()}
+    out = {k: rel for k, (_, rel) in files.items()}
+    if images is not None and cfg.task == "classification":
+        rel = "plots/misclassified.png"
+        if P.misclassified_grid(cand, images, out_dir / rel, f"{title}: misclassified"):
+            out["misclassified"] = rel
+    return out
+
+
+MISCLASSIFIED_LISTED = 20
+
+
+def misclassified(cand: Predictions, paths: list[str] | None) -> dict[str, Any] | None:
+    """The golden images the model got wrong: how many, and the first few (path, true and
+    predicted class), in the golden set's order."""
+    if paths is None or not cand.classes:
+        return None
+    from mlci.stats import metrics as M
+
+    wrong = [i for i in range(len(paths)) if cand.y_pred[i] != cand.y_true[i]]
+    shown = [{"path": paths[i], "true": M._jsonable(cand.classes[cand.y_true[i]])
+              if cand.y_true[i] >= 0 else None,
+              "predicted": M._jsonable(cand.classes[cand.y_pred[i]])}
+             for i in wrong[:MISCLASSIFIED_LISTED]]
+    return {"count": len(wrong), "of": len(paths), "examples": shown}
 
 
 def _champion_params(client, base: dict[str, Any]) -> dict[str, str] | None:
@@ -315,9 +354,8 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     from mlci.registry import models
 
     run = load_run(out_dir)
-    golden = read_input(cfg, "golden")
-    _, y = split_xy(golden, cfg, cfg.data.golden)
-    golden_hash = data_hash(cfg.resolve(cfg.data.golden))
+    golden, y, paths = golden_set(cfg)
+    golden_hash = dataset_hash(cfg, "golden")
     golden_hash_s = f"{golden_hash['algo']}:{golden_hash['value']}"
     client = tracking.client(cfg, out_dir)
     t_load = time.perf_counter()
@@ -361,7 +399,7 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
     checks = gate_checks(cfg, cand_metrics, comparison)
     failed = [c for c in checks if c["passed"] is False]
     passed = not failed
-    plots = write_plots(cfg, run, cand, out_dir)
+    plots = write_plots(cfg, run, cand, out_dir, golden if paths is not None else None)
     result = {
         "schema": SCHEMA,
         "verdict": "pass" if passed else "fail",
@@ -383,6 +421,7 @@ def evaluate(cfg: Config, out_dir: Path, *, baseline: str = "auto") -> dict[str,
         "confusion_matrix": M.confusion(cand).tolist() if cfg.task == "classification" else None,
         "classes": [M._jsonable(c) for c in cand.classes] if cand.classes else None,
         "plots": plots,
+        "misclassified": misclassified(cand, paths) if cfg.task == "classification" else None,
         "params": params_diff(run.params, _champion_params(client, base)),
     }
     baseline_record = {

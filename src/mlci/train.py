@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlci import context, modelspec
-from mlci.data.hashing import data_hash
+from mlci.data.hashing import dataset_hash
 from mlci.data.load import load_xy, read_input, split_xy
 from mlci.errors import MlciError, VerdictFailed
 from mlci.errors import first_line as _first_line
@@ -36,7 +36,7 @@ def check_validation(cfg: Config, out_dir: Path, skip: bool) -> dict[str, Any] |
         raise MlciError(f"{path}: no validation record; run `mlci validate` first "
                         "or pass --skip-validation")
     report = read_json(path)
-    current = data_hash(cfg.resolve(cfg.data.train))["value"]
+    current = dataset_hash(cfg, "train")["value"]
     recorded = report.get("datasets", {}).get("train", {}).get("hash", {}).get("value")
     if recorded != current:
         raise MlciError(f"{path}: records other training data than {cfg.data.train}; "
@@ -62,7 +62,8 @@ def _call_entrypoint(cfg: Config, x, y) -> Any:
     try:
         sig = inspect.signature(fn)
         kwargs = {k: v for k, v in offered.items() if k in sig.parameters}
-        if "preprocessor" in sig.parameters:  # the default ColumnTransformer, unfitted
+        if "preprocessor" in sig.parameters and cfg.data.image_size is None:
+            # the default ColumnTransformer, unfitted
             kwargs["preprocessor"] = build_transformer(plan_for(cfg, x))
     except (TypeError, ValueError):
         pass
@@ -71,17 +72,20 @@ def _call_entrypoint(cfg: Config, x, y) -> Any:
     except Exception as exc:
         raise MlciError(f"entrypoint {cfg.model.entrypoint} raised {type(exc).__name__}: "
                         f"{_first_line(exc)}") from None
-    if not hasattr(est, "predict"):
+    from mlci.registry.models import is_onnx
+
+    if not hasattr(est, "predict") and not is_onnx(est):
         raise MlciError(f"entrypoint {cfg.model.entrypoint} returned {type(est).__name__}, "
-                        "not a fitted estimator with predict()")
+                        "not a fitted estimator with predict() (or an ONNX graph)")
     return est
 
 
 def build_and_fit(cfg: Config, x, y) -> tuple[Any, Any, Plan | None]:
     """The fitted model, the raw columns it scores, and the preprocessing plan (if any).
 
-    An entrypoint gets the raw DataFrame and owns its preprocessing; a built-in estimator is
-    wrapped in the default preprocessing unless `preprocess: none`."""
+    An entrypoint gets the raw DataFrame (image data: the (N, H, W, C) uint8 array) and owns
+    its preprocessing; a built-in estimator is wrapped in the default preprocessing unless
+    `preprocess: none` (image data: in a first step that flattens and scales the pixels)."""
     seed_everything(cfg.model.seed)
     if cfg.model.entrypoint:
         return _call_entrypoint(cfg, x, y), x, None
@@ -98,7 +102,11 @@ def build_and_fit(cfg: Config, x, y) -> tuple[Any, Any, Plan | None]:
         raise MlciError(f"model.params: {cfg.model.estimator} rejected them: "
                         f"{_first_line(exc)}") from None
     plan = None
-    if cfg.preprocess == "auto":
+    if cfg.data.image_size is not None:  # pixels: flattened and scaled inside the model
+        from mlci.data.preprocess import with_pixels
+
+        est = with_pixels(est)
+    elif cfg.preprocess == "auto":
         from mlci.data.preprocess import plan_for, with_preprocessing
 
         plan = plan_for(cfg, x)
@@ -233,7 +241,7 @@ def lineage_tags(cfg: Config, validation: dict[str, Any] | None, out_dir: Path) 
     if url:
         tags[TAG + "ci.run_url"] = url
     for key in ("train", "golden"):
-        h = data_hash(cfg.resolve(getattr(cfg.data, key)))
+        h = dataset_hash(cfg, key)
         tags[f"{TAG}data.{key}.path"] = getattr(cfg.data, key)
         tags[f"{TAG}data.{key}.hash"] = f"{h['algo']}:{h['value']}"
     vpath = out_dir / "validation.json"
@@ -275,15 +283,26 @@ def mlflow_tags(cfg: Config, tags: dict[str, str]) -> dict[str, str]:
 
 def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
           register: bool = True) -> dict[str, Any]:
+    import pandas as pd
+
     t0 = time.perf_counter()
     validation = check_validation(cfg, out_dir, skip_validation)
-    df = read_input(cfg, "train")
-    x, y = split_xy(df, cfg, cfg.data.train)
-    gx, _ = load_xy(cfg, "golden")  # fail now, before anything is logged, if golden is unusable
-    absent = [c for c in x.columns if c not in gx.columns]
-    if absent:
-        raise MlciError(f"{cfg.data.golden}: lacks feature column {absent[0]!r} that "
-                        f"{cfg.data.train} has")
+    images = cfg.data.image_size is not None
+    x: Any
+    if images:
+        from mlci.data import imageset
+
+        x, y, paths = imageset.load_xy(cfg, "train")
+        df = pd.DataFrame({imageset.PATH: paths, cfg.data.target: y})
+        imageset.load_xy(cfg, "golden")  # fail now if golden is unusable
+    else:
+        df = read_input(cfg, "train")
+        x, y = split_xy(df, cfg, cfg.data.train)
+        gx, _ = load_xy(cfg, "golden")  # fail now, before anything is logged, if golden
+        absent = [c for c in x.columns if c not in gx.columns]  # is unusable
+        if absent:
+            raise MlciError(f"{cfg.data.golden}: lacks feature column {absent[0]!r} that "
+                            f"{cfg.data.train} has")
     t_fit = time.perf_counter()
     est, x, plan = build_and_fit(cfg, x, y)
     from mlci.registry import models
@@ -322,11 +341,17 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         # reference statistics for monitoring, so it never needs the raw training data
         from mlci.stats import reference
 
-        ref = reference.build(x, scorer.predict(x))
-        atomic_write_json(out_dir / "reference.json", ref)
-        run.artifact(str(out_dir / "reference.json"))
-        preprocessing = {"mode": cfg.preprocess if cfg.model.estimator else "entrypoint",
-                         "features": [str(c) for c in x.columns],
+        if not images:  # (drift of images is not monitored: no pixel statistics kept)
+            ref = reference.build(x, scorer.predict(x))
+            atomic_write_json(out_dir / "reference.json", ref)
+            run.artifact(str(out_dir / "reference.json"))
+        features = ["image"] if images else [str(c) for c in x.columns]
+        preprocessing = {"mode": ("images" if images else cfg.preprocess)
+                         if cfg.model.estimator else "entrypoint",
+                         "features": features,
+                         **({"image": dict(zip(("height", "width", "channels"),
+                                               cfg.data.image_spec.shape, strict=True))}
+                            if cfg.data.image_spec else {}),
                          **(plan.to_json() if plan else {})}
         atomic_write_json(out_dir / "preprocessing.json", preprocessing)
         run.artifact(str(out_dir / "preprocessing.json"))
@@ -351,7 +376,7 @@ def train(cfg: Config, out_dir: Path, *, skip_validation: bool = False,
         "model_uri": model_uri,
         "artifact_uri": info.model_uri,
         "task": cfg.task,
-        "features": [str(c) for c in x.columns],
+        "features": features,
         "preprocessing": preprocessing,
         "params": params,
         "params_refs": cfg.model.params_refs,

@@ -13,10 +13,19 @@ from mlci.errors import MlciError
 @click.command("init")
 @config_option
 @click.option("--profile", "profile_path", default=None, envvar="MLCI_PROFILE",
-              type=click.Path(dir_okay=False, path_type=Path),
-              help="Reference data (CSV/Parquet) to profile into an expectation suite.")
+              type=click.Path(path_type=Path),
+              help="Reference data (CSV/Parquet, or a folder of images with one sub-folder "
+                   "per class) to profile into an expectation suite.")
 @click.option("--target", default=None, envvar="MLCI_TARGET",
-              help="Label column, written as data.target (env MLCI_TARGET).")
+              help="Label column, written as data.target (env MLCI_TARGET); an image "
+                   "folder's labels are its sub-folder names.")
+@click.option("--image-size", default=None, envvar="MLCI_IMAGE_SIZE",
+              help="Image folder: HEIGHTxWIDTH (or one side) the model takes (default: the "
+                   "most common size) (env MLCI_IMAGE_SIZE).")
+@click.option("--channels", default=None, type=click.Choice(["1", "3"]),
+              envvar="MLCI_CHANNELS",
+              help="Image folder: 1 grayscale or 3 RGB (default: from the images) "
+                   "(env MLCI_CHANNELS).")
 @click.option("--suite", "suite_path", default="expectations/train.json", show_default=True,
               envvar="MLCI_SUITE", type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the suite.")
@@ -44,7 +53,8 @@ from mlci.errors import MlciError
                    "them to the project's dvc.yaml, leaving its stages untouched.")
 def command(config_path: Path, profile_path: Path | None, target: str | None, suite_path: Path,
             name: str | None, golden: str | None, golden_share: float, seed: int, sep: str,
-            task: str | None, force: bool, dvc_pipeline: bool) -> None:
+            task: str | None, force: bool, dvc_pipeline: bool, image_size: str | None,
+            channels: str | None) -> None:
     """Profile reference data into a Great Expectations suite; write mlci.yaml if absent.
 
     Without --golden, a new mlci.yaml gets a seeded (stratified for a classifier) split of the
@@ -58,7 +68,16 @@ def command(config_path: Path, profile_path: Path | None, target: str | None, su
         from mlci.data.dvc_pipeline import plan
 
         plan(config_path.parent / "dvc.yaml", force)
-    if profile_path is not None:
+    if profile_path is not None and profile_path.is_dir():
+        from mlci.data.image_starter import initialise_images
+        from mlci.data.starter import InitRequest
+
+        req = InitRequest(config_path=config_path, data=profile_path, target="label",
+                          suite=suite_path, name=name, golden=golden,
+                          golden_share=golden_share, seed=seed, force=force)
+        for line in initialise_images(req, image_size, int(channels) if channels else None):
+            click.echo(line)
+    elif profile_path is not None:
         if not target:
             raise MlciError("--profile needs --target COLUMN")
         from mlci.data.starter import InitRequest, initialise

@@ -96,7 +96,7 @@ def add(paths: list[Path], cwd: Path) -> None:
         if git_root(cwd) and subprocess.run(
             ["git", "ls-files", "--error-unmatch", str(p)], cwd=cwd, capture_output=True
         ).returncode == 0:
-            subprocess.run(["git", "rm", "-q", "--cached", str(p)], cwd=cwd, check=True,
+            subprocess.run(["git", "rm", "-r", "-q", "--cached", str(p)], cwd=cwd, check=True,
                            capture_output=True)
     run(["add", *[str(p) for p in paths]], cwd=cwd)
 

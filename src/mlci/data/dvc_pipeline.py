@@ -112,21 +112,27 @@ def stages(cfg: Config, out: str = ".mlci") -> dict[str, Any]:
     entrypoint_file = []
     if cfg.model.entrypoint and cfg.model.entrypoint.split(":")[0].endswith(".py"):
         entrypoint_file = [cfg.model.entrypoint.split(":")[0]]
+    images: dict[str, list[str]] = {"train": [], "golden": []}
+    if d.image_size is not None:  # a table's images are dependencies too
+        from mlci.data.imageset import image_folders
+
+        images = {k: image_folders(cfg, k) for k in images}
+    both = list(dict.fromkeys(images["train"] + images["golden"]))
     stages = {
         "validate": {
             "cmd": f"mlci validate -c {config} --out {out}",
-            "deps": [d.train, d.golden, d.expectations],
+            "deps": [d.train, d.golden, *both, d.expectations],
             "outs": [{f"{out}/validation.json": {"cache": False}}],
         },
         "train": {
             "cmd": f"mlci train -c {config} --out {out}",
-            "deps": [d.train, f"{out}/validation.json", *entrypoint_file],
+            "deps": [d.train, *images["train"], f"{out}/validation.json", *entrypoint_file],
             "params": [{config: ["model"]}],
             "outs": [{f"{out}/run.json": {"cache": False}}],
         },
         "evaluate": {
             "cmd": f"mlci evaluate -c {config} --out {out}",
-            "deps": [d.golden, f"{out}/run.json"],
+            "deps": [d.golden, *images["golden"], f"{out}/run.json"],
             "params": [{config: ["gate"]}],
             "metrics": [{f"{out}/metrics.json": {"cache": False}}],
             "plots": [{f"{out}/plots/confusion_matrix.png": {"cache": False}}],

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from mlci.io import sha256_file
+
+if TYPE_CHECKING:
+    from mlci.config import Config
 
 
 def dvc_hash(path: Path) -> str | None:
@@ -43,14 +47,39 @@ def md5_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def md5_dir(path: Path) -> str:
+    """DVC 3's hash of a folder: the md5 of its sorted JSON listing of (relpath, md5) entries,
+    with `.dir` appended (dvc_data's Tree.digest)."""
+    import hashlib
+    import json
+
+    entries = sorted(({"md5": md5_file(p), "relpath": p.relative_to(path).as_posix()}
+                      for p in path.rglob("*") if p.is_file()), key=lambda e: e["relpath"])
+    blob = json.dumps(entries, sort_keys=True).encode("utf-8")
+    return hashlib.md5(blob, usedforsecurity=False).hexdigest() + ".dir"
+
+
 def data_hash(path: Path) -> dict[str, str]:
     """{"algo": "dvc-md5"|"md5"|"sha256", "value": ...}.
 
     For a DVC-tracked file the value is the md5 of its bytes, which is DVC 3's hash: it equals
-    the `.dvc` record once `dvc add` ran ("dvc-md5"); "md5" says the file changed since.
+    the `.dvc` record once `dvc add` ran ("dvc-md5"); "md5" says the file changed since. A
+    folder (an image data set) is hashed as DVC hashes a directory, tracked or not.
     """
+    if path.is_dir():
+        actual = md5_dir(path)
+        return {"algo": "dvc-md5" if dvc_hash(path) == actual else "md5", "value": actual}
     recorded = dvc_hash(path)
     if recorded:
         actual = md5_file(path)
         return {"algo": "dvc-md5" if actual == recorded else "md5", "value": actual}
     return {"algo": "sha256", "value": sha256_file(path)}
+
+
+def dataset_hash(cfg: Config, which: str) -> dict[str, str]:
+    """The hash of `data.train` or `data.golden`: a table of image paths covers the images."""
+    if cfg.data.image_size is not None:
+        from mlci.data.imageset import content_hash
+
+        return content_hash(cfg, which)
+    return data_hash(cfg.resolve(getattr(cfg.data, which)))

@@ -212,6 +212,24 @@ def with_preprocessing(estimator: Any, plan: Plan):
     return Pipeline([("preprocess", build_transformer(plan)), ("model", estimator)])
 
 
+def pixels_to_rows(x: Any) -> Any:
+    """(N, H, W, C) uint8 images as (N, H*W*C) float32 rows in 0..1: the first step of an
+    image model built from `model.estimator`, so the logged model takes the uint8 tensor the
+    gateway gives it (mlci.images) and scales it itself."""
+    import numpy as np
+
+    a = np.asarray(x)
+    return a.reshape(len(a), -1).astype(np.float32) / np.float32(255.0)
+
+
+def with_pixels(estimator: Any):
+    """An estimator on flattened, scaled pixels that takes the image tensor itself."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    return Pipeline([("pixels", FunctionTransformer(pixels_to_rows)), ("model", estimator)])
+
+
 class EncodedLabels(ClassifierMixin, BaseEstimator):
     """A classifier fitted on label codes 0..K-1 that answers in the original labels.
 

@@ -139,3 +139,58 @@ def _numeric(v: pd.Series, col: str) -> list[dict[str, Any]]:
 
 def _round(x: float) -> float:
     return float(f"{x:.6g}")
+
+
+# Image data sets (mlci.data.imageset.metadata): each image is resized to the model's size,
+# so sizes only need to stay within what resizing keeps meaningful: from half the smallest
+# profiled side to four times the largest (a thumbnail or a poster is another kind of data).
+SIZE_SHRINK, SIZE_GROW = 2, 4
+# class shares: KL divergence of the class counts from the profiled shares. A stratified
+# held-out fifth sits at 0; one class of four losing two thirds of its images is 0.083.
+# Error rates both ways, simulated (tests/test_imageset.py; docs/pipeline.md#image-data):
+# a random set of 80 images with the profiled shares fails 4.8 % of the time (40: 28 %,
+# 160: 0.1 %); a class that lost two thirds of its images passes 6-15 % of the time.
+CLASS_KL = 0.05
+
+
+def profile_image_suite(meta: pd.DataFrame, name: str) -> dict[str, Any]:
+    """A suite over the per-image metadata table of a training image set."""
+    from mlci.data.imageset import COLUMNS
+
+    n = len(meta)
+    ok = meta[meta["decodable"].astype(bool)]
+    shares = meta["label"].value_counts(normalize=True).sort_index()
+    classes = [_plain(c) for c in shares.index]
+    ex: list[dict[str, Any]] = [
+        _e("expect_table_columns_to_match_set", column_set=list(COLUMNS), exact_match=True),
+        _e("expect_table_row_count_to_be_between", min_value=max(1, n // 10), max_value=n * 10),
+        _e("expect_column_values_to_not_be_null", column="path"),
+        _e("expect_column_values_to_be_in_set", column="decodable", value_set=[True]),
+        _e("expect_column_values_to_be_in_set", column="format",
+           value_set=sorted(set(ok["format"].dropna().astype(str))) or ["PNG", "JPEG", "WEBP"]),
+        _e("expect_column_values_to_be_in_set", column="mode",
+           value_set=sorted(set(ok["mode"].dropna().astype(str)))),
+        _e("expect_column_values_to_be_in_set", column="channels",
+           value_set=sorted(int(c) for c in set(ok["channels"].dropna()))),
+        _e("expect_column_values_to_be_between", column="bytes", min_value=1,
+           max_value=int(meta["bytes"].max()) * 10),
+        _e("expect_column_values_to_be_in_set", column="label", value_set=classes),
+        _e("expect_column_distinct_values_to_equal_set", column="label", value_set=classes),
+        _e("expect_column_kl_divergence_to_be_less_than", column="label",
+           partition_object={"values": classes, "weights": [float(w) for w in shares]},
+           threshold=CLASS_KL),
+        _e("expect_column_values_to_be_unique", column="sha256"),
+    ]
+    for side in ("width", "height"):
+        v = ok[side].dropna().astype(int)
+        if len(v):
+            ex.append(_e("expect_column_values_to_be_between", column=side,
+                         min_value=max(1, int(v.min()) // SIZE_SHRINK),
+                         max_value=int(v.max()) * SIZE_GROW))
+    return {"name": name, "expectations": ex,
+            "meta": {"generated_by": "mlci init --profile", "kind": "images",
+                     "profiled_images": n}}
+
+
+def _plain(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlci.data.hashing import data_hash
+from mlci.data.hashing import dataset_hash
 from mlci.data.load import read_input
 from mlci.errors import MlciError
 from mlci.io import atomic_write_json, sha256_file
@@ -306,7 +306,13 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     suite_path = cfg.resolve(cfg.data.expectations)
     suite_dict = load_suite_dict(suite_path)
     paths = {"train": cfg.resolve(cfg.data.train), "golden": cfg.resolve(cfg.data.golden)}
-    frames = {k: read_input(cfg, k) for k in paths}
+    images = cfg.data.image_size is not None
+    if images:  # one row per image: what the suite checks (mlci.data.imageset.COLUMNS)
+        from mlci.data.imageset import read_metadata
+
+        frames = {k: read_metadata(cfg, k) for k in paths}
+    else:
+        frames = {k: read_input(cfg, k) for k in paths}
     # Docs are built beside the old ones and swapped in, so a failure leaves the old site whole.
     docs_tmp = out_dir / f".data-docs.{os.getpid()}" if docs else None
     try:
@@ -320,7 +326,7 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
     for name, res in raw.items():
         datasets[name] = {
             "path": getattr(cfg.data, name),
-            "hash": data_hash(paths[name]),
+            "hash": dataset_hash(cfg, name),
             "rows": len(frames[name]),
             "columns": len(frames[name].columns),
             "success": bool(res["success"]),
@@ -329,7 +335,9 @@ def validate(cfg: Config, out_dir: Path, *, docs: bool = True) -> dict[str, Any]
                                   [str(c) for c in frames[name].columns],
                                   getattr(cfg.data, name)),
         }
-    _check_leakage(datasets["golden"], frames, cfg.validation.max_golden_overlap)
+    # images are the same image when their bytes are: compared by content hash alone
+    _check_leakage(datasets["golden"], {k: f[["sha256"]] for k, f in frames.items()}
+                   if images else frames, cfg.validation.max_golden_overlap)
     report = {
         "schema": SCHEMA,
         "success": all(d["success"] for d in datasets.values()),

@@ -108,6 +108,8 @@ class PyfuncScorer:
         import numpy as np
 
         out = self.model.predict(None, x) if self.python_model else self.model.predict(x)
+        if isinstance(out, dict):  # a tensor model's named outputs (the onnx flavour's)
+            out = out.get("label", next(iter(out.values()), None))
         if hasattr(out, "iloc") and getattr(out, "ndim", 1) == 2:
             out = out.iloc[:, 0]
         out = np.asarray(out)
@@ -120,27 +122,63 @@ def is_python_model(est: Any) -> bool:
     return isinstance(est, mlflow.pyfunc.PythonModel)
 
 
+def is_onnx(est: Any) -> bool:
+    return type(est).__name__ == "ModelProto" and type(est).__module__.startswith("onnx")
+
+
+class OnnxScorer:
+    """An ONNX graph (an entrypoint may return one) scored in process by onnxruntime: its
+    `label` output (else its first)."""
+
+    def __init__(self, proto: Any) -> None:
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(proto.SerializeToString(),
+                                                    providers=["CPUExecutionProvider"])
+        names = [o.name for o in self.session.get_outputs()]
+        self.output = "label" if "label" in names else names[0]
+
+    def predict(self, x):  # noqa: ANN001
+        feed = {self.session.get_inputs()[0].name: x}
+        return self.session.run([self.output], feed)[0]
+
+
 def scorer(est: Any) -> Any:
-    """What scores a freshly fitted object: the estimator, or its `PythonModel` as one."""
+    """What scores a freshly fitted object: the estimator, or its `PythonModel` or ONNX
+    graph as one."""
+    if is_onnx(est):
+        return OnnxScorer(est)
     return PyfuncScorer(est, python_model=True) if is_python_model(est) else est
 
 
 # ---------------------------------------------------------------- logging
 
 
-def log(est: Any, x: pd.DataFrame, pip_requirements: list[str], pickle_by_value: tuple = ()):
-    """Log a fitted estimator (sklearn flavour) or `PythonModel` (pyfunc) as `model`, with a
-    signature from the training columns' own types; returns MLflow's ModelInfo."""
+def log(est: Any, x: Any, pip_requirements: list[str], pickle_by_value: tuple = ()):
+    """Log a fitted estimator (sklearn flavour), `PythonModel` (pyfunc) or ONNX graph (onnx)
+    as `model`, with a signature from the training columns' own types, or for an array (the
+    images of an image model) a tensor signature of its shape and dtype; returns MLflow's
+    ModelInfo."""
     import cloudpickle
     from mlflow.models import infer_signature
 
-    sample = x.head(1000)
-    signature = infer_signature(sample, scorer(est).predict(sample.head(5)))
+    sample = x.head(1000) if hasattr(x, "head") else x[:1000]
+    example = sample[:2] if not hasattr(x, "head") else x.head(5)
+    signature = infer_signature(sample, scorer(est).predict(example))
+    if not hasattr(x, "head"):  # any number of images: the batch dimension is -1
+        from mlflow.types.schema import Schema, TensorSpec
+
+        signature.inputs = Schema([TensorSpec(sample.dtype, (-1, *sample.shape[1:]))])
+    if is_onnx(est):
+        import mlflow.onnx
+
+        return mlflow.onnx.log_model(est, name="model", signature=signature,
+                                     input_example=example, pip_requirements=onnx_requirements())
     if is_python_model(est):
         import mlflow.pyfunc
 
         return mlflow.pyfunc.log_model(name="model", python_model=est, signature=signature,
-                                       input_example=x.head(5),
+                                       input_example=example,
                                        pip_requirements=pip_requirements)
     import mlflow.sklearn
 
@@ -148,11 +186,18 @@ def log(est: Any, x: pd.DataFrame, pip_requirements: list[str], pickle_by_value:
         cloudpickle.register_pickle_by_value(module)
     try:
         return mlflow.sklearn.log_model(
-            est, name="model", signature=signature, input_example=x.head(5),
+            est, name="model", signature=signature, input_example=example,
             pip_requirements=pip_requirements, serialization_format="cloudpickle")
     finally:
         for module in pickle_by_value:
             cloudpickle.unregister_pickle_by_value(module)
+
+
+def onnx_requirements() -> list[str]:
+    """What serving an ONNX model needs (the `onnx` extra), at the installed versions."""
+    from importlib.metadata import version
+
+    return [f"{d}=={version(d)}" for d in ("onnx", "onnxruntime", "numpy")]
 
 
 # ---------------------------------------------------------------- digests and loading

@@ -124,6 +124,7 @@ def _render(name, validation, run, evaluation, title, limit, update=None, extra=
         out += _gate_section(evaluation, limit)
         out += _per_class_section(evaluation, limit)
         out += _confusion_section(evaluation)
+        out += _misclassified_section(evaluation)
         out += _regression_plots_section(evaluation)
         out += _params_section(evaluation, limit)
     out += _preprocessing_section(run)
@@ -341,6 +342,24 @@ def _confusion_section(e) -> list[str]:
     for c, row in zip(classes, cm, strict=False):
         out.append(f"| **{text(c)}** | " + " | ".join(text(v) for v in row) + " |")
     return out + [""]
+
+
+def _misclassified_section(e) -> list[str]:
+    """The golden images the model got wrong: the grid (an artifact) and a text list (the
+    paths and classes come from the data: escaped as untrusted text)."""
+    mis = e.get("misclassified")
+    if not mis or not mis.get("count"):
+        return []
+    out = [f"<details><summary>Misclassified golden images: {mis['count']} of {mis['of']}"
+           "</summary>", ""]
+    if (e.get("plots") or {}).get("misclassified"):
+        out += [f"![misclassified golden images]({e['plots']['misclassified']})", ""]
+    out += ["| image | true | predicted |", "|---|---|---|"]
+    for r in mis.get("examples", []):
+        out.append(f"| {text(r['path'])} | {text(r['true'])} | {text(r['predicted'])} |")
+    if mis["count"] > len(mis.get("examples", [])):
+        out.append(f"| … {mis['count'] - len(mis['examples'])} more | | |")
+    return out + ["", "</details>", ""]
 
 
 def _regression_plots_section(e) -> list[str]:

@@ -95,3 +95,36 @@ def residuals(pr: Predictions, path: Path, title: str) -> None:
     hx.set_xlabel("residual")
     hx.set_ylabel("rows")
     _save(fig, path)
+
+
+GRID_MAX = 16  # misclassified images shown: enough to see a pattern, small enough for a PR
+
+
+def misclassified_grid(pr: Predictions, images, path: Path, title: str) -> bool:
+    """A grid of the first misclassified golden images, each titled "true -> predicted";
+    False (nothing written) when every image was classified right."""
+    import numpy as np
+
+    wrong = np.flatnonzero(pr.y_pred != pr.y_true)[:GRID_MAX]
+    if not len(wrong):
+        return False
+    plt = _pyplot()
+    classes = [str(c) for c in pr.classes or []]
+    cols = min(4, len(wrong))
+    rows = -(-len(wrong) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.0 * cols, 2.2 * rows + 0.4), dpi=100,
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), wrong, strict=False):
+        img = images[i]
+        gray = img.shape[-1] == 1
+        ax.imshow(img[..., 0] if gray else img, cmap="gray" if gray else None,
+                  vmin=0, vmax=255, interpolation="nearest")
+        true = classes[pr.y_true[i]] if 0 <= pr.y_true[i] < len(classes) else "?"
+        ax.set_title(f"{true[:12]} -> {classes[pr.y_pred[i]][:12]}", fontsize=8)
+    import textwrap
+
+    fig.suptitle("\n".join(textwrap.wrap(title, 50)), fontsize=9)
+    _save(fig, path)
+    return True

@@ -43,10 +43,11 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
              keys: int | None = 200, feedback: bool = True, key_header: str = "X-Mlci-Key",
              stop: threading.Event | None = None, path: str = "/predict",
              body: Any = None, seed: int = 0,
-             feedback_token: str | None = None) -> LoadResult:
+             feedback_token: str | None = None, images: bool = False) -> LoadResult:
     """Send a (seeded) random instance as request i, with key `user-{i % keys}` when
     `keys`, then its label to /feedback when `feedback` and labels are given, with the
-    bearer token `feedback_token` (default: MLCI_FEEDBACK_TOKEN)."""
+    bearer token `feedback_token` (default: MLCI_FEEDBACK_TOKEN). With `images`, `rows`
+    are base64 images (`read_images`) sent as `{"images": [...]}`."""
     import os
 
     import httpx
@@ -71,7 +72,8 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
                 key = f"user-{i % keys}" if keys else None
                 headers = {key_header: key} if key else {}
                 j = random.Random(seed * 1_000_003 + i).randrange(len(rows)) if rows else 0
-                payload = body if body is not None else {"instances": [rows[j]]}
+                payload = body if body is not None else \
+                    {"images" if images else "instances": [rows[j]]}
                 t0 = time.perf_counter()
                 try:
                     r = c.post(url + path, json=payload, headers=headers)
@@ -114,4 +116,25 @@ def read_csv(path: str, target: str) -> tuple[list[list[float]], list[Any]]:
         for rec in rd:
             labels.append(int(rec[t]) if rec[t].lstrip("-").isdigit() else rec[t])
             rows.append([float(v) for j, v in enumerate(rec) if j != t])
+    return rows, labels
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def read_images(path: str) -> tuple[list[str], list[Any]]:
+    """Base64 images and labels of an image folder (one sub-folder per class, as
+    `data.train`/`data.golden` may be), for `run_load(..., images=True)`."""
+    import base64
+    from pathlib import Path
+
+    root = Path(path)
+    rows, labels = [], []
+    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
+        for f in sorted(sub.iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                rows.append(base64.b64encode(f.read_bytes()).decode("ascii"))
+                labels.append(sub.name)
+    if not rows:
+        raise ValueError(f"{path}: no images in class sub-folders")
     return rows, labels
