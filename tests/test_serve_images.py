@@ -225,6 +225,23 @@ def test_labels_for_image_requests_reach_the_log(gw: Gateway, shots) -> None:
     assert sample(gw, "mlci_feedback_total", variant="champion") == 4
 
 
+def test_images_cost_their_client_what_the_log_keeps_of_them(tmp_path: Path) -> None:
+    """A client's share of the log is charged what is logged (a digest per image), not the
+    body: 12 requests of 3 noisy 100x100 JPEGs (about 30 KB each) fit a 60 KB share."""
+    from mlci.serve.predlog import Retention
+
+    gw = image_gateway(tmp_path, retention=Retention(max_bytes=1_200_000), client_share=0.05)
+    x = np.random.default_rng(0).integers(0, 255, (3, 100, 100, 3), dtype=np.uint8)
+    body = {"images": [b64(encoded(a, "JPEG")) for a in x]}
+    assert len(json.dumps(body)) > 25_000
+    c = client(gw)
+    codes = [c.post("/predict", json=body).status_code for _ in range(12)]
+    assert codes == [200] * 12
+    # the share still bounds what one request may bring: a body over the whole share is a 429
+    big = {"instances": pictures(40, seed=1)[0].tolist()}
+    assert len(json.dumps(big)) > 60_000 and c.post("/predict", json=big).status_code == 429
+
+
 def test_a_challenger_of_another_size_gets_its_own_tensor(tmp_path: Path, shots) -> None:
     """Champion 16x16, challenger declaring 8x8 grayscale: each variant gets its own tensor
     from the same bytes (the challenger here refuses its shape only if decoded wrongly)."""

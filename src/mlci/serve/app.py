@@ -159,6 +159,7 @@ class Scored:
     classes: list[Any] | None
     error: str | None = None
     shadow: tuple | None = field(default=None, repr=False)
+    log_cost: int | None = None  # bytes its inputs take in the log, when not the body's size
 
 
 class Incompatible(Exception):
@@ -423,7 +424,8 @@ class Gateway:
         if err is None and r.shadow and r.challenger and variant == CHAMPION \
                 and canary_id is not None:
             shadow = (rid, models[r.challenger], rows, m.spec, preds)
-        return Scored(rid, variant, version, preds, probs, m.classes, err, shadow)
+        cost = len(json.dumps(rows.records)) if isinstance(rows, ImageBatch) else None
+        return Scored(rid, variant, version, preds, probs, m.classes, err, shadow, cost)
 
     def _log_failed(self, op: str, exc: BaseException) -> None:
         self.metrics.log_failures.labels(op).inc()
@@ -461,7 +463,8 @@ class Gateway:
                                           for a, b in zip(out, served, strict=False)))
 
     def _predict(self, raw: bytes, key: str | None,
-                 active: tuple[Routing, dict[str, Loaded]]) -> Response:
+                 active: tuple[Routing, dict[str, Loaded]]) -> tuple[Response, int]:
+        """The answer, and what the request costs its client's share of the log."""
         try:
             body = _json(raw)
             picked = self.pick(active[0], key)
@@ -471,19 +474,19 @@ class Gateway:
                 rows, bad = exc.rows, str(exc)
             s = self.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
-            return self.refuse("predict", Refused(400, exc.reason, str(exc)))
+            return self.refuse("predict", Refused(400, exc.reason, str(exc))), 0
         except Refused as exc:
-            return self.refuse("predict", exc)
+            return self.refuse("predict", exc), 0
         if s.error is not None:
             return JSONResponse(self.shown({
                 "error": f"model {self.name}/{s.version} failed: {s.error}"
                 if not self.hide_variant else f"model {self.name} failed: {s.error}",
                 "request_id": s.request_id, "variant": s.variant,
-                "model_version": s.version}), status_code=500)
+                "model_version": s.version}), status_code=500), 0
         return JSONResponse(self.shown({
             "request_id": s.request_id, "variant": s.variant, "model_version": s.version,
             "predictions": s.predictions, "probabilities": s.probabilities,
-            "classes": s.classes}), background=self.shadow_task(s))
+            "classes": s.classes}), background=self.shadow_task(s)), self.cost(s, raw)
 
     def shown(self, answer: dict[str, Any]) -> dict[str, Any]:
         """`answer` without the variant and version when the operator hides them."""
@@ -579,14 +582,20 @@ class Gateway:
         raw = await request.body()
         if (over := self.over_share(request, "predict", raw)):
             return over
-        return self.charged(request, raw, await self.run(
+        return self.charged(request, *await self.run(
             self._predict, raw, request.headers.get(self.key_header), active))
 
-    def charged(self, request: Request, raw: bytes, response: Response) -> Response:
-        """`response`, the request's body size charged to its client's share of the log
-        when it was answered (so logged): refused requests cost nothing."""
+    @staticmethod
+    def cost(s: Scored, raw: bytes) -> int:
+        """What an answered request adds to the log: its body's size, or for images what is
+        logged of them (a digest each, not the pixels)."""
+        return s.log_cost if s.log_cost is not None else len(raw)
+
+    def charged(self, request: Request, response: Response, cost: int) -> Response:
+        """`response`, its `cost` charged to its client's share of the log when it was
+        answered (so logged): refused requests cost nothing."""
         if self.share is not None and response.status_code == 200:
-            self.share.charge(client_of(request.scope), len(raw))
+            self.share.charge(client_of(request.scope), cost)
         return response
 
     def over_share(self, request: Request, endpoint: str, raw: bytes) -> Response | None:

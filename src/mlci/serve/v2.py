@@ -265,7 +265,7 @@ def routes(gw: Gateway) -> list[Route]:
         return JSONResponse({"name": gw.name, "ready": ok}, status_code=200 if ok else 503)
 
     def _infer(raw: bytes, header_length: str | None, key: str | None, active: Any,
-               version: str | None) -> Response:
+               version: str | None) -> tuple[Response, int]:
         try:
             head, binary = split(raw, header_length)
             body = _json(head)
@@ -283,13 +283,13 @@ def routes(gw: Gateway) -> list[Route]:
                 rows, bad = exc.rows, str(exc)
             s = gw.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
-            return gw.refuse("v2", Refused(400, exc.reason, str(exc)))
+            return gw.refuse("v2", Refused(400, exc.reason, str(exc))), 0
         except Refused as exc:
-            return gw.refuse("v2", exc)
+            return gw.refuse("v2", exc), 0
         if s.error is not None:
             shown = gw.name if gw.hide_variant else f"{gw.name}/{s.version}"
-            return _error(500, f"model {shown} failed: {s.error}")
-        return response(gw, s, rid, outputs, asked)
+            return _error(500, f"model {shown} failed: {s.error}"), 0
+        return response(gw, s, rid, outputs, asked), gw.cost(s, raw)
 
     async def infer(request: Request) -> Response:
         if (denied := gw.unauthorized(request, "v2", gw.predict_token, False)):
@@ -301,7 +301,7 @@ def routes(gw: Gateway) -> list[Route]:
         raw = await request.body()
         if (over := gw.over_share(request, "v2", raw)):
             return over
-        return gw.charged(request, raw, await gw.run(
+        return gw.charged(request, *await gw.run(
             _infer, raw, request.headers.get(HEADER), request.headers.get(gw.key_header), active,
             request.path_params.get("version")))
 
