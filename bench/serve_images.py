@@ -213,9 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     by = {(name, c): v for name, c, v in results}
     for c in levels:
         alone = by[("in process: the model alone (decoded array)", c)]
-        gw = by[("gateway /predict (base64 JPEG in JSON)", c)]
-        print(f"\nconcurrency {c}: gateway /predict throughput = {gw[0] / alone[0]:.2f}x the "
-              f"model alone in process; p50 {gw[1]:.2f} ms vs {alone[1]:.2f} ms")
+        decoding = by[("in process: mlci.images.decode + the model", c)]
+        for name in ("gateway /predict (base64 JPEG in JSON)",
+                     "gateway /v2 infer (BYTES, binary data both ways)"):
+            gw = by[(name, c)]
+            print(f"concurrency {c}, {name}: throughput {gw[0] / alone[0]:.2f}x the model "
+                  f"alone, {gw[0] / decoding[0]:.2f}x decode + model in process; p50 "
+                  f"{gw[1]:.2f} ms vs {alone[1]:.2f} ms (+{gw[1] - decoding[1]:.2f} ms over "
+                  "decode + model)")
     return 0
 
 

@@ -9,7 +9,10 @@
 An inference request goes through the same validation, routing, prediction log and metrics
 as `/predict`. Its inputs are either one tensor per feature (named as the model's columns,
 shape `[n]` or `[n, 1]`; strings as `BYTES`) or, for a model of numeric features only, one
-tensor of shape `[n, features]`. The answer holds `predict` (shape `[n]`) and, for a
+tensor of shape `[n, features]`; an image model takes one tensor, its own `UINT8`
+`[n, H, W, C]` or `BYTES` `[n]` of encoded images (base64 in JSON, raw in binary data; see
+`imaging`). Inputs and outputs may use the binary tensor data extension (`tensors`). The
+answer holds `predict` (shape `[n]`) and, for a
 classifier, `predict_proba` (shape `[n, classes]`, columns in the order of the metadata's
 `classes` parameter); `parameters.request_id` is the id `/feedback` takes. A request for an
 explicit version is served by that version if it is one of the two being routed (else 404),
@@ -101,8 +104,8 @@ def instances(gw: Gateway, tensors: list[Tensor], m: Loaded) -> Rows:
     spec = m.spec
     names = spec.names
     if len(tensors) == 1 and tensors[0].datatype == "BYTES" and (
-            names is None or tensors[0].name not in names):
-        return gw.images(_encoded(tensors[0]), m)
+            names is None or tensors[0].name not in names) and spec.numeric:
+        return gw.images(_encoded(tensors[0]), m)  # (a model of strings: a misnamed one)
     if spec.image is not None:
         if len(tensors) != 1:
             raise BadInput("this model takes one image tensor: BYTES [n] (encoded images) "
