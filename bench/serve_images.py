@@ -99,12 +99,17 @@ def register(root: Path) -> object:
     return model
 
 
-def summary(lat_ms: list[float], seconds: float) -> tuple[float, float, float]:
-    a = np.asarray(lat_ms)
-    return len(a) / seconds, float(np.percentile(a, 50)), float(np.percentile(a, 95))
+Timed = tuple[list[float], float]  # latencies (ms) and the seconds they took
 
 
-def inprocess(fn, n: int, conc: int) -> tuple[float, float, float]:
+def summary(parts: list[Timed]) -> tuple[float, float, float]:
+    """req/s over all rounds, and p50 and p95 of the pooled latencies."""
+    a = np.concatenate([np.asarray(lat) for lat, _ in parts])
+    return len(a) / sum(sec for _, sec in parts), float(np.percentile(a, 50)), \
+        float(np.percentile(a, 95))
+
+
+def inprocess(fn, n: int, conc: int) -> Timed:
     lat: list[float] = []
     lock = threading.Lock()
     left = [n]
@@ -122,7 +127,7 @@ def inprocess(fn, n: int, conc: int) -> tuple[float, float, float]:
         with lock:
             lat.extend(mine)
 
-    for _ in range(max(10, n // 10)):
+    for _ in range(max(5, n // 10)):
         fn()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(conc)]
@@ -130,28 +135,38 @@ def inprocess(fn, n: int, conc: int) -> tuple[float, float, float]:
         t.start()
     for t in threads:
         t.join()
-    return summary(lat, time.perf_counter() - t0)
+    return lat, time.perf_counter() - t0
 
 
 def http(port: int, path: str, body: bytes, headers: dict[str, str], n: int,
-         conc: int) -> tuple[float, float, float]:
+         conc: int) -> Timed:
     import asyncio
 
     head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     raw = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
            f"{head}\r\n").encode() + body
-    asyncio.run(_client("127.0.0.1", port, raw, max(10, n // 10), conc))  # warm-up
-    lat, seconds = asyncio.run(_client("127.0.0.1", port, raw, n, conc))
-    return summary(lat, seconds)
+    asyncio.run(_client("127.0.0.1", port, raw, max(5, n // 10), conc))  # warm-up
+    return asyncio.run(_client("127.0.0.1", port, raw, n, conc))
+
+
+ALONE = "in process: the model alone (decoded array)"
+DECODE = "in process: mlci.images.decode + the model"
+PREDICT = "gateway /predict (base64 JPEG in JSON)"
+V2_JSON = "gateway /v2 infer (BYTES, base64 in JSON)"
+V2_BINARY = "gateway /v2 infer (BYTES, binary data both ways)"
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="100 requests per cell")
+    ap.add_argument("--quick", action="store_true", help="100 requests per cell, one round")
     ap.add_argument("--requests", type=int, default=None, help="requests per cell")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="rounds every cell takes its turn in (default 5, quick 1): on a "
+                         "shared machine, load that comes and goes hits every cell alike")
     ap.add_argument("--concurrency", default="1,4", help="comma-separated levels")
     a = ap.parse_args(argv)
     n = a.requests or (100 if a.quick else 1000)
+    rounds = a.rounds or (1 if a.quick else 5)
     levels = [int(c) for c in a.concurrency.split(",")]
 
     from mlci.images import ImageSpec, decode
@@ -163,40 +178,39 @@ def main(argv: list[str] | None = None) -> int:
     raw = jpeg(x[0])
     spec = ImageSpec(SIDE, SIDE, 3)
     one = decode(raw, spec)[None]
-    results: list[tuple[str, int, tuple[float, float, float]]] = []
-    for c in levels:
-        results.append(("in process: the model alone (decoded array)", c,
-                        inprocess(lambda: model.predict_proba(one), n, c)))
-        results.append(("in process: mlci.images.decode + the model", c,
-                        inprocess(lambda: model.predict_proba(decode(raw, spec)[None]), n, c)))
-
+    b64 = base64.b64encode(raw).decode()
+    element = len(raw).to_bytes(4, "little") + raw
+    head = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": len(element)}}],
+                       "parameters": {"binary_data_output": True}}).encode()
+    requests = {
+        PREDICT: ("/predict", json.dumps({"images": [b64]}).encode(),
+                  {"Content-Type": "application/json"}),
+        V2_JSON: ("/v2/models/shapes/infer", json.dumps(
+            {"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                         "data": [b64]}]}).encode(), {"Content-Type": "application/json"}),
+        V2_BINARY: ("/v2/models/shapes/infer", head + element,
+                    {"Content-Type": "application/octet-stream",
+                     "Inference-Header-Content-Length": str(len(head))}),
+    }
     port = free_port()
     log = open(root / "serve.log", "w")  # noqa: SIM115
     proc = subprocess.Popen([str(BIN / "mlci"), "serve", "--model", "shapes", "--port",
                              str(port), "--max-client-concurrent", "32"], cwd=root, env=env(),
                             stdout=log, stderr=subprocess.STDOUT)
+    parts: dict[tuple[str, int], list[Timed]] = {}
     try:
         wait_http(f"http://127.0.0.1:{port}/readyz", proc)
-        b64 = base64.b64encode(raw).decode()
-        predict = json.dumps({"images": [b64]}).encode()
-        v2_json = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                                          "data": [b64]}]}).encode()
-        element = len(raw).to_bytes(4, "little") + raw
-        head = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
-                                       "parameters": {"binary_data_size": len(element)}}],
-                           "parameters": {"binary_data_output": True}}).encode()
-        cells = [
-            ("gateway /predict (base64 JPEG in JSON)", "/predict", predict,
-             {"Content-Type": "application/json"}),
-            ("gateway /v2 infer (BYTES, base64 in JSON)", "/v2/models/shapes/infer", v2_json,
-             {"Content-Type": "application/json"}),
-            ("gateway /v2 infer (BYTES, binary data both ways)", "/v2/models/shapes/infer",
-             head + element, {"Content-Type": "application/octet-stream",
-                              "Inference-Header-Content-Length": str(len(head))}),
-        ]
-        for c in levels:
-            for name, path, body, headers in cells:
-                results.append((name, c, http(port, path, body, headers, n, c)))
+        share = -(-n // rounds)
+        for _ in range(rounds):  # every cell in turn, each round
+            for c in levels:
+                parts.setdefault((ALONE, c), []).append(
+                    inprocess(lambda: model.predict_proba(one), share, c))
+                parts.setdefault((DECODE, c), []).append(inprocess(
+                    lambda: model.predict_proba(decode(raw, spec)[None]), share, c))
+                for name, (path, body, headers) in requests.items():
+                    parts.setdefault((name, c), []).append(
+                        http(port, path, body, headers, share, c))
     finally:
         proc.terminate()
         try:
@@ -204,18 +218,19 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             proc.kill()
 
-    print(f"\n{n} requests per cell, one 224x224 JPEG ({len(raw):,} bytes) per request, "
-          f"127.0.0.1, {os.cpu_count()} CPUs\n")
+    by = {k: summary(v) for k, v in parts.items()}
+    print(f"\n{share * rounds} requests per cell in {rounds} interleaved round(s), one "
+          f"224x224 JPEG ({len(raw):,} bytes) per request, 127.0.0.1, {os.cpu_count()} CPUs\n")
     print("| target | concurrency | req/s | p50 ms | p95 ms |")
     print("|---|---:|---:|---:|---:|")
-    for name, c, (rps, p50, p95) in results:
-        print(f"| {name} | {c} | {rps:,.0f} | {p50:.2f} | {p95:.2f} |")
-    by = {(name, c): v for name, c, v in results}
     for c in levels:
-        alone = by[("in process: the model alone (decoded array)", c)]
-        decoding = by[("in process: mlci.images.decode + the model", c)]
-        for name in ("gateway /predict (base64 JPEG in JSON)",
-                     "gateway /v2 infer (BYTES, binary data both ways)"):
+        for name in (ALONE, DECODE, PREDICT, V2_JSON, V2_BINARY):
+            rps, p50, p95 = by[(name, c)]
+            print(f"| {name} | {c} | {rps:,.0f} | {p50:.2f} | {p95:.2f} |")
+    print()
+    for c in levels:
+        alone, decoding = by[(ALONE, c)], by[(DECODE, c)]
+        for name in (PREDICT, V2_BINARY):
             gw = by[(name, c)]
             print(f"concurrency {c}, {name}: throughput {gw[0] / alone[0]:.2f}x the model "
                   f"alone, {gw[0] / decoding[0]:.2f}x decode + model in process; p50 "
