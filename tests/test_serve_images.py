@@ -189,8 +189,9 @@ def test_pixels_are_counted_from_headers_before_decoding(tmp_path: Path) -> None
     assert sample(gw, "mlci_refused_total", endpoint="predict",
                   reason="too_many_pixels") == before + 1
     assert gw.active[1]["1"].model.seen == []  # the model never ran
-    two = [b64(encoded(np.zeros((80, 80, 3), np.uint8), "PNG"))] * 2  # 6,400 each: the
-    assert client(gw).post("/predict", json={"images": two}).status_code == 400  # 2nd is over
+    two = [b64(encoded(np.zeros((80, 80, 3), np.uint8), "PNG"))] * 2  # 6,400 pixels each
+    r = client(gw).post("/predict", json={"images": two})
+    assert r.status_code == 400 and r.json()["error"].startswith("image 1 (80x80) takes")
     assert Image.MAX_IMAGE_PIXELS  # Pillow's own cap untouched
 
 
@@ -258,6 +259,31 @@ def test_a_challenger_of_another_size_gets_its_own_tensor(tmp_path: Path, shots)
     r = client(gw).post("/predict", json={"images": [b64(encoded(x[0], "WEBP"))]})
     assert r.status_code == 200 and r.json()["variant"] == "challenger", r.text
     assert spy.seen == [((1, 8, 8, 1), np.dtype("uint8"))]
+
+
+def test_the_load_generator_reads_image_folders_and_tables(tmp_path: Path, shots) -> None:
+    from mlci.serve.loadgen import read_csv, read_images
+
+    x, labels = shots
+    for i, (a, y) in enumerate(zip(x, labels, strict=True)):
+        (tmp_path / "folder" / y).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "folder" / y / f"{i}.jpg").write_bytes(encoded(a, "JPEG"))
+    (tmp_path / "folder" / "red" / "notes.txt").write_text("not an image")
+    images, ys = read_images(str(tmp_path / "folder"))
+    assert len(images) == 6 and sorted(ys) == sorted(labels)
+    assert base64.b64decode(images[0])[:3] == b"\xff\xd8\xff"  # a JPEG, sent as it is
+    table = tmp_path / "data.csv"
+    table.write_text("file,label\n" + "".join(f"folder/{y}/{i}.jpg,{y}\n"
+                                              for i, y in enumerate(labels)))
+    images2, ys2 = read_images(str(table), "label")
+    assert ys2 == labels and len(images2) == 6
+    # the table read as numbers: one clear error naming read_images, not a float() crash
+    with pytest.raises(ValueError, match="line 2: a value is not a number; for a table of "
+                                         "image files use read_images"):
+        read_csv(str(table), "label")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no PNG, JPEG or WebP"):
+        read_images(str(tmp_path / "empty"))
 
 
 # ------------------------------------------------------------------ /v2

@@ -117,6 +117,20 @@ def test_an_independent_client_sends_jpeg_and_png_everywhere(gw: Gateway, shots)
     assert set(CLASSES) >= set(labels)
 
 
+def test_labelled_image_traffic_from_a_folder(gw: Gateway, shots, tmp_path: Path) -> None:
+    """The load generator sends a folder of JPEGs and their labels, as a canary's load."""
+    from mlci.serve.loadgen import read_images, run_load
+
+    x, labels = pictures(12, seed=4, size=(32, 32))
+    for i, (a, y) in enumerate(zip(x, labels, strict=True)):
+        (tmp_path / y).mkdir(exist_ok=True)
+        (tmp_path / y / f"{i}.jpg").write_bytes(encoded(a, "JPEG"))
+    images, ys = read_images(str(tmp_path))
+    res = run_load(gw.url, images, ys, requests=24, seconds=60, concurrency=2,
+                   feedback_token=FEEDBACK_TOKEN)
+    assert len(res.ok) == 24 and all(s.correct for s in res.ok)
+
+
 def test_unknown_routes_answer_json(gw: Gateway) -> None:
     for method, path in [("GET", "/v2/nothing"), ("PUT", "/v2/models/colours/infer")]:
         r = httpx.request(method, gw.url + path, timeout=10)

@@ -59,12 +59,16 @@ def decode_all(raws: list[bytes], spec: ImageSpec, budget: int) -> ImageBatch:
     left = budget
     for i, raw in enumerate(raws):
         try:
-            img = open_checked(raw, max(left, 1))
+            img = open_checked(raw, budget)
         except TooLarge as exc:
             raise TooManyPixels(f"image {i}: {exc} (per request)") from None
         except ImageError as exc:
             raise BadInput(f"image {i}: {exc}") from None
         left -= pixels(img)
+        if left < 0:
+            w, h = img.size
+            raise TooManyPixels(f"image {i} ({w}x{h}) takes the request's images over the "
+                                f"{budget} pixels allowed per request")
         opened.append(img)
     out = np.empty((len(raws), *spec.shape), dtype=np.uint8)
     records = []
