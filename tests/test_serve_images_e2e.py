@@ -17,8 +17,6 @@ from image_model import CLASSES, SIDE, encoded, pictures, register
 from test_serve_support import FEEDBACK_TOKEN, Gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
-http = pytest.importorskip("tritonclient.http", reason="tritonclient[http] is in "
-                                                      "scripts/requirements-test.txt")
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +34,8 @@ def shots():
 
 
 def test_tritonclient_with_its_defaults_and_in_json(gw: Gateway, shots) -> None:
+    http = pytest.importorskip("tritonclient.http",
+                               reason="tritonclient[http] is in scripts/requirements-test.txt")
     x, labels = shots
     c = http.InferenceServerClient(url=f"127.0.0.1:{gw.port}")
     assert c.is_server_live() and c.is_server_ready() and c.is_model_ready("colours")
