@@ -286,6 +286,38 @@ def test_the_load_generator_reads_image_folders_and_tables(tmp_path: Path, shots
         read_images(str(tmp_path / "empty"))
 
 
+class TensorPyfunc:
+    """Stands for a pyfunc tensor model (MLflow's onnx flavour answers a dict of arrays)."""
+
+    def __init__(self, outputs: str) -> None:
+        self.outputs, self.seen = outputs, []
+
+    def predict(self, x: Any) -> Any:
+        self.seen.append((x.shape, x.dtype))
+        labels = np.array(fitted().predict(x))
+        if self.outputs == "label":
+            return {"label": labels, "probabilities": fitted().predict_proba(x)}
+        return {"logits": fitted().predict_proba(x)}
+
+
+def test_pyfunc_tensor_models_answer_labels(tmp_path: Path, shots) -> None:
+    x, labels = shots
+    body = {"images": [b64(encoded(a, "PNG")) for a in x[:3]]}
+    for outputs in ("label", "logits"):
+        model = TensorPyfunc(outputs)
+        gw = gateway(tmp_path / outputs, Routing("1"), {})
+        gw.active = (gw.active[0], {"1": Loaded("1", model, None, spec_of(model, _schema()),
+                                                True, pyfunc=True)})
+        r = client(gw).post("/predict", json=body)
+        assert model.seen == [((3, SIDE, SIDE, 3), np.dtype("uint8"))]
+        if outputs == "label":
+            assert r.status_code == 200 and r.json()["predictions"] == labels[:3], r.text
+        else:  # scores are not labels: a model error, counted, with the reason
+            assert r.status_code == 500 and "shape [3, 3], not one label per row" in \
+                r.json()["error"], r.text
+            assert sample(gw, "mlci_errors_total", variant="champion", version="1") == 1
+
+
 # ------------------------------------------------------------------ /v2
 
 

@@ -108,8 +108,7 @@ class Loaded:
 
             # JSON numbers arrive as floats; pyfunc refuses them for an integer column
             out = self.model.predict(cast(x, self.types) if self.types else x)
-            out = out.iloc[:, 0] if hasattr(out, "iloc") and out.ndim == 2 else out
-            return [_py(v) for v in list(out)], None
+            return [_py(v) for v in _one_per_row(out)], None
         if self.classes is not None and hasattr(self.model, "predict_proba"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "no feature names": checked
@@ -134,6 +133,30 @@ class Loaded:
 def _py(v: Any) -> Any:
     v = v.item() if hasattr(v, "item") else v
     return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def _one_per_row(out: Any) -> list[Any]:
+    """A pyfunc model's answer as one prediction per row: a column of a frame, or of a
+    tensor model's dict of outputs (MLflow's onnx flavour answers {output name: array}; a
+    `label` output, else the only one). Scores of several classes are not a prediction:
+    the model must answer labels (e.g. a PythonModel taking the argmax)."""
+    import numpy as np
+
+    if isinstance(out, dict):
+        key = next((k for k in out if str(k).lower() in ("label", "output_label")), None)
+        if key is None and len(out) != 1:
+            raise ValueError(f"the model answered outputs {sorted(map(str, out))[:4]}, none "
+                             "named 'label'")
+        out = out[key if key is not None else next(iter(out))]
+    if hasattr(out, "iloc"):
+        return list(out.iloc[:, 0]) if out.ndim == 2 else list(out)
+    arr = np.asarray(out)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"the model answered an array of shape {list(arr.shape)}, not one "
+                         "label per row")
+    return list(arr)
 
 
 def _first_line(exc: BaseException) -> str:
