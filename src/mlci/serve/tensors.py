@@ -42,10 +42,6 @@ class Tensor:
     data: Any            # JSON: a flat list; binary: a numpy array, or a list of bytes (BYTES)
     binary: bool = False
 
-    @property
-    def count(self) -> int:
-        return math.prod(self.shape)
-
     def values(self) -> list[Any]:
         """The elements as JSON would give them (BYTES as text)."""
         if not self.binary:
