@@ -419,6 +419,15 @@ def test_sizes_are_checked_against_the_body_first(gw: Gateway, case: str, msg: s
     assert gw.active[1]["1"].model.seen == []
 
 
+def test_compressed_bodies_are_refused(gw: Gateway) -> None:
+    import gzip
+
+    content, headers = binary_request([("x", [1], "BYTES", bytes_elements([b"abc"]))])
+    r = client(gw).post(INFER, content=gzip.compress(content),
+                        headers={**headers, "Content-Encoding": "gzip"})
+    assert r.status_code == 400 and "Content-Encoding: gzip" in r.json()["error"]
+
+
 def test_metadata_from_the_signature(gw: Gateway, tmp_path: Path) -> None:
     c = client(gw)
     meta = c.get("/v2/models/digits").json()

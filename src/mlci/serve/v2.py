@@ -300,6 +300,11 @@ def routes(gw: Gateway) -> list[Route]:
         got = model_of(request)
         if isinstance(got, Response):
             return got
+        encoding = request.headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":  # inflating a body is a way round --max-body: refused
+            return gw.refuse("v2", Refused(400, "bad_input", "compressed request bodies "
+                                           f"(Content-Encoding: {encoding[:20]}) are not "
+                                           "accepted; send the body uncompressed"))
         active = gw.active
         raw = await request.body()
         if (over := gw.over_share(request, "v2", raw)):
