@@ -419,6 +419,20 @@ def test_sizes_are_checked_against_the_body_first(gw: Gateway, case: str, msg: s
     assert gw.active[1]["1"].model.seen == []
 
 
+def test_binary_tensors_for_a_model_of_features(tmp_path: Path) -> None:
+    """Not only images: FP32 rows of the digits model in binary give /predict's answer."""
+    from serve_inprocess import digits
+
+    gw = gateway(tmp_path, Routing("1"), {"1": "plain"})
+    x = digits()[0].to_numpy()[:2]
+    c = client(gw)
+    want = c.post("/predict", json={"instances": x.tolist()}).json()["predictions"]
+    content, headers = binary_request([("input-0", [2, 64], "FP32",
+                                        x.astype("<f4").tobytes())])
+    r = c.post(INFER, content=content, headers=headers)
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == want, r.text
+
+
 def test_compressed_bodies_are_refused(gw: Gateway) -> None:
     import gzip
 
