@@ -696,7 +696,7 @@ def stats_from_counters(now: dict[str, float], base: dict[str, float],
                         versions: dict[str, str | None] | None = None) -> dict[str, Any]:
     """Per-variant evidence since the baseline: from the gateway's series, else (KServe
     without `mlci serve` in front) from MLServer's request counters of each variant's
-    version, which carry no labels and no latency histogram."""
+    version, which count no labelled feedback."""
     from mlci.serve.predlog import VariantStats
 
     if not any(k.startswith("mlci_requests_total|") for k in now) and \
@@ -739,6 +739,6 @@ def _from_mlserver(now: dict[str, float], base: dict[str, float],
         ok = _inc(now, base, f"mlserver_success|{v}|")
         failed = _inc(now, base, f"mlserver_failure|{v}|")
         s = VariantStats(variant, v or None, int(ok + failed), int(failed), [], 0, 0)
-        s.p99_ms = None  # MLServer's duration is a summary: no quantile to read
+        s.p99_ms = None  # latency is not judged from metrics
         out[variant] = s
     return {"variants": out, "shadow": {"compared": 0, "disagreements": 0, "errors": 0}}
