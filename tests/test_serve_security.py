@@ -44,7 +44,8 @@ from mlci.serve.state import CanaryState, read_state, state_path, write_state
 # the first test may train the models; timed assertions: run alone under pytest-xdist
 pytestmark = [pytest.mark.e2e, pytest.mark.exclusive, pytest.mark.timeout(600)]
 AUTH = {"Authorization": f"Bearer {FEEDBACK_TOKEN}"}
-LIMITS = ("--max-body", "2000000", "--max-image-pixels", "100000", "--max-concurrent", "4",
+LIMITS = ("--image-max", "16",  # the digits model takes flat pixels: images by opt-in
+          "--max-body", "2000000", "--max-image-pixels", "100000", "--max-concurrent", "4",
           "--max-client-concurrent", "4",
           "--header-timeout", "1", "--body-timeout", "1", "--max-connections", "64")
 

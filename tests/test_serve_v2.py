@@ -64,7 +64,8 @@ def test_health_server_and_model_metadata(gw: Gateway) -> None:
     check("metadata_model_response", meta)
     assert meta["name"] == "digits" and meta["versions"] == ["1"]
     assert [i["name"] for i in meta["inputs"]] == COLS
-    assert {i["datatype"] for i in meta["inputs"]} == {"FP64"}
+    # the signature's types: the digits CSV holds integers, logged as `long`
+    assert {i["datatype"] for i in meta["inputs"]} == {"INT64"}
     assert {o["name"]: o["shape"] for o in meta["outputs"]} == {
         "predict": [-1], "predict_proba": [-1, 10]}
     assert meta["parameters"]["classes"] == ",".join(map(str, range(10)))

@@ -45,9 +45,12 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
 @click.option("--poll", default="0.25s", show_default=True, type=Duration(minimum=0.01),
               envvar="MLCI_POLL", help="Time between reads of the rollout state "
                                        "(env MLCI_POLL).")
-@click.option("--image-max", default=16.0, show_default=True, type=click.FloatRange(min=0),
+@click.option("--image-max", default=None, type=click.FloatRange(min=0, min_open=True),
               envvar="MLCI_IMAGE_MAX",
-              help="Pixel value a white PNG pixel maps to (digits: 16) (env MLCI_IMAGE_MAX).")
+              help="Only for a model of flat square pixels that declares no image tensor "
+                   "(e.g. the digits example: 16): images are made grayscale, resized to its "
+                   "square and scaled to 0..this value. Image models that declare a "
+                   "(-1, H, W, C) uint8 tensor need no option (env MLCI_IMAGE_MAX).")
 @click.option("--feedback-token", default=None, envvar="MLCI_FEEDBACK_TOKEN",
               help="Bearer token /feedback requires; without one /feedback is refused. "
                    "From the environment only (MLCI_FEEDBACK_TOKEN) or "
@@ -66,7 +69,7 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
               envvar="MLCI_MAX_BODY", help="Largest request body in bytes (env MLCI_MAX_BODY).")
 @click.option("--max-image-pixels", default=1 << 20, show_default=True,
               type=click.IntRange(64), envvar="MLCI_MAX_IMAGE_PIXELS",
-              help="Pixels (width x height, read from the PNG headers before decoding) "
+              help="Pixels (width x height, read from the image headers before decoding) "
                    "allowed per request (env MLCI_MAX_IMAGE_PIXELS).")
 @click.option("--max-concurrent", default=32, show_default=True, type=click.IntRange(1),
               envvar="MLCI_MAX_CONCURRENT",
@@ -132,7 +135,7 @@ def _model_name(config_path: Path, model: str | None) -> tuple[object | None, st
                    "<out>/serve/route-secret; share it between replicas) "
                    "(env MLCI_ROUTE_SECRET_FILE).")
 def command(config_path: Path, out_dir: Path, model: str | None, host: str, port: int,
-            log_path: Path | None, key_header: str, poll: float, image_max: float,
+            log_path: Path | None, key_header: str, poll: float, image_max: float | None,
             feedback_token: str | None, feedback_token_file: Path | None,
             predict_token: str | None, predict_token_file: Path | None, max_body: int,
             max_image_pixels: int, max_concurrent: int, max_connections: int,

@@ -1,7 +1,7 @@
 """The gateway: a Starlette application serving champion and challenger of one model.
 
-    POST /predict   {"instances": [[...64 pixels...] | {"col": value, ...}, ...]}
-                    or {"images": ["<base64 PNG>", ...]}
+    POST /predict   {"instances": [[numbers...] | {"col": value, ...} | image pixels, ...]}
+                    or {"images": ["<base64 PNG, JPEG or WebP>", ...]} (see `imaging`)
                     -> {"request_id", "variant", "model_version", "predictions",
                         "probabilities", "classes"}
     POST /feedback  {"request_id": "...", "label": 3}  (a list for a batch; bearer token)
@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 import json
 import logging
 import math
@@ -48,16 +47,19 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from mlci.serve import imaging
 from mlci.serve.guard import Guard, Limits, client_of, token_ok
+from mlci.serve.imaging import ImageBatch
 from mlci.serve.inputs import (
+    MAX_INSTANCES,
     BadInput,
     InputSpec,
     Mismatch,
-    TooManyPixels,
     labels_of,
     matrix,
     rows_of,
@@ -70,6 +72,7 @@ from mlci.serve.share import ClientShare
 from mlci.serve.state import read_state
 
 log = logging.getLogger("mlci.serve")
+Rows = list[list[Any]] | ImageBatch  # checked instances: feature rows, or a batch of images
 MAX_REQUEST_ID = 64
 ENDPOINTS = ("predict", "feedback", "v2", "metrics", "healthz", "readyz")  # metric labels
 
@@ -105,8 +108,7 @@ class Loaded:
 
             # JSON numbers arrive as floats; pyfunc refuses them for an integer column
             out = self.model.predict(cast(x, self.types) if self.types else x)
-            out = out.iloc[:, 0] if hasattr(out, "iloc") and out.ndim == 2 else out
-            return [_py(v) for v in list(out)], None
+            return [_py(v) for v in _one_per_row(out)], None
         if self.classes is not None and hasattr(self.model, "predict_proba"):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)  # "no feature names": checked
@@ -133,6 +135,30 @@ def _py(v: Any) -> Any:
     return None if isinstance(v, float) and math.isnan(v) else v
 
 
+def _one_per_row(out: Any) -> list[Any]:
+    """A pyfunc model's answer as one prediction per row: a column of a frame, or of a
+    tensor model's dict of outputs (MLflow's onnx flavour answers {output name: array}; a
+    `label` output, else the only one). Scores of several classes are not a prediction:
+    the model must answer labels (e.g. a PythonModel taking the argmax)."""
+    import numpy as np
+
+    if isinstance(out, dict):
+        key = next((k for k in out if str(k).lower() in ("label", "output_label")), None)
+        if key is None and len(out) != 1:
+            raise ValueError(f"the model answered outputs {sorted(map(str, out))[:4]}, none "
+                             "named 'label'")
+        out = out[key if key is not None else next(iter(out))]
+    if hasattr(out, "iloc"):
+        return list(out.iloc[:, 0]) if out.ndim == 2 else list(out)
+    arr = np.asarray(out)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1:
+        raise ValueError(f"the model answered an array of shape {list(arr.shape)}, not one "
+                         "label per row")
+    return list(arr)
+
+
 def _first_line(exc: BaseException) -> str:
     s = str(exc).strip()
     return f"{type(exc).__name__}: {s.splitlines()[0] if s else ''}".strip(": ")
@@ -156,12 +182,13 @@ class Scored:
     classes: list[Any] | None
     error: str | None = None
     shadow: tuple | None = field(default=None, repr=False)
+    log_cost: int | None = None  # bytes its inputs take in the log, when not the body's size
 
 
 class Incompatible(Exception):
     """The routed variant cannot take a request of this shape that the champion takes."""
 
-    def __init__(self, msg: str, rows: list[list[Any]]) -> None:
+    def __init__(self, msg: str, rows: Rows) -> None:
         super().__init__(msg)
         self.rows = rows
 
@@ -177,7 +204,7 @@ class Refused(Exception):
 class Gateway:
     def __init__(self, model_name: str, *, log_path: Path, state_file: Path,
                  key_header: str = "x-mlci-key", poll: float = 0.25, refresh: float = 5.0,
-                 image_max: float = 16.0, limits: Limits | None = None,
+                 image_max: float | None = None, limits: Limits | None = None,
                  feedback_token: str | None = None, predict_token: str | None = None,
                  secret: bytes = b"", log_lock_timeout: float = 2.0,
                  log_max_bytes: int | None = None, workers: int | None = None,
@@ -305,7 +332,7 @@ class Gateway:
 
     # ------------------------------------------------------------ input (worker threads)
 
-    def instances(self, body: Any, m: Loaded) -> list[list[Any]]:
+    def instances(self, body: Any, m: Loaded) -> Rows:
         """Checked rows of a /predict body for model `m`: the variant that will score them
         (champion and challenger may differ, e.g. in taking missing values)."""
         if not isinstance(body, dict):
@@ -314,42 +341,25 @@ class Gateway:
         if len(keys) != 1:
             raise BadInput("body must have exactly one of 'instances' or 'images'")
         if keys[0] == "instances":
+            if m.spec.image is not None:
+                return imaging.from_instances(body["instances"], m.spec.image)
             return rows_of(body["instances"], m.spec)
         items = body["images"]
         if not isinstance(items, list) or not items:
             raise BadInput("'images' must be a non-empty list")
-        budget = [self.limits.max_image_pixels]
-        return rows_of([self._image(s, m.spec.width, i, budget) for i, s in enumerate(items)],
-                       m.spec)
+        if len(items) > MAX_INSTANCES:
+            raise BadInput(f"at most {MAX_INSTANCES} images per request, got {len(items)}")
+        return self.images([_b64(s, i) for i, s in enumerate(items)], m)
 
-    def _image(self, s: Any, width: int | None, i: int, budget: list[int]) -> list[float]:
-        from PIL import Image, UnidentifiedImageError
-
-        if not isinstance(s, str):
-            raise BadInput(f"image {i} must be a base64 string")
-        side = math.isqrt(width or 0)
-        if not width or side * side != width:
-            raise Mismatch("this model does not take square images")
-        try:
-            raw = base64.b64decode(s, validate=True)
-            img: Image.Image = Image.open(io.BytesIO(raw), formats=["PNG"])  # header only
-        except Image.DecompressionBombError:  # Pillow's own cap, also read from the header
-            raise TooManyPixels(f"image {i} is over the {self.limits.max_image_pixels} "
-                                "pixels allowed per request") from None
-        except (binascii.Error, ValueError, UnidentifiedImageError, OSError):
-            raise BadInput(f"image {i} is not a base64-encoded PNG") from None
-        pixels = img.size[0] * img.size[1]
-        budget[0] -= pixels
-        if budget[0] < 0:
-            raise TooManyPixels(f"image {i} ({img.size[0]}x{img.size[1]}) is over the "
-                                f"{self.limits.max_image_pixels} pixels allowed per request")
-        try:
-            img = img.convert("L")
-        except (ValueError, OSError, Image.DecompressionBombError):
-            raise BadInput(f"image {i} is not a valid PNG") from None
-        if img.size != (side, side):
-            img = img.resize((side, side), Image.Resampling.BILINEAR)
-        return [round(p * self.image_max / 255, 4) for p in img.getdata()]  # type: ignore[attr-defined]
+    def images(self, raws: list[bytes], m: Loaded) -> Rows:
+        """Encoded images for model `m`: its declared image tensor, or (only when the
+        operator set --image-max) the rows of a flat square-pixel model."""
+        budget = self.limits.max_image_pixels
+        if m.spec.image is not None:
+            return imaging.decode_all(raws, m.spec.image, budget)
+        if self.image_max is None:
+            raise Mismatch(imaging.NO_IMAGES)
+        return rows_of(imaging.flat_rows(raws, m.spec.width, self.image_max, budget), m.spec)
 
     # ------------------------------------------------------------ scoring (worker threads)
 
@@ -364,7 +374,7 @@ class Gateway:
         return (CHAMPION if version == r.champion else CHALLENGER), version, None
 
     def checked(self, active: tuple[Routing, dict[str, Loaded]], picked: tuple[str, str, Any],
-                check: Any) -> list[list[Any]]:
+                check: Any) -> Rows:
         """`check(model)` for the model that scores the request: values that variant cannot
         take (a null where it does not impute, a wrong type) are the client's error, counted
         apart by variant, never a model error. A request of another shape than the variant
@@ -389,7 +399,7 @@ class Gateway:
             self.metrics.input_refused.labels(variant, version).inc()
             raise
 
-    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: list[list[Any]],
+    def score(self, active: tuple[Routing, dict[str, Loaded]], rows: Rows,
               key: str | None, version: str | None = None,
               picked: tuple[str, str, str | None] | None = None,
               incompatible: str | None = None) -> Scored:
@@ -400,7 +410,9 @@ class Gateway:
         r, models = active
         variant, version, canary_id = picked or self.pick(r, key, version)
         m = models[version]
-        x = matrix(rows, m.spec) if incompatible is None else None
+        x = None
+        if incompatible is None:
+            x = rows.array if isinstance(rows, ImageBatch) else matrix(rows, m.spec)
         rid = uuid.uuid4().hex
         t0 = time.perf_counter()
         err = incompatible
@@ -415,7 +427,8 @@ class Gateway:
         try:
             self.log.log(request_id=rid, model=self.name, variant=variant, version=version,
                          canary_id=canary_id, route_key=route_key(key, self.secret),
-                         inputs=rows, outputs=preds, probabilities=probs, latency_ms=dt * 1000,
+                         inputs=rows.records if isinstance(rows, ImageBatch) else rows,
+                         outputs=preds, probabilities=probs, latency_ms=dt * 1000,
                          error=err, n=len(rows))
         except LogUnavailable as exc:
             self._log_failed("predict", exc)
@@ -434,25 +447,31 @@ class Gateway:
         if err is None and r.shadow and r.challenger and variant == CHAMPION \
                 and canary_id is not None:
             shadow = (rid, models[r.challenger], rows, m.spec, preds)
-        return Scored(rid, variant, version, preds, probs, m.classes, err, shadow)
+        cost = len(json.dumps(rows.records)) if isinstance(rows, ImageBatch) else None
+        return Scored(rid, variant, version, preds, probs, m.classes, err, shadow, cost)
 
     def _log_failed(self, op: str, exc: BaseException) -> None:
         self.metrics.log_failures.labels(op).inc()
         self.log_error = str(exc)
         log.error("prediction log: %s", exc)
 
-    def _shadow(self, rid: str, m: Loaded, rows: list[list[Any]], spec: InputSpec,
-                served: list[Any]) -> None:
+    def _shadow(self, rid: str, m: Loaded, rows: Rows,
+                spec: InputSpec, served: list[Any]) -> None:
         """The challenger scores champion traffic, on rows checked against its own spec:
         rows it cannot take are counted as refused input, not as its errors."""
         try:
-            mine = rows_of([dict(zip(spec.names, r, strict=True)) for r in rows]
-                           if spec.names and m.spec.names else rows, m.spec)
+            if isinstance(rows, ImageBatch):
+                if m.spec.image is None:
+                    raise Mismatch(imaging.NO_IMAGES)
+                x = imaging.again(rows, m.spec.image, self.limits.max_image_pixels).array
+            else:
+                x = matrix(rows_of([dict(zip(spec.names, r, strict=True)) for r in rows]
+                                   if spec.names and m.spec.names else rows, m.spec), m.spec)
         except BadInput:
             self.metrics.input_refused.labels("shadow", m.version).inc()
             return
         try:
-            out, _ = m.predict(matrix(mine, m.spec), m.features)
+            out, _ = m.predict(x, m.features)
             err = None
         except Exception as exc:  # noqa: BLE001
             out, err = None, _first_line(exc)
@@ -467,7 +486,8 @@ class Gateway:
                                           for a, b in zip(out, served, strict=False)))
 
     def _predict(self, raw: bytes, key: str | None,
-                 active: tuple[Routing, dict[str, Loaded]]) -> Response:
+                 active: tuple[Routing, dict[str, Loaded]]) -> tuple[Response, int]:
+        """The answer, and what the request costs its client's share of the log."""
         try:
             body = _json(raw)
             picked = self.pick(active[0], key)
@@ -477,19 +497,19 @@ class Gateway:
                 rows, bad = exc.rows, str(exc)
             s = self.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
-            return self.refuse("predict", Refused(400, exc.reason, str(exc)))
+            return self.refuse("predict", Refused(400, exc.reason, str(exc))), 0
         except Refused as exc:
-            return self.refuse("predict", exc)
+            return self.refuse("predict", exc), 0
         if s.error is not None:
             return JSONResponse(self.shown({
                 "error": f"model {self.name}/{s.version} failed: {s.error}"
                 if not self.hide_variant else f"model {self.name} failed: {s.error}",
                 "request_id": s.request_id, "variant": s.variant,
-                "model_version": s.version}), status_code=500)
+                "model_version": s.version}), status_code=500), 0
         return JSONResponse(self.shown({
             "request_id": s.request_id, "variant": s.variant, "model_version": s.version,
             "predictions": s.predictions, "probabilities": s.probabilities,
-            "classes": s.classes}), background=self.shadow_task(s))
+            "classes": s.classes}), background=self.shadow_task(s)), self.cost(s, raw)
 
     def shown(self, answer: dict[str, Any]) -> dict[str, Any]:
         """`answer` without the variant and version when the operator hides them."""
@@ -585,14 +605,20 @@ class Gateway:
         raw = await request.body()
         if (over := self.over_share(request, "predict", raw)):
             return over
-        return self.charged(request, raw, await self.run(
+        return self.charged(request, *await self.run(
             self._predict, raw, request.headers.get(self.key_header), active))
 
-    def charged(self, request: Request, raw: bytes, response: Response) -> Response:
-        """`response`, the request's body size charged to its client's share of the log
-        when it was answered (so logged): refused requests cost nothing."""
+    @staticmethod
+    def cost(s: Scored, raw: bytes) -> int:
+        """What an answered request adds to the log: its body's size, or for images what is
+        logged of them (a digest each, not the pixels)."""
+        return s.log_cost if s.log_cost is not None else len(raw)
+
+    def charged(self, request: Request, response: Response, cost: int) -> Response:
+        """`response`, its `cost` charged to its client's share of the log when it was
+        answered (so logged): refused requests cost nothing."""
         if self.share is not None and response.status_code == 200:
-            self.share.charge(client_of(request.scope), len(raw))
+            self.share.charge(client_of(request.scope), cost)
         return response
 
     def over_share(self, request: Request, endpoint: str, raw: bytes) -> Response | None:
@@ -676,7 +702,15 @@ class Gateway:
             return JSONResponse({"error": "internal error (in the gateway's log)"},
                                 status_code=500)
 
-        app = Starlette(exception_handlers={Exception: internal_error}, routes=[
+        async def http_error(request: Request, exc: Exception) -> Response:
+            # unknown paths (404) and methods (405): JSON like every other answer
+            status = getattr(exc, "status_code", 500)
+            return JSONResponse({"error": f"{getattr(exc, 'detail', '') or 'error'}: "
+                                          f"{request.method} {request.url.path}"},
+                                status_code=status, headers=getattr(exc, "headers", None))
+
+        app = Starlette(exception_handlers={Exception: internal_error,
+                                            HTTPException: http_error}, routes=[
             Route("/predict", self.predict, methods=["POST"]),
             Route("/feedback", self.feedback, methods=["POST"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
@@ -685,6 +719,16 @@ class Gateway:
             *v2.routes(self),
         ], lifespan=lifespan)
         return Guard(app, self.limits, self.metrics.refuse)
+
+
+def _b64(s: Any, i: int) -> bytes:
+    if not isinstance(s, str):
+        raise BadInput(f"image {i} must be a base64 string")
+    try:
+        return base64.b64decode(s, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadInput(f"image {i} is not base64 (a PNG, JPEG or WebP file, base64-encoded)") \
+            from None
 
 
 def _json(raw: bytes) -> Any:

@@ -19,8 +19,11 @@ client's error (HTTP 400), never a model error that would count against a canary
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlci.images import ImageSpec
 
 MAX_INSTANCES = 1024
 MAX_STRING = 1024  # characters in one string feature value
@@ -56,6 +59,8 @@ class Column:
     name: str
     kind: str = NUMBER
     optional: bool = False  # missing values seen in training
+    # the signature's type name (double, long, string, ...), for v2 metadata only
+    type: str = field(default="", compare=False)
 
 
 @dataclass
@@ -65,6 +70,8 @@ class InputSpec:
     columns: list[Column] | None
     width: int | None
     missing_ok: bool = False  # scores a row whose every value is missing
+    image: ImageSpec | None = None  # takes one (N, H, W, C) uint8 tensor (see mlci.images)
+    input_name: str | None = None   # that tensor's name in the signature, if it has one
 
     @property
     def names(self) -> list[str] | None:
@@ -78,14 +85,37 @@ class InputSpec:
         return self.missing_ok or (col is not None and col.optional)
 
 
+def image_input(schema: Any) -> tuple[ImageSpec, str | None] | None:
+    """The image tensor of an MLflow input schema: one `TensorSpec` of shape `(-1, H, W, C)`
+    (or `(-1, H, W)`) and dtype uint8, and its name; None for any other schema."""
+    from mlci.images import spec_of_shape
+
+    if schema is None or not getattr(schema, "is_tensor_spec", lambda: False)():
+        return None
+    inputs = list(schema.inputs)
+    if len(inputs) != 1:
+        return None
+    t = inputs[0]
+    shape, dtype = getattr(t, "shape", None), getattr(t, "type", None)
+    if shape is None or str(dtype) != "uint8" or not shape or shape[0] != -1:
+        return None
+    img = spec_of_shape(shape)
+    return (img, getattr(t, "name", None) or None) if img is not None else None
+
+
 def spec_of(model: Any, schema: Any = None) -> InputSpec:
-    """The spec from an MLflow input schema (a column-based `Schema`) or the estimator."""
+    """The spec from an MLflow input schema (a column-based `Schema`, or an image tensor) or
+    the estimator."""
+    image = image_input(schema)
+    if image is not None:
+        return InputSpec(None, None, image=image[0], input_name=image[1])
     cols = None
     if schema is not None and not getattr(schema, "is_tensor_spec", lambda: True)():
         named = [c for c in schema.inputs if getattr(c, "name", None)]
         if named and len(named) == len(schema.inputs):
-            cols = [Column(str(c.name), _KINDS.get(str(getattr(c.type, "name", c.type)), ANY),
-                           not getattr(c, "required", True)) for c in named]
+            types = [str(getattr(c.type, "name", c.type)) for c in named]
+            cols = [Column(str(c.name), _KINDS.get(t, ANY), not getattr(c, "required", True), t)
+                    for c, t in zip(named, types, strict=True)]
     if cols is None:
         feats = getattr(model, "feature_names_in_", None)
         if feats is not None:

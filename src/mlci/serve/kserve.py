@@ -65,6 +65,8 @@ LABEL_MAX = 63
 # `{name}-predictor-00001` (+16); Standard's `{name}-v{version}-predictor` (+11 + the version).
 NAME_MAX = 45
 PREDICTOR_SUFFIX = "-predictor"
+VERSION_POD_LABEL = "mlci.dev/version"
+VERSION_LABEL = "mlci_dev_version"  # the same, as Prometheus' labelmap spells it
 
 
 # ---------------------------------------------------------------- names
@@ -117,6 +119,13 @@ def _model(uri: str, mode: str = KNATIVE) -> dict[str, Any]:
     return m
 
 
+def _pod_labels(version: str) -> dict[str, dict[str, str]]:
+    """The label a predictor's pods carry (KServe copies `predictor.labels` to them): which
+    registered version they serve. Prometheus' usual pod `labelmap` turns it into the
+    `mlci_dev_version` label of every series scraped from them (MLServer's included)."""
+    return {"labels": {VERSION_POD_LABEL: str(version)}}
+
+
 def _uri(template: str, version: str) -> str:
     if "{version}" not in template:
         raise MlciError(f"--kserve-storage-uri {template!r} needs a {{version}} placeholder")
@@ -153,7 +162,8 @@ def _named(stable_name: str | None, version: str) -> dict[str, str]:
 def render_champion(model: str, champion: str, storage_uri: str, namespace: str | None = None,
                     *, mode: str = KNATIVE, stable_name: str | None = None) -> dict[str, Any]:
     """The champion alone at 100 %: what must be rolled out before a canary starts."""
-    predictor: dict[str, Any] = {"model": _model(_uri(storage_uri, champion), mode)}
+    predictor: dict[str, Any] = {**_pod_labels(champion),
+                                 "model": _model(_uri(storage_uri, champion), mode)}
     if mode == STANDARD:
         predictor = {**_named(stable_name, champion), **predictor}
     meta = _meta(model, namespace, mode, {"canary-id": "", "champion": champion,
@@ -177,17 +187,19 @@ def render(st: CanaryState, storage_uri: str, namespace: str | None = None, *,
             predictor["canaryTrafficPercent"] = 0
         elif st.status != PROMOTED:
             predictor["canaryTrafficPercent"] = weight
+        predictor.update(_pod_labels(challenger))  # a new revision's pods, not the champion's
         predictor["model"] = _model(_uri(storage_uri, challenger))
         return _isvc(meta, {"predictor": predictor})
     if st.status == PROMOTED:  # the canary becomes the predictor under its own name
         return _isvc(meta, {"predictor": {
-            "name": predictor_name(challenger),
+            "name": predictor_name(challenger), **_pod_labels(challenger),
             "model": _model(_uri(storage_uri, challenger), STANDARD)}})
     spec: dict[str, Any] = {"predictor": {
-        **_named(stable_name, st.champion),
+        **_named(stable_name, st.champion), **_pod_labels(st.champion),
         "model": _model(_uri(storage_uri, st.champion), STANDARD)}}
     if st.status != ROLLED_BACK:
         spec["canary"] = [{"predictor": {"name": predictor_name(challenger),
+                                         **_pod_labels(challenger),
                                          "model": _model(_uri(storage_uri, challenger),
                                                          STANDARD)},
                            "trafficPercent": weight}]
@@ -625,20 +637,36 @@ class KServeBackend:
     def stats(self, st: CanaryState) -> dict[str, Any]:
         now = self.scrape()
         base = (st.backend or {}).get("metrics_baseline") or {}
-        return stats_from_counters(now, base)
+        return stats_from_counters(now, base, {"champion": st.champion,
+                                               "challenger": st.challenger})
+
+
+# MLServer's own counters (mlserver/handlers/dataplane.py: labels `model`, `version`), keyed
+# by the registered version of the pod that counted them (VERSION_LABEL)
+MLSERVER = {"model_infer_request_success_total": "mlserver_success",
+            "model_infer_request_failure_total": "mlserver_failure"}
 
 
 def counters(text: str) -> dict[str, float]:
-    """The mlci_* samples of a Prometheus text exposition, keyed `name{variant,le}`."""
+    """The samples the judge reads from a Prometheus text exposition: the gateway's mlci_*
+    series keyed `name|variant|le`, and MLServer's request counters keyed
+    `mlserver_success|<version>|` (the version from the `mlci_dev_version` label)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: dict[str, float] = {}
-    for fam in text_string_to_metric_families(text):
+    try:
+        families = list(text_string_to_metric_families(text))
+    except ValueError as exc:
+        raise MlciError(f"the metrics are not in the Prometheus text format ({exc})") from None
+    for fam in families:
         for s in fam.samples:
-            if not s.name.startswith("mlci_"):
+            if s.name.startswith("mlci_"):
+                key = s.name + "|" + s.labels.get("variant", "") + "|" + s.labels.get("le", "")
+            elif s.name in MLSERVER:
+                key = MLSERVER[s.name] + "|" + s.labels.get(VERSION_LABEL, "") + "|"
+            else:
                 continue
-            key = s.name + "|" + s.labels.get("variant", "") + "|" + s.labels.get("le", "")
-            out[key] = out.get(key, 0.0) + float(s.value)  # summed over versions
+            out[key] = out.get(key, 0.0) + float(s.value)  # summed over versions, pods
     return out
 
 
@@ -664,9 +692,16 @@ def histogram_quantile(q: float, buckets: list[tuple[float, float]]) -> float | 
     return prev_le
 
 
-def stats_from_counters(now: dict[str, float], base: dict[str, float]) -> dict[str, Any]:
+def stats_from_counters(now: dict[str, float], base: dict[str, float],
+                        versions: dict[str, str | None] | None = None) -> dict[str, Any]:
+    """Per-variant evidence since the baseline: from the gateway's series, else (KServe
+    without `mlci serve` in front) from MLServer's request counters of each variant's
+    version, which count no labelled feedback."""
     from mlci.serve.predlog import VariantStats
 
+    if not any(k.startswith("mlci_requests_total|") for k in now) and \
+            any(k.startswith("mlserver_") for k in now):
+        return _from_mlserver(now, base, versions or {})
     out = {}
     for v in ("champion", "challenger"):
         req = _inc(now, base, f"mlci_requests_total|{v}|")
@@ -686,3 +721,24 @@ def stats_from_counters(now: dict[str, float], base: dict[str, float]) -> dict[s
               "disagreements": int(_inc(now, base, "mlci_shadow_disagreements_total||")),
               "errors": 0}
     return {"variants": out, "shadow": shadow}
+
+
+def _from_mlserver(now: dict[str, float], base: dict[str, float],
+                   versions: dict[str, str | None]) -> dict[str, Any]:
+    from mlci.serve.predlog import VariantStats
+
+    if any(k.split("|")[1] == "" for k in now if k.startswith("mlserver_")):
+        raise MlciError(f"MLServer's request counters carry no {VERSION_LABEL} label, so "
+                        "champion and challenger cannot be told apart: scrape the "
+                        "predictor pods with Prometheus' pod labelmap (mlci labels them "
+                        f"{VERSION_POD_LABEL}) and pass its /federate URL, or run mlci serve "
+                        "in front")
+    out = {}
+    for variant in ("champion", "challenger"):
+        v = versions.get(variant) or ""
+        ok = _inc(now, base, f"mlserver_success|{v}|")
+        failed = _inc(now, base, f"mlserver_failure|{v}|")
+        s = VariantStats(variant, v or None, int(ok + failed), int(failed), [], 0, 0)
+        s.p99_ms = None  # latency is not judged from metrics
+        out[variant] = s
+    return {"variants": out, "shadow": {"compared": 0, "disagreements": 0, "errors": 0}}

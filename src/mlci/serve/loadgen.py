@@ -38,16 +38,17 @@ class LoadResult:
         return len(self.sent) / self.seconds if self.seconds else 0.0
 
 
-def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None, *,
+def run_load(url: str, rows: list[Any], labels: list[Any] | None = None, *,
              requests: int = 1000, seconds: float = 30.0, concurrency: int = 4,
              keys: int | None = 200, feedback: bool = True, key_header: str = "X-Mlci-Key",
              stop: threading.Event | None = None, path: str = "/predict",
              body: Any = None, seed: int = 0,
              feedback_token: str | None = None, images: bool = False) -> LoadResult:
-    """Send a (seeded) random instance as request i, with key `user-{i % keys}` when
+    """Send a (seeded) random instance as request i (a row of values, or a base64 image
+    from `read_images`), with key `user-{i % keys}` when
     `keys`, then its label to /feedback when `feedback` and labels are given, with the
-    bearer token `feedback_token` (default: MLCI_FEEDBACK_TOKEN). With `images`, `rows`
-    are base64 images (`read_images`) sent as `{"images": [...]}`."""
+    bearer token `feedback_token` (default: MLCI_FEEDBACK_TOKEN). Base64 images (`read_images`)
+    are sent as `{"images": [...]}` (`images` forces that for every row)."""
     import os
 
     import httpx
@@ -72,8 +73,9 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
                 key = f"user-{i % keys}" if keys else None
                 headers = {key_header: key} if key else {}
                 j = random.Random(seed * 1_000_003 + i).randrange(len(rows)) if rows else 0
-                payload = body if body is not None else \
-                    {"images" if images else "instances": [rows[j]]}
+                payload = body if body is not None else (
+                    {"images": [rows[j]]} if images or isinstance(rows[j], str)
+                    else {"instances": [rows[j]]})
                 t0 = time.perf_counter()
                 try:
                     r = c.post(url + path, json=payload, headers=headers)
@@ -104,6 +106,10 @@ def run_load(url: str, rows: list[list[float]], labels: list[Any] | None = None,
     return res
 
 
+def _label(v: str) -> Any:
+    return int(v) if v.lstrip("-").isdigit() else v
+
+
 def read_csv(path: str, target: str) -> tuple[list[list[float]], list[Any]]:
     """Rows (as lists of floats) and labels of a CSV with a label column."""
     import csv
@@ -113,28 +119,46 @@ def read_csv(path: str, target: str) -> tuple[list[list[float]], list[Any]]:
         header = next(rd)
         t = header.index(target)
         rows, labels = [], []
-        for rec in rd:
-            labels.append(int(rec[t]) if rec[t].lstrip("-").isdigit() else rec[t])
-            rows.append([float(v) for j, v in enumerate(rec) if j != t])
+        for line, rec in enumerate(rd, start=2):
+            labels.append(_label(rec[t]))
+            try:
+                rows.append([float(v) for j, v in enumerate(rec) if j != t])
+            except ValueError:
+                raise ValueError(f"{path}, line {line}: a value is not a number; for a table "
+                                 "of image files use read_images") from None
     return rows, labels
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
-def read_images(path: str) -> tuple[list[str], list[Any]]:
-    """Base64 images and labels of an image folder (one sub-folder per class, as
-    `data.train`/`data.golden` may be), for `run_load(..., images=True)`."""
+def read_images(path: str, target: str | None = None,
+                path_column: str | None = None) -> tuple[list[str], list[Any]]:
+    """Images (base64, as `/predict` takes them) and their labels, from a folder with one
+    sub-folder per class (the ImageFolder layout), or from a CSV with a file-path column
+    (`path_column`, default: the other column) and a label column (`target`); relative
+    paths are read from the CSV's folder."""
     import base64
+    import csv
     from pathlib import Path
 
     root = Path(path)
-    rows, labels = [], []
-    for sub in sorted(p for p in root.iterdir() if p.is_dir()):
-        for f in sorted(sub.iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                rows.append(base64.b64encode(f.read_bytes()).decode("ascii"))
-                labels.append(sub.name)
-    if not rows:
-        raise ValueError(f"{path}: no images in class sub-folders")
-    return rows, labels
+    files: list[tuple[Path, Any]] = []
+    if root.is_dir():
+        for cls in sorted(d for d in root.iterdir() if d.is_dir()):
+            files += [(f, _label(cls.name)) for f in sorted(cls.iterdir())
+                      if f.suffix.lower() in IMAGE_SUFFIXES]
+    else:
+        if target is None:
+            raise ValueError(f"{path}: name the label column (target) of the table")
+        with open(root, newline="", encoding="utf-8") as fh:
+            for rec in csv.DictReader(fh):
+                col = path_column or next((c for c in rec if c != target), None)
+                if col is None or col not in rec or target not in rec:
+                    raise ValueError(f"{path}: needs a file-path column and {target!r}")
+                f = Path(rec[col])
+                files.append((f if f.is_absolute() else root.parent / f, _label(rec[target])))
+    if not files:
+        raise ValueError(f"{path}: no PNG, JPEG or WebP images found")
+    return ([base64.b64encode(f.read_bytes()).decode() for f, _ in files],
+            [y for _, y in files])

@@ -9,7 +9,10 @@
 An inference request goes through the same validation, routing, prediction log and metrics
 as `/predict`. Its inputs are either one tensor per feature (named as the model's columns,
 shape `[n]` or `[n, 1]`; strings as `BYTES`) or, for a model of numeric features only, one
-tensor of shape `[n, features]`. The answer holds `predict` (shape `[n]`) and, for a
+tensor of shape `[n, features]`; an image model takes one tensor, its own `UINT8`
+`[n, H, W, C]` or `BYTES` `[n]` of encoded images (base64 in JSON, raw in binary data; see
+`imaging`). Inputs and outputs may use the binary tensor data extension (`tensors`). The
+answer holds `predict` (shape `[n]`) and, for a
 classifier, `predict_proba` (shape `[n, classes]`, columns in the order of the metadata's
 `classes` parameter); `parameters.request_id` is the id `/feedback` takes. A request for an
 explicit version is served by that version if it is one of the two being routed (else 404),
@@ -22,26 +25,39 @@ booleans.
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from mlci.serve.inputs import ANY, BOOL, NUMBER, BadInput, rows_of
+from mlci.serve import imaging
+from mlci.serve.inputs import ANY, BOOL, NUMBER, BadInput, Column, rows_of
+from mlci.serve.tensors import (
+    HEADER,
+    Tensor,
+    binary_outputs,
+    body_with_binary,
+    encode,
+    parse_inputs,
+    split,
+)
 
 if TYPE_CHECKING:
-    from mlci.serve.app import Gateway, Loaded, Scored
+    from mlci.serve.app import Gateway, Loaded, Rows, Scored
 
-DATATYPES = {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
-             "INT64", "FP16", "FP32", "FP64", "BYTES"}
 PREDICT, PROBA = "predict", "predict_proba"
 MAX_ID = 256
 
 
-def _datatype(kind: str) -> str:
-    return {NUMBER: "FP64", BOOL: "BOOL"}.get(kind, "BYTES")
+SIGNATURE_TYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32",
+                   "boolean": "BOOL", "string": "BYTES", "binary": "BYTES",
+                   "datetime": "BYTES"}
+
+
+def _datatype(c: Column) -> str:
+    """The protocol datatype of a column: its signature's type, else its kind."""
+    return SIGNATURE_TYPES.get(c.type) or {NUMBER: "FP64", BOOL: "BOOL"}.get(c.kind, "BYTES")
 
 
 def _values_type(values: list[Any] | None) -> str:
@@ -58,8 +74,11 @@ def _values_type(values: list[Any] | None) -> str:
 def metadata(gw: Gateway, m: Loaded, versions: list[str]) -> dict[str, Any]:
     spec = m.spec
     if spec.columns is not None:
-        inputs = [{"name": c.name, "datatype": _datatype(c.kind), "shape": [-1]}
+        inputs = [{"name": c.name, "datatype": _datatype(c), "shape": [-1]}
                   for c in spec.columns]
+    elif spec.image is not None:
+        inputs = [{"name": spec.input_name or "input-0", "datatype": "UINT8",
+                   "shape": [-1, *spec.image.shape]}]
     else:
         inputs = [{"name": "input-0", "datatype": "FP64", "shape": [-1, spec.width or -1]}]
     outputs = [{"name": PREDICT, "datatype": _values_type(m.classes), "shape": [-1]}]
@@ -69,6 +88,9 @@ def metadata(gw: Gateway, m: Loaded, versions: list[str]) -> dict[str, Any]:
         params["classes"] = ",".join(str(c) for c in m.classes)
     if spec.columns is not None and spec.numeric:
         params["matrix_input"] = f"one FP64 tensor of shape [-1, {len(spec.columns)}]"
+    if spec.image is not None or gw.image_max is not None:
+        params["image_input"] = ("or one BYTES tensor of shape [-1]: a PNG, JPEG or WebP "
+                                 "image each (base64 in JSON, raw in binary data)")
     return {"name": gw.name, "versions": versions,
             "platform": "mlflow_pyfunc" if m.pyfunc else "mlflow_sklearn",
             "inputs": inputs, "outputs": outputs, "parameters": params}
@@ -77,85 +99,65 @@ def metadata(gw: Gateway, m: Loaded, versions: list[str]) -> dict[str, Any]:
 # ------------------------------------------------------------------ request -> instances
 
 
-def _flatten(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        raise BadInput("a tensor's 'data' must be a list")
-    out: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for v in stack[-1]:
-            if isinstance(v, list):
-                stack.append(iter(v))
-                break
-            out.append(v)
-        else:
-            stack.pop()
-    return out
-
-
-def _tensor(t: Any, i: int) -> tuple[str, list[int], list[Any]]:
-    if not isinstance(t, dict):
-        raise BadInput(f"input {i} must be an object")
-    name, shape, dtype = t.get("name"), t.get("shape"), t.get("datatype")
-    if not isinstance(name, str) or not name:
-        raise BadInput(f"input {i} needs a 'name'")
-    if not isinstance(shape, list) or not shape or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadInput(f"input {name!r}: 'shape' must be a list of non-negative integers")
-    if dtype not in DATATYPES:
-        raise BadInput(f"input {name!r}: unknown datatype {dtype!r}")
-    data = _flatten(t.get("data"))
-    if math.prod(shape) != len(data):
-        raise BadInput(f"input {name!r}: shape {shape} holds {math.prod(shape)} values, "
-                       f"data has {len(data)}")
-    _check_type(name, dtype, data)
-    return name, shape, data
-
-
-def _check_type(name: str, dtype: str, data: list[Any]) -> None:
-    """Values must match the declared datatype (null aside, see the module docstring)."""
-    if dtype == "BYTES":
-        ok = all(v is None or isinstance(v, str) for v in data)
-    elif dtype == "BOOL":
-        ok = all(v is None or isinstance(v, bool) for v in data)
-    else:
-        ok = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
-                 for v in data)
-        if ok and dtype.startswith(("INT", "UINT")):
-            ok = all(v is None or float(v).is_integer() for v in data)
-    if not ok:
-        raise BadInput(f"input {name!r}: data does not match datatype {dtype}")
-
-
-def instances(body: Any, m: Loaded) -> list[list[Any]]:
-    """Checked rows of an inference request for model `m` (the champion)."""
-    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) \
-            or not body["inputs"]:
-        raise BadInput("body must be an inference request with a non-empty 'inputs' list")
-    tensors = [_tensor(t, i) for i, t in enumerate(body["inputs"])]
+def instances(gw: Gateway, tensors: list[Tensor], m: Loaded) -> Rows:
+    """Checked rows (or images) of an inference request's tensors for model `m`."""
     spec = m.spec
     names = spec.names
-    if len(tensors) == 1 and len(tensors[0][1]) == 2 and (names is None or tensors[0][0]
-                                                          not in names or len(names) == 1):
-        _, (rows, width), data = tensors[0]
+    if len(tensors) == 1 and tensors[0].datatype == "BYTES" and (
+            names is None or tensors[0].name not in names) and spec.numeric:
+        return gw.images(_encoded(tensors[0]), m)  # (a model of strings: a misnamed one)
+    if spec.image is not None:
+        if len(tensors) != 1:
+            raise BadInput("this model takes one image tensor: BYTES [n] (encoded images) "
+                           f"or UINT8 [n, {spec.image.height}, {spec.image.width}, "
+                           f"{spec.image.channels}]")
+        t = tensors[0]
+        if t.binary:
+            return imaging.from_pixels(t.data.reshape(t.shape), spec.image)
+        return imaging.from_pixels(_pixels(t), spec.image)
+    if len(tensors) == 1 and len(tensors[0].shape) == 2 and (names is None or tensors[0].name
+                                                             not in names or len(names) == 1):
+        t = tensors[0]
+        rows, width = t.shape
+        data = t.values()
         return rows_of([data[i * width:(i + 1) * width] for i in range(rows)], spec)
     if names is None:
         raise BadInput("this model takes one tensor of shape [n, features]")
     by_name: dict[str, list[Any]] = {}
     n: int | None = None
-    for name, shape, data in tensors:
-        if name not in names:
-            raise BadInput(f"input {name!r} is not a feature of the model")
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            raise BadInput(f"input {name!r}: a feature tensor has shape [n] or [n, 1]")
-        if n is not None and shape[0] != n:
+    for t in tensors:
+        if t.name not in names:
+            raise BadInput(f"input {t.name!r} is not a feature of the model")
+        if len(t.shape) > 2 or (len(t.shape) == 2 and t.shape[1] != 1):
+            raise BadInput(f"input {t.name!r}: a feature tensor has shape [n] or [n, 1]")
+        if n is not None and t.shape[0] != n:
             raise BadInput("feature tensors differ in length")
-        n = shape[0]
-        by_name[name] = data
+        n = t.shape[0]
+        by_name[t.name] = t.values()
     lacking = [c for c in names if c not in by_name]
     if lacking:
         raise BadInput(f"the request lacks feature {lacking[0]!r}")
     return rows_of([{c: by_name[c][i] for c in names} for i in range(n or 0)], spec)
+
+
+def _encoded(t: Tensor) -> list[bytes]:
+    """The images of a BYTES tensor of shape [n] or [n, 1]: raw in binary data, base64 in
+    JSON (KServe's and MLServer's convention for binary content in a JSON tensor)."""
+    from mlci.serve.app import _b64
+
+    if len(t.shape) > 2 or (len(t.shape) == 2 and t.shape[1] != 1):
+        raise BadInput(f"input {t.name!r}: images are a BYTES tensor of shape [n] or [n, 1]")
+    if t.binary:
+        return list(t.data)
+    return [_b64(v, i) for i, v in enumerate(t.data)]
+
+
+def _pixels(t: Tensor) -> Any:
+    import numpy as np
+
+    if any(v is None for v in t.data):
+        raise BadInput(f"input {t.name!r}: pixel values cannot be missing")
+    return np.asarray(t.data, dtype=float).reshape(t.shape)
 
 
 def requested_outputs(body: dict[str, Any], m: Loaded) -> set[str]:
@@ -173,21 +175,41 @@ def requested_outputs(body: dict[str, Any], m: Loaded) -> set[str]:
     return names
 
 
-def response(gw: Gateway, s: Scored, request_id: Any, outputs: set[str]) -> dict[str, Any]:
+def response(gw: Gateway, s: Scored, request_id: Any, outputs: set[str],
+             binary: tuple[bool, dict[str, bool]] = (False, {})) -> Response:
+    """The inference response; outputs the request asked for in binary go after the JSON
+    header (the binary tensor data extension)."""
     preds = s.predictions or []
-    out = []
+    out: list[tuple[dict[str, Any], list[Any]]] = []
     if PREDICT in outputs:
         dtype = _values_type(preds)
         data = [None if p is None else (str(p) if dtype == "BYTES" else p) for p in preds]
-        out.append({"name": PREDICT, "datatype": dtype, "shape": [len(preds)], "data": data})
+        out.append(({"name": PREDICT, "datatype": dtype, "shape": [len(preds)]}, data))
     if PROBA in outputs and s.probabilities is not None:
         k = len(s.probabilities[0]) if s.probabilities else 0
-        out.append({"name": PROBA, "datatype": "FP64", "shape": [len(preds), k],
-                    "data": [p for row in s.probabilities for p in row]})
-    return {"model_name": gw.name, "model_version": s.version,
-            "id": request_id if request_id is not None else s.request_id,
-            "parameters": {"request_id": s.request_id, "variant": s.variant},
-            "outputs": out}
+        out.append(({"name": PROBA, "datatype": "FP64", "shape": [len(preds), k]},
+                    [p for row in s.probabilities for p in row]))
+    default, per = binary
+    blobs = []
+    for o, data in out:
+        if per.get(o["name"], default):
+            if o["datatype"] not in ("BYTES", "FP64") and any(v is None for v in data):
+                o["datatype"] = "FP64"  # a missing value is NaN in binary data
+            blob = encode(data, o["datatype"])
+            o["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            o["data"] = data
+    doc = gw.shown({"model_name": gw.name, "model_version": s.version,
+                    "id": request_id if request_id is not None else s.request_id,
+                    "parameters": {"request_id": s.request_id, "variant": s.variant},
+                    "outputs": [o for o, _ in out]})
+    if not blobs:
+        return JSONResponse(doc, background=gw.shadow_task(s))
+    content, head = body_with_binary(doc, blobs)
+    return Response(content, media_type="application/octet-stream",
+                    headers={"Inference-Header-Content-Length": str(head)},
+                    background=gw.shadow_task(s))
 
 
 # ------------------------------------------------------------------ endpoints
@@ -228,7 +250,8 @@ def routes(gw: Gateway) -> list[Route]:
     async def server(request: Request) -> Response:
         from mlci import __version__
 
-        return JSONResponse({"name": "mlci", "version": __version__, "extensions": []})
+        return JSONResponse({"name": "mlci", "version": __version__,
+                             "extensions": ["binary_tensor_data"]})
 
     async def model_metadata(request: Request) -> Response:
         got = model_of(request)
@@ -244,28 +267,32 @@ def routes(gw: Gateway) -> list[Route]:
         ok = gw.ready()
         return JSONResponse({"name": gw.name, "ready": ok}, status_code=200 if ok else 503)
 
-    def _infer(raw: bytes, key: str | None, active: Any, version: str | None) -> Response:
+    def _infer(raw: bytes, header_length: str | None, key: str | None, active: Any,
+               version: str | None) -> tuple[Response, int]:
         try:
-            body = _json(raw)
-            picked = gw.pick(active[0], key, version)  # its spec checks the input
-            try:
-                rows, bad = gw.checked(active, picked, lambda m: instances(body, m)), None
-            except Incompatible as exc:
-                rows, bad = exc.rows, str(exc)
+            head, binary = split(raw, header_length)
+            body = _json(head)
+            tensors = parse_inputs(body, binary, len(raw))
             rid = body.get("id")
             if rid is not None and (not isinstance(rid, str) or len(rid) > MAX_ID):
                 raise BadInput(f"'id' must be a string of at most {MAX_ID} characters")
             outputs = requested_outputs(body, active[1][version or active[0].champion])
+            asked = binary_outputs(body)
+            picked = gw.pick(active[0], key, version)  # its spec checks the input
+            try:
+                rows, bad = gw.checked(active, picked,
+                                       lambda m: instances(gw, tensors, m)), None
+            except Incompatible as exc:
+                rows, bad = exc.rows, str(exc)
             s = gw.score(active, rows, key, picked=picked, incompatible=bad)
         except BadInput as exc:
-            return gw.refuse("v2", Refused(400, exc.reason, str(exc)))
+            return gw.refuse("v2", Refused(400, exc.reason, str(exc))), 0
         except Refused as exc:
-            return gw.refuse("v2", exc)
+            return gw.refuse("v2", exc), 0
         if s.error is not None:
             shown = gw.name if gw.hide_variant else f"{gw.name}/{s.version}"
-            return _error(500, f"model {shown} failed: {s.error}")
-        return JSONResponse(gw.shown(response(gw, s, rid, outputs)),
-                            background=gw.shadow_task(s))
+            return _error(500, f"model {shown} failed: {s.error}"), 0
+        return response(gw, s, rid, outputs, asked), gw.cost(s, raw)
 
     async def infer(request: Request) -> Response:
         if (denied := gw.unauthorized(request, "v2", gw.predict_token, False)):
@@ -273,17 +300,23 @@ def routes(gw: Gateway) -> list[Route]:
         got = model_of(request)
         if isinstance(got, Response):
             return got
+        encoding = request.headers.get("content-encoding", "identity").lower()
+        if encoding != "identity":  # inflating a body is a way round --max-body: refused
+            return gw.refuse("v2", Refused(400, "bad_input", "compressed request bodies "
+                                           f"(Content-Encoding: {encoding[:20]}) are not "
+                                           "accepted; send the body uncompressed"))
         active = gw.active
         raw = await request.body()
         if (over := gw.over_share(request, "v2", raw)):
             return over
-        return gw.charged(request, raw, await gw.run(
-            _infer, raw, request.headers.get(gw.key_header), active,
+        return gw.charged(request, *await gw.run(
+            _infer, raw, request.headers.get(HEADER), request.headers.get(gw.key_header), active,
             request.path_params.get("version")))
 
     base, ver = "/v2/models/{name}", "/v2/models/{name}/versions/{version}"
     return [
         Route("/v2", server, methods=["GET"]),
+        Route("/v2/", server, methods=["GET"]),  # as the OpenAPI description spells it
         Route("/v2/health/live", live, methods=["GET"]),
         Route("/v2/health/ready", ready, methods=["GET"]),
         Route(base, model_metadata, methods=["GET"]),
