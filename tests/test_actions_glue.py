@@ -109,10 +109,10 @@ def test_the_child_gets_the_tracking_uri_and_no_empty_inputs(
 
 
 def test_the_json_lines_are_the_result_merged_in_order() -> None:
-    assert glue.last_json('progress\n{"a": 1}\nnot json\n') == {"a": 1}
-    assert glue.last_json("[1, 2]") == {} and glue.last_json("") == {}
+    assert glue.json_result('progress\n{"a": 1}\nnot json\n') == {"a": 1}
+    assert glue.json_result("[1, 2]") == {} and glue.json_result("") == {}
     # `mlci run --json` stopped by an error: the stages that finished, then the error
-    assert glue.last_json('{"stages": {"validate": {}}}\n{"error": {"exit_code": 2}}\n') == {
+    assert glue.json_result('{"stages": {"validate": {}}}\n{"error": {"exit_code": 2}}\n') == {
         "stages": {"validate": {}}, "error": {"exit_code": 2}}
 
 

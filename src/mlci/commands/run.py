@@ -34,9 +34,9 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str, no_d
     stages: dict[str, dict[str, Any]] = {}
 
     def show(stage: str, record: dict[str, Any]) -> None:
-        stages[stage] = {"validate": lambda: validate.json_result(record, out_dir),
-                         "train": lambda: train.json_result(record),
-                         "evaluate": lambda: evaluate.json_result(record)}[stage]()
+        stages[stage] = (validate.json_result(record, out_dir) if stage == "validate"
+                         else train.json_result(record) if stage == "train"
+                         else evaluate.json_result(record))
         # stdout carries the one JSON result; a log group is opened on stderr
         err = as_json or grouped
         if stage == "train":

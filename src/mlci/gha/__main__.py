@@ -32,7 +32,7 @@ def child_env() -> dict[str, str]:
     return e
 
 
-def last_json(text: str) -> dict[str, Any]:
+def json_result(text: str) -> dict[str, Any]:
     """The JSON objects among the lines of stdout, merged in order (a later key wins): a
     command's result, or what it finished before an error and the error's own object."""
     merged: dict[str, Any] = {}
@@ -53,7 +53,7 @@ def mlci(args: list[str]) -> tuple[int, dict[str, Any]]:
     out = p.stdout.strip()
     if out:
         print(out, flush=True)
-    return p.returncode, last_json(out)
+    return p.returncode, json_result(out)
 
 
 def refuse(action: Action, message: str) -> int:
