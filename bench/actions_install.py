@@ -34,8 +34,9 @@ PINS = {
     "actions/upload-artifact@ea165f8d65b6e75b540449e92b4886f43607fa02": "upload-artifact",
     "actions/download-artifact@d3f86a106a0bac45b974a628896c90dbdf5c8093": "download-artifact",
 }
-STEPS = ["setup", "validate", "train", "evaluate", "report"]
-STEP_TIME = re.compile(r"Success - Main org/mlci-actions/(\w+)@v1 \[([^\]]+)\]")
+# the example's own actions: setup, then the root action (`pipeline`: every stage, one step)
+STEPS = ["setup", "pipeline"]
+STEP_TIME = re.compile(r"Success - Main org/mlci-actions(?:/(\w+))?@v1 \[([^\]]+)\]")
 UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "ns": 1e-9}
 
 
@@ -84,7 +85,7 @@ def run_once(work: Path, checkout: Path, cache: Path, quick: bool, n: int) -> di
     if p.returncode != 0:
         (work / f"act{n}.log").write_text(log)
         sys.exit(f"act failed (exit {p.returncode}); log: {work}/act{n}.log")
-    row = {m.group(1): seconds(m.group(2)) for m in STEP_TIME.finditer(log)}
+    row = {m.group(1) or "pipeline": seconds(m.group(2)) for m in STEP_TIME.finditer(log)}
     row["steps"] = sum(row.get(s, 0.0) for s in STEPS)
     row["total"] = total
     row["installed"] = "installed mlci" in log

@@ -48,9 +48,11 @@ USAGE = {
 }
 
 NOTES = {
-    "": "Runs `mlci run` (validate → train → evaluate → report), posts the report like the "
-        "`report` action, then fails the step when a check failed. Add `setup` before it to "
-        "cache the install.",
+    "": "Runs `mlci run` (validate → train → evaluate → report) in one process, each stage a "
+        "group of the log, and gives the outputs the stage actions give (validate's `report` "
+        "is `validation-report`); a stage that stops on an error still gets the report of "
+        "what ran. Posts the report like the `report` action, then fails the step when a "
+        "check failed. Add `setup` before it to cache the install.",
     "setup": "Optional: every other action installs `mlci` on first use through the same "
              "script. `setup` adds the cache and, on runners without Python 3.10+, "
              "`actions/setup-python`. After it, `run: mlci ...` works in any later step: a "

@@ -74,7 +74,7 @@ def run_glue(action: str, *, cwd: Path, env: dict[str, str] | None = None,
         sys.stderr.write(r.err)
         if r.out.strip():
             print(r.out.strip(), flush=True)
-        return r.code, glue.last_json(r.out)
+        return r.code, glue.json_result(r.out)
 
     with mock.patch.object(glue, "mlci", child):
         return _in_process(lambda: glue.main([action]), cwd, full_env)

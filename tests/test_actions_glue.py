@@ -108,9 +108,69 @@ def test_the_child_gets_the_tracking_uri_and_no_empty_inputs(
     assert "MLCI_JSON" not in env
 
 
-def test_the_last_json_line_is_the_result() -> None:
-    assert glue.last_json('progress\n{"a": 1}\nnot json\n') == {"a": 1}
-    assert glue.last_json("[1, 2]") == {} and glue.last_json("") == {}
+def test_the_json_lines_are_the_result_merged_in_order() -> None:
+    assert glue.json_result('progress\n{"a": 1}\nnot json\n') == {"a": 1}
+    assert glue.json_result("[1, 2]") == {} and glue.json_result("") == {}
+    # `mlci run --json` stopped by an error: the stages that finished, then the error
+    assert glue.json_result('{"stages": {"validate": {}}}\n{"error": {"exit_code": 2}}\n') == {
+        "stages": {"validate": {}}, "error": {"exit_code": 2}}
+
+
+def fake(monkeypatch: pytest.MonkeyPatch, results: dict[str, tuple[int, dict]]) -> list[str]:
+    ran: list[str] = []
+
+    def fake_mlci(args: list[str]) -> tuple[int, dict]:
+        ran.append(args[0])
+        return results[args[0]]
+
+    monkeypatch.setattr(glue, "mlci", fake_mlci)
+    return ran
+
+
+@pytest.fixture
+def job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "mlci.yaml").write_text("name: x\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "out"))
+    return tmp_path
+
+
+def test_the_root_action_gives_the_outputs_of_every_stage(
+        job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = fake(monkeypatch, {"run": (1, {
+        "report": ".mlci/report.md", "stages": {
+            "validate": {"success": True, "report": ".mlci/validation.json"},
+            "train": {"run_id": "r" * 32, "model_uri": "models:/x/3", "model_version": "3"},
+            "evaluate": {"verdict": "fail", "metrics": {"accuracy": 0.5},
+                         "failed": ["accuracy >= 0.9"]}}})})
+    assert glue.main(["run"]) == 1
+    assert ran == ["run"]  # a failed verdict already has its report: nothing more runs
+    assert parse(job / "out") == {
+        "passed": "true", "validation-report": str(job / ".mlci" / "validation.json"),
+        "run-id": "r" * 32, "model-uri": "models:/x/3", "model-version": "3",
+        "verdict": "fail", "metrics": '{"accuracy": 0.5}', "failed": '["accuracy >= 0.9"]',
+        "report-path": str(job / ".mlci" / "report.md"), "exit-code": "1"}
+
+
+def test_invalid_data_blocks_training_and_the_verdict_is_fail(
+        job: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake(monkeypatch, {"run": (1, {"report": ".mlci/report.md", "stages": {
+        "validate": {"success": False, "report": ".mlci/validation.json"}}})})
+    assert glue.main(["run"]) == 1
+    values = parse(job / "out")
+    assert (values["passed"], values["verdict"], values["model-version"]) == ("false", "fail", "")
+
+
+@pytest.mark.parametrize(("report_code", "report_path"), [(0, True), (2, False)])
+def test_an_error_still_gets_the_report_of_what_ran(
+        job: Path, monkeypatch: pytest.MonkeyPatch, report_code: int,
+        report_path: bool) -> None:
+    ran = fake(monkeypatch, {"run": (3, {"error": {"exit_code": 3}}), "report": (report_code, {})})
+    assert glue.main(["run"]) == 3  # the pipeline's own status, whatever the report did
+    assert ran == ["run", "report"]
+    values = parse(job / "out")
+    assert values["verdict"] == "error" and values["exit-code"] == "3"
+    assert values["report-path"] == (str(job / ".mlci" / "report.md") if report_path else "")
 
 
 def test_warnings_cannot_inject_workflow_commands(capsys: pytest.CaptureFixture[str]) -> None:

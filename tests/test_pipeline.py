@@ -8,7 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import run_mlci
+from conftest import run_glue, run_mlci
+from test_actions_glue import parse as parse_outputs
 
 
 def versions(root: Path) -> list[tuple[str, int]]:
@@ -126,14 +127,27 @@ def test_a_much_worse_candidate_fails_the_regression_check(iris: Path) -> None:
 
 
 def test_impossible_gate_fails_with_a_report(iris: Path) -> None:
+    """In GitHub Actions each stage is a log group (closed, in order, on stderr), and --json
+    carries each stage's own --json record."""
     cfg = (iris / "mlci.yaml").read_text().replace("{accuracy: 0.90}", "{accuracy: 1.01}")
     (iris / "mlci.yaml").write_text(cfg)
-    r = run_mlci("run", cwd=iris)
+    r = run_mlci("run", "--json", cwd=iris, env={"GITHUB_ACTIONS": "true"})
     assert r.code == 1
     report = (iris / ".mlci" / "report.md").read_text()
     assert report.startswith("## ❌ mlci: iris v1: gate failed: accuracy >= 1.01")
     mv_tag = json.loads((iris / ".mlci" / "evaluation.json").read_text())
     assert mv_tag["verdict"] == "fail"
+    markers = [line for line in r.err.splitlines() if line.startswith("::")]
+    assert markers == [m for stage in ("validate", "train", "evaluate", "report")
+                       for m in (f"::group::mlci {stage}", "::endgroup::")]
+    evaluate = r.err.split("::group::mlci evaluate")[1].split("::endgroup::")[0]
+    assert "[FAIL] accuracy >= 1.01" in evaluate and "verdict: fail" in evaluate
+    result = json.loads(r.out.splitlines()[-1])
+    stages = result["stages"]
+    assert stages["validate"] == {"success": True, "report": ".mlci/validation.json"}
+    assert stages["train"]["model_uri"] == "models:/iris/1"
+    assert stages["evaluate"]["verdict"] == "fail"
+    assert stages["evaluate"]["failed"] and stages["evaluate"]["metrics"]["accuracy"] < 1.01
 
 
 def test_invalid_data_fails_before_training_and_report_explains(iris: Path) -> None:
@@ -148,6 +162,35 @@ def test_invalid_data_fails_before_training_and_report_explains(iris: Path) -> N
     assert report.startswith("## ❌ mlci: iris: data validation failed")
     assert "expect_column_values_to_be_between" in report and "99.0" in report
     assert "_No model was trained._" in report
+
+
+ENTRYPOINT_RAISES = "def build(x, y):\n    raise RuntimeError('no GPU here')\n"
+
+
+def test_a_stage_error_keeps_what_ran_and_the_root_action_still_reports(iris: Path) -> None:
+    """The root action's step (one process) after a training error: the validate outputs, the
+    verdict `error`, exit 2, and the report of what ran, written as a step-by-step job's
+    report step would write it."""
+    (iris / "train.py").write_text(ENTRYPOINT_RAISES)
+    cfg = (iris / "mlci.yaml").read_text()
+    cfg = cfg.replace("  estimator: sklearn.ensemble.RandomForestClassifier\n",
+                      "  entrypoint: train.py:build\n")
+    (iris / "mlci.yaml").write_text(cfg.replace("  params: {n_estimators: 200, random_state: 0}\n",
+                                                ""))
+    out = iris / "github_output"
+    r = run_glue("run", cwd=iris, env={"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": str(out),
+                                       "MLCI_BASELINE": "", "MLCI_NO_DOCS": "true"})
+    assert r.code == 2, r.err
+    assert "entrypoint train.py:build raised RuntimeError: no GPU here" in r.err
+    assert r.err.count("::group::") == r.err.count("::endgroup::") == 2  # validate, train
+    values = parse_outputs(out)
+    assert values["passed"] == "true"
+    assert values["validation-report"] == str(iris / ".mlci" / "validation.json")
+    assert (values["verdict"], values["model-version"], values["exit-code"]) == ("error", "", "2")
+    assert values["report-path"] == str(iris / ".mlci" / "report.md")
+    report = (iris / ".mlci" / "report.md").read_text()
+    assert "### Data validation" in report and "_No model was trained._" in report
+    assert versions(iris) == []
 
 
 def test_stages_run_one_by_one(iris: Path) -> None:

@@ -1,11 +1,12 @@
 """The workflows users copy from examples/workflows/, run end to end by `act` on the Iris example.
 
 A handful of runs on purpose (each is a real job: install, Great Expectations, MLflow, report):
-  1. step by step on a pull request, cold cache, CML poster: the `ml` job runs the code and
-     uploads the report as an artifact, the `comment` job (no checkout) posts it;
+  1. two jobs on a pull request, cold cache, CML poster: the `ml` job runs the stages in one
+     step (each stage's outputs) and uploads the report as an artifact, the `comment` job (no
+     checkout) posts it;
   2. the reusable workflow on a push to main, outputs read by a following job; a push saves
      the venv cache (a pull request never does);
-  3. the step-by-step workflow again with an impossible gate and the built-in GitHub poster:
+  3. the two-job workflow again with an impossible gate and the built-in GitHub poster:
      warm cache (the one the push saved), fails at evaluate, still posts the report;
   4. the root action on a pull request (one step), built-in poster, comment updated in place.
 Hostile text (`"; touch /tmp/pwned #`) sits in the PR title, the branch name and a config value.
@@ -78,18 +79,18 @@ def cold(act_env):
                    files={"mlci.yaml": HOSTILE_CONFIG})
 
 
-def test_step_by_step_pull_request(cold) -> None:
+def test_two_jobs_pull_request(cold) -> None:
     assert cold.code == 0, cold.log[-4000:]
     assert re.search(r"mlci-on-PATH=\S*/mlci-bin/mlci", cold.log), cold.log[-4000:]
-    steps = cold.outputs()
-    assert steps["validate"]["outputs"]["passed"] == "true"
-    assert len(steps["train"]["outputs"]["run-id"]) == 32
-    assert steps["train"]["outputs"]["model-version"] == "1"
-    assert steps["train"]["outputs"]["model-uri"] == "models:/iris/1"
-    assert steps["evaluate"]["outputs"]["verdict"] == "pass"
-    assert json.loads(steps["evaluate"]["outputs"]["metrics"])["accuracy"] >= 0.9
-    assert steps["report"]["outputs"]["report-path"].endswith("/.mlci/report.md")
-    assert steps["report"]["outputs"]["comment-url"] == ""  # the ml job posts nothing
+    out = cold.outputs()["mlci"]["outputs"]  # every stage's outputs, from one step
+    assert out["passed"] == "true" and out["validation-report"].endswith("/validation.json")
+    assert len(out["run-id"]) == 32
+    assert out["model-version"] == "1"
+    assert out["model-uri"] == "models:/iris/1"
+    assert out["verdict"] == "pass" and json.loads(out["failed"]) == []
+    assert json.loads(out["metrics"])["accuracy"] >= 0.9
+    assert out["report-path"].endswith("/.mlci/report.md")
+    assert out["comment-url"] == ""  # the ml job posts nothing
     comment = cold.outputs("comment")
     assert comment["report"]["outputs"]["comment-url"].startswith("https://github.com/")
     report = cold.file("report.md")
@@ -185,12 +186,11 @@ def test_failing_gate_fails_at_evaluate_and_still_reports(act_env, github, pushe
     run = act_env(wf, "pull_request", pr_event(8), name="gate", timeout=1200,
                   files={"mlci.yaml": IMPOSSIBLE_GATE}, extra_env={"MLCI_API_URL": github.url})
     assert run.code != 0
-    steps = run.outputs()
-    assert steps["validate"]["outcome"] == "success"
-    assert steps["train"]["outcome"] == "success"
-    assert steps["evaluate"]["outcome"] == "failure"
-    assert steps["evaluate"]["outputs"]["verdict"] == "fail"
-    assert steps["report"]["outcome"] == "success"
+    step = run.outputs()["mlci"]
+    assert step["outcome"] == "failure"
+    out = step["outputs"]
+    assert (out["passed"], out["model-version"], out["verdict"]) == ("true", "1", "fail")
+    assert json.loads(out["failed"]) and out["report-path"].endswith("/.mlci/report.md")
     [comment] = github.state.issue_comments[8]
     assert comment["body"].startswith("## ❌") and "accuracy >= 1.01" in comment["body"]
     assert "](plots/" not in comment["body"]

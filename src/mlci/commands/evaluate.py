@@ -11,20 +11,25 @@ from mlci.commands._options import BASELINES, common, json_option
 from mlci.progress import step
 
 
-def print_result(e: dict[str, Any]) -> None:
+def json_result(e: dict[str, Any]) -> dict[str, Any]:
+    """What `--json` prints (and `mlci run --json` under `stages.evaluate`)."""
+    return {"verdict": e["verdict"], "metrics": e["metrics"], "failed": e["failed"]}
+
+
+def print_result(e: dict[str, Any], err: bool = False) -> None:
     comp = e.get("comparison") or {}
-    click.echo(f"baseline: {e['baseline']['label']}")
-    click.echo(f"{'metric':<18} {'candidate':>10} {'champion':>10} {'delta':>9}")
+    click.echo(f"baseline: {e['baseline']['label']}", err=err)
+    click.echo(f"{'metric':<18} {'candidate':>10} {'champion':>10} {'delta':>9}", err=err)
     for k, v in e["metrics"].items():
         c = comp.get(k) or {}
         champ = c.get("champion")
         delta = c.get("delta")
         click.echo(f"{k:<18} {_f(v):>10} {_f(champ):>10} "
-                   f"{f'{delta:+.4f}' if delta is not None else '-':>9}")
+                   f"{f'{delta:+.4f}' if delta is not None else '-':>9}", err=err)
     for c in e["checks"]:
         mark = {True: "pass", False: "FAIL", None: "n/a"}[c["passed"]]
-        click.echo(f"  [{mark}] {c['check']}")
-    click.echo(f"verdict: {e['verdict']}")
+        click.echo(f"  [{mark}] {c['check']}", err=err)
+    click.echo(f"verdict: {e['verdict']}", err=err)
 
 
 def _f(v: Any) -> str:
@@ -47,8 +52,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, baseline: str) -> i
     if as_json:
         import json
 
-        click.echo(json.dumps({"verdict": e["verdict"], "metrics": e["metrics"],
-                               "failed": e["failed"]}))
+        click.echo(json.dumps(json_result(e)))
     else:
         print_result(e)
     return 0 if e["verdict"] == "pass" else 1

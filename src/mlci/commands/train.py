@@ -11,6 +11,11 @@ from mlci.commands._options import common, json_option
 from mlci.progress import step
 
 
+def json_result(rec: dict[str, Any]) -> dict[str, Any]:
+    """What `--json` prints (and `mlci run --json` under `stages.train`)."""
+    return {k: rec[k] for k in ("run_id", "model_uri", "model_version", "artifact_uri")}
+
+
 def print_trained(rec: dict[str, Any], err: bool = False) -> None:
     for note in (rec.get("preprocessing") or {}).get("notes") or []:
         click.echo(f"mlci: preprocessing: {note}", err=True)
@@ -44,8 +49,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, skip_validation: bo
     if as_json:
         import json
 
-        click.echo(json.dumps({k: rec[k] for k in ("run_id", "model_uri", "model_version",
-                                                   "artifact_uri")}))
+        click.echo(json.dumps(json_result(rec)))
     else:
         print_trained(rec)
     return 0

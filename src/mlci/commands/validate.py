@@ -11,19 +11,25 @@ from mlci.commands._options import common, json_option
 from mlci.progress import step
 
 
-def print_table(report: dict[str, Any]) -> None:
-    click.echo(f"{'data':<8} {'rows':>8} {'checks':>7} {'failed':>7}  result")
+def json_result(report: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """What `--json` prints (and `mlci run --json` under `stages.validate`)."""
+    return {"success": report["success"], "report": str(out_dir / "validation.json")}
+
+
+def print_table(report: dict[str, Any], err: bool = False) -> None:
+    click.echo(f"{'data':<8} {'rows':>8} {'checks':>7} {'failed':>7}  result", err=err)
     for name, d in report["datasets"].items():
         s = d["statistics"]
         click.echo(f"{name:<8} {d['rows']:>8} {s['evaluated_expectations']:>7} "
-                   f"{s['unsuccessful_expectations']:>7}  {'pass' if d['success'] else 'FAIL'}")
+                   f"{s['unsuccessful_expectations']:>7}  {'pass' if d['success'] else 'FAIL'}",
+                   err=err)
     for name, d in report["datasets"].items():
         for r in d["results"]:
             if not r["success"]:
                 where = f"[{r['column']}]" if r["column"] else ""
                 detail = r.get("observed") or r.get("error") or \
                     f"unexpected={r.get('unexpected_count')}"
-                click.echo(f"  {name}: {r['expectation']}{where} {detail}")
+                click.echo(f"  {name}: {r['expectation']}{where} {detail}", err=err)
 
 
 @click.command("validate")
@@ -40,8 +46,7 @@ def command(config_path: Path, out_dir: Path, as_json: bool, no_docs: bool) -> i
     if as_json:
         import json
 
-        click.echo(json.dumps({"success": report["success"],
-                               "report": str(out_dir / "validation.json")}))
+        click.echo(json.dumps(json_result(report, out_dir)))
     else:
         print_table(report)
     if not report["success"]:

@@ -7,8 +7,10 @@ is written, so the previous report stays.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,10 +52,15 @@ class RunResult:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+Scope = Callable[[str], AbstractContextManager[object]]
+
+
 def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True,
         register: bool = True,
-        on_stage: Callable[[str, dict[str, Any]], None] | None = None) -> RunResult:
-    """Run every stage; `on_stage(name, record)` is called after each one that finished."""
+        on_stage: Callable[[str, dict[str, Any]], None] | None = None,
+        scope: Scope | None = None) -> RunResult:
+    """Run every stage; `on_stage(name, record)` is called after each one that finished, inside
+    `scope(name)` around the stage (e.g. a log group of the CI system)."""
     from mlci.data.validate import validate
     from mlci.evaluate import evaluate
     from mlci.registry.tracking import tracking_uri
@@ -65,35 +72,38 @@ def run(cfg: Config, out_dir: Path, *, baseline: str = "auto", docs: bool = True
                                out_dir=out_dir)
     notify = on_stage or (lambda name, record: None)
     timings: dict[str, float] = {}
+
+    def stage(name: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        with (scope or _no_scope)(name):
+            t = time.perf_counter()
+            record = step(name, fn, *args, **kw)
+            timings[name] = time.perf_counter() - t
+            if name != "report":
+                notify(name, record)
+        return record
+
     result = RunResult(0, "", "")
-    t = time.perf_counter()
-    result.validation = step("validate", validate, cfg, out_dir, docs=docs)
-    timings["validate"] = time.perf_counter() - t
-    notify("validate", result.validation)
+    result.validation = stage("validate", validate, cfg, out_dir, docs=docs)
     blocked = not result.validation["success"] and cfg.validation.block_training
     if blocked:
         result.code = EXIT_VERDICT
     else:
         try:
-            t = time.perf_counter()
-            result.run = step("train", train, cfg, out_dir, register=register)
-            timings["train"] = time.perf_counter() - t
-            notify("train", result.run)
-            t = time.perf_counter()
-            result.evaluation = step("evaluate", evaluate, cfg, out_dir, baseline=baseline)
-            timings["evaluate"] = time.perf_counter() - t
-            notify("evaluate", result.evaluation)
+            result.run = stage("train", train, cfg, out_dir, register=register)
+            result.evaluation = stage("evaluate", evaluate, cfg, out_dir, baseline=baseline)
             if result.evaluation["verdict"] != "pass":
                 result.code = EXIT_VERDICT
         except VerdictFailed as exc:
             result.messages.append(exc.message)
             result.code = EXIT_VERDICT
-    t = time.perf_counter()
-    result.report, result.heading = step("report", write_report, cfg.name, out_dir,
-                                         cfg.report.max_chars, cfg.report.title)
-    timings["report"] = time.perf_counter() - t
+    result.report, result.heading = stage("report", write_report, cfg.name, out_dir,
+                                          cfg.report.max_chars, cfg.report.title)
     result.seconds = {k: round(v, 3) for k, v in timings.items()}
     return result
+
+
+def _no_scope(name: str) -> AbstractContextManager[object]:
+    return contextlib.nullcontext()
 
 
 def write_report(cfg_name: str, out_dir: Path, max_chars: int,

@@ -32,15 +32,18 @@ def child_env() -> dict[str, str]:
     return e
 
 
-def last_json(text: str) -> dict[str, Any]:
-    """The last line of stdout that is a JSON object (commands may print progress first)."""
-    for line in reversed(text.splitlines()):
+def json_result(text: str) -> dict[str, Any]:
+    """The JSON objects among the lines of stdout, merged in order (a later key wins): a
+    command's result, or what it finished before an error and the error's own object."""
+    merged: dict[str, Any] = {}
+    for line in text.splitlines():
         try:
             data = json.loads(line)
         except ValueError:
             continue
-        return data if isinstance(data, dict) else {}
-    return {}
+        if isinstance(data, dict):
+            merged.update(data)
+    return merged
 
 
 def mlci(args: list[str]) -> tuple[int, dict[str, Any]]:
@@ -50,7 +53,7 @@ def mlci(args: list[str]) -> tuple[int, dict[str, Any]]:
     out = p.stdout.strip()
     if out:
         print(out, flush=True)
-    return p.returncode, last_json(out)
+    return p.returncode, json_result(out)
 
 
 def refuse(action: Action, message: str) -> int:
@@ -72,6 +75,8 @@ def run(name: str) -> int:
             outputs.set_outputs(action.error_outputs)
         return int(exc.code or 2)
     code, result = mlci(args)
+    if code >= 2 and action.on_error:
+        result = action.on_error(result, mlci)
     values = action.outputs(code, result)
     if values:
         outputs.set_outputs(values)

@@ -19,6 +19,7 @@ from typing import Any
 from mlci.gha import env, outputs
 
 Result = dict[str, Any]
+Runner = Callable[[list[str]], tuple[int, Result]]
 
 
 def out_dir() -> Path:
@@ -59,6 +60,8 @@ class Action:
     soft_fail: str = ""           # input that, set to 'false', turns exit 1 into a warning
     summary: Callable[[], Path] | None = None  # report appended to the job summary
     error_outputs: Result | None = None        # what the outputs say when mlci cannot start
+    # after an error (exit 2 or 3): more work on the result, e.g. the report of what ran
+    on_error: Callable[[Result, Runner], Result] | None = None
 
 
 # ------------------------------------------------------------------------------ rows
@@ -93,14 +96,36 @@ def _comment(code: int, d: Result) -> Result:
     return {"comment-url": d.get("url", "")} if d else {}
 
 
+RUN_STAGES = (("validate", _validate), ("train", _train), ("evaluate", _evaluate))
+STAGE_OUTPUTS: Result = {"passed": "", "report": "", "run-id": "", "model-uri": "",
+                         "model-version": "", "verdict": "", "metrics": "", "failed": ""}
+
+
 def _run(code: int, d: Result) -> Result:
-    evaluation, run = read("evaluation.json"), read("run.json")
-    verdict = evaluation.get("verdict", "fail") if code in (0, 1) else "error"
-    if code == 0 and not evaluation:
-        verdict = "fail"
-    return {"verdict": verdict, "run-id": run.get("run_id", ""),
-            "model-version": str(run.get("model_version") or ""),
-            "report-path": existing(out_dir() / "report.md"), "exit-code": str(code)}
+    """Every stage's outputs, named as the stage's own action names them (the validation's
+    `report` is `validation-report`), from the stages that finished: one step gives what the
+    validate, train, evaluate and report steps of a step-by-step job give."""
+    stages = d.get("stages") or {}
+    values = dict(STAGE_OUTPUTS)
+    for name, outputs_of in RUN_STAGES:
+        values.update(outputs_of(code, stages.get(name) or {}))
+    values["validation-report"] = values.pop("report")
+    if code not in (0, 1):
+        values["verdict"] = "error"
+    elif not values["verdict"]:  # validation failed and blocked training
+        values["verdict"] = "fail"
+    values["report-path"] = str(Path(d["report"]).resolve()) if d.get("report") else ""
+    values["exit-code"] = str(code)
+    return values
+
+
+def _report_anyway(d: Result, mlci: Runner) -> Result:
+    """A stage stopped on an error: write the report of what ran, as the report step of a
+    step-by-step job does (`if: !cancelled()`). A config that cannot load gets none."""
+    if d.get("report"):
+        return d
+    code, _ = mlci(["report"])
+    return {**d, "report": str(out_dir() / "report.md")} if code == 0 else d
 
 
 def _promote_argv() -> list[str]:
@@ -202,7 +227,7 @@ ACTIONS: dict[str, Action] = {
     "report": Action(lambda: ["report"], _report),
     "comment": Action(lambda: ["comment", "--json"], _comment, needs_config=False),
     "run": Action(lambda: ["run", "--json", "--baseline", env.value("BASELINE", "auto"),
-                           *switch("--no-docs", "NO_DOCS")], _run),
+                           *switch("--no-docs", "NO_DOCS")], _run, on_error=_report_anyway),
     "promote": Action(_promote_argv, _promote),
     "rollback": Action(_rollback_argv, _rollback),
     "monitor": Action(_monitor_argv, _monitor, soft_fail="FAIL_ON_ALERT",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,18 @@ def warning(title: str, message: str) -> None:
     """A `::warning` annotation on stderr (workflow-command escaped: one line, no injection)."""
     t = _escape(title).replace(":", "%3A").replace(",", "%2C")
     print(f"::warning title={t}::{_escape(message)}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def group(title: str) -> Iterator[None]:
+    """A collapsible `::group::` of the log around a block, closed even when it raises (on
+    stderr: the stream progress lines take, so the two keep their order)."""
+    print(f"::group::{_escape(title)}", file=sys.stderr, flush=True)
+    try:
+        yield
+    finally:
+        print("::endgroup::", file=sys.stderr, flush=True)
+
+
+def in_actions() -> bool:
+    return env.github("ACTIONS") == "true"
