@@ -1,32 +1,38 @@
-"""Read the prediction log (`mlci.predlog/1`) as columns, fast enough for a million rows.
+"""Read the prediction log (`mlci.predlog/2`, or `/1`) as columns, fast for a million rows.
 
-The log is read in chunks. A chunk whose inputs are what the gateway writes for one
-instance (a list holding one list of exactly one float per feature, compact JSON) has its
-numbers parsed by pandas' C CSV parser in one call per chunk, straight into a float array.
-Any other chunk (object instances, strings, nulls, integers, NaN, ragged rows, several
-instances in a request) is read with `json.loads` per request, as before. Predictions and
-labels are parsed with one `json.loads` per chunk. When every chunk took the fast path the
-frame is built from the float array; otherwise all rows go through the same pandas
-constructor as before, so values and column types are exactly those of reading the log row
-by row (`tests/test_predlog_read.py` checks it against that reader).
+The log is read in chunks. A chunk whose requests all have their inputs packed (what the
+gateway writes for numbers: `mlci.serve.predlog.pack`) becomes a float (or integer) array with
+one `numpy.frombuffer` over the joined bytes. A chunk of a `/1` log whose inputs are JSON in
+the form the gateway wrote for one instance (a list holding one list of exactly one float per
+feature, compact JSON) has its numbers parsed by pandas' C CSV parser in one call. Any other
+chunk (object instances, strings, nulls, NaN, ragged rows, packed and JSON requests mixed) is
+read request by request, as before. Predictions and labels take one `json.loads` per distinct
+text in a chunk (a classifier's outputs repeat a few texts). When every chunk took a fast path
+the frame is built from the arrays; otherwise all rows go through the same pandas constructor
+as before, so values and column types are exactly those of reading the log row by row
+(`tests/test_predlog_read.py` checks it against that reader).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlci.serve.predlog import has_arrays, instances
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-CHUNK_ROWS = 50_000  # requests per chunk: bounds the joined text held at once
+CHUNK_ROWS = 100_000  # requests per chunk: bounds the rows and text held at once
 
 _NOT_NUMERIC = str.maketrans("", "", "0123456789.eE+-,[]\n")
+_LONG_DIGITS = re.compile(r"[[,]-?\d{19}")  # a number with 19 digits before any point
 
 
 @dataclass
@@ -40,8 +46,15 @@ class LoggedColumns:
     keys: pd.Series          # the routing key's hash (the randomised unit), else the request
 
 
-def _query(since: float | None, variant: str | None) -> tuple[str, list[Any]]:
-    q = ("SELECT p.version, p.inputs, p.outputs, f.label, p.route_key, p.request_id "
+def _query(con: sqlite3.Connection, since: float | None, variant: str | None
+           ) -> tuple[str, list[Any]]:
+    """One row per answered request: packed inputs, their dtype, instance count, version as
+    text, outputs, label, the randomised unit and the JSON inputs (SQLite builds the text
+    columns, so no Python code runs per request for them)."""
+    packed = "p.inputs_array, p.inputs_dtype" if has_arrays(con) else "NULL, NULL"
+    q = (f"SELECT {packed}, p.n, IFNULL(CAST(p.version AS TEXT), 'None'), p.outputs, f.label, "
+         "CASE WHEN IFNULL(p.route_key, '') = '' THEN 'request:' || IFNULL(p.request_id, "
+         "'None') ELSE p.route_key END, p.inputs "
          "FROM predictions p "
          "LEFT JOIN feedback f ON f.request_id = p.request_id WHERE p.error IS NULL")
     args: list[Any] = []
@@ -54,9 +67,23 @@ def _query(since: float | None, variant: str | None) -> tuple[str, list[Any]]:
     return q + " ORDER BY p.ts", args
 
 
+def _packed_block(arrays: tuple[bytes | None, ...], dtypes: tuple[str | None, ...],
+                  counts: tuple[int, ...], width: int) -> np.ndarray | None:
+    """The chunk's instances as one (instances x width) array when every request has its
+    inputs packed, all of one dtype and `width` values per instance; else None."""
+    import numpy as np
+
+    if width == 0 or None in arrays or len(set(dtypes)) != 1:
+        return None
+    sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))  # type: ignore[arg-type]
+    if not np.array_equal(sizes, np.asarray(counts, dtype=np.int64) * (8 * width)):
+        return None  # another width (a model with other features answered these)
+    return np.frombuffer(b"".join(arrays), dtype=dtypes[0]).reshape(-1, width)  # type: ignore[arg-type]
+
+
 def _float_block(inputs: tuple[str | None, ...], width: int) -> np.ndarray | None:
-    """The chunk's instances as a (requests x width) float array when every request is
-    one instance of exactly `width` floats in compact JSON (what the gateway logs for a
+    """A `/1` chunk's instances as a (requests x width) float array when every request is
+    one instance of exactly `width` floats in compact JSON (what the gateway logged for a
     single instance), else None."""
     import numpy as np
     import pandas as pd
@@ -69,52 +96,85 @@ def _float_block(inputs: tuple[str | None, ...], width: int) -> np.ndarray | Non
     if (text.translate(_NOT_NUMERIC) or text.count("[") != 2 * n or text.count("]") != 2 * n
             or lines.count("\n[[") != n or lines.count("]]\n") != n):
         return None  # not only numbers, or not one instance per request
+    if _LONG_DIGITS.search(text):
+        return None  # an integer that may be beyond int64 (a double's repr has <= 17 digits)
     try:  # pandas' C parser: the same correctly rounded doubles as json.loads, ~4x faster
         frame = pd.read_csv(io.StringIO(text.replace("[", "").replace("]", "")),
                             header=None, engine="c")
     except (ValueError, pd.errors.ParserError):
         return None  # a request with more values than the first one
-    values = frame.to_numpy()
     # integers only in a column make it int64 for json.loads too, but keep that case exact
     # by the row reader; NaN here is a missing value (there are no NaN tokens)
-    if frame.shape != (n, width) or values.dtype.kind != "f" or np.isnan(values).any():
+    if frame.shape != (n, width) or any(t.kind != "f" for t in frame.dtypes):
         return None
-    return values
+    values = frame.to_numpy()
+    return None if np.isnan(values).any() else values
 
 
-def _rows_by_json(inputs: tuple[str | None, ...], features: list[str]
-                  ) -> tuple[list[Any], list[int]]:
+def _rows(arrays: tuple[bytes | None, ...], dtypes: tuple[str | None, ...],
+          counts: tuple[int, ...], inputs: tuple[str | None, ...], features: list[str]
+          ) -> tuple[list[Any], list[int]]:
+    """Request by request: each instance a list in feature order."""
     rows: list[Any] = []
-    counts = []
-    for text in inputs:
-        xs = json.loads(text or "[]")
-        counts.append(len(xs))
+    sizes = []
+    for packed, dtype, n, text in zip(arrays, dtypes, counts, inputs, strict=True):
+        xs = instances(text, packed, dtype, n) or []
+        sizes.append(len(xs))
         rows.extend(x if isinstance(x, list) else [x.get(f) for f in features] for x in xs)
-    return rows, counts
+    return rows, sizes
 
 
-def _parse_all(texts: tuple[str | None, ...], empty: str) -> list[Any]:
-    return json.loads("[" + ",".join(t or empty for t in texts) + "]")
+def _each(texts: tuple[str | None, ...], empty: str, pick: Any) -> np.ndarray:
+    """`pick(json.loads(text))` of every text (`empty` for NULL), one parse per distinct
+    text, as an object array."""
+    import numpy as np
+    import pandas as pd
+
+    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
+    parsed = json.loads("[" + ",".join([*uniques, empty]) + "]")
+    values = np.empty(len(parsed), dtype=object)
+    for i, v in enumerate(parsed):  # one per distinct text; element-wise keeps lists whole
+        values[i] = pick(v)
+    return values[codes]  # NULL's code -1 takes `empty`, the last
 
 
-def _align(counts: list[int], versions: tuple[Any, ...], outputs: tuple[str | None, ...],
-           labels: tuple[str | None, ...], out: tuple[list[Any], list[Any], list[str]]) -> None:
-    """Append each instance's prediction, label and version, as the row reader did."""
-    preds, labs, vers = out
-    parsed_outputs, parsed_labels = _parse_all(outputs, "[]"), _parse_all(labels, "null")
+def _first(ys: Any) -> Any:
+    return ys[0] if ys else None
+
+
+def _first_label(ls: Any) -> Any:
+    return (ls[0] if ls else None) if isinstance(ls, list) else ls
+
+
+def _align(counts: list[int] | tuple[int, ...], outputs: tuple[str | None, ...],
+           labels: tuple[str | None, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Each instance's prediction and label, as the row reader did."""
+    import numpy as np
+
     if all(n == 1 for n in counts):
-        preds.extend(ys[0] if ys else None for ys in parsed_outputs)
-        labs.extend((ls[0] if ls else None) if isinstance(ls, list) else ls
-                    for ls in parsed_labels)
-        vers.extend(map(str, versions))
-        return
-    for n, v, ys, ls in zip(counts, versions, parsed_outputs, parsed_labels, strict=True):
+        return _each(outputs, "[]", _first), _each(labels, "null", _first_label)
+    preds: list[Any] = []
+    labs: list[Any] = []
+    for n, ys, ls in zip(counts, _each(outputs, "[]", _same), _each(labels, "null", _same),
+                         strict=True):
         if not isinstance(ls, list):  # one instance labelled with a scalar, as /feedback allows
             ls = [ls]
         for i in range(n):
             preds.append(ys[i] if i < len(ys) else None)
             labs.append(ls[i] if i < len(ls) else None)
-        vers.extend([str(v)] * n)
+    return (np.fromiter(preds, dtype=object, count=len(preds)),
+            np.fromiter(labs, dtype=object, count=len(labs)))
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def _objects(values: tuple[Any, ...], counts: list[int] | tuple[int, ...]) -> np.ndarray:
+    import numpy as np
+
+    a = np.fromiter(values, dtype=object, count=len(values))
+    return a if all(n == 1 for n in counts) else np.repeat(a, counts)
 
 
 def read_columns(path: Path, features: list[str], since: float | None = None,
@@ -124,27 +184,31 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
     import numpy as np
     import pandas as pd
 
-    q, args = _query(since, variant)
-    blocks: list[Any] = []   # per chunk: a float array, or a list of instance rows
-    out: tuple[list[Any], list[Any], list[str]] = ([], [], [])
-    keys: list[str] = []
+    width = len(features)
+    blocks: list[Any] = []   # per chunk: an array of instances, or a list of instance rows
+    cols: list[list[np.ndarray]] = [[], [], [], []]  # predictions, labels, versions, keys
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
-        cur = con.execute(q, args)
+        cur = con.execute(*_query(con, since, variant))
         while chunk := cur.fetchmany(CHUNK_ROWS):
-            versions, inputs, outputs, labels, route_keys, request_ids = zip(*chunk, strict=True)
-            block: Any = _float_block(inputs, len(features))
+            arrays, dtypes, ns, versions, outputs, labels, keys, inputs = zip(*chunk,
+                                                                             strict=True)
+            block: Any = _packed_block(arrays, dtypes, ns, width)
+            counts: list[int] | tuple[int, ...] = ns
+            if block is None and all(a is None for a in arrays):
+                block = _float_block(inputs, width)
+                counts = (1,) * len(chunk)
             if block is None:
-                block, counts = _rows_by_json(inputs, features)
-            else:
-                counts = [1] * len(inputs)
+                block, counts = _rows(arrays, dtypes, ns, inputs, features)
             blocks.append(block)
-            _align(counts, versions, outputs, labels, out)
-            for n, rk, rid in zip(counts, route_keys, request_ids, strict=True):
-                keys.extend([rk or f"request:{rid}"] * n)
+            for col, values in zip(cols, (*_align(counts, outputs, labels),
+                                          _objects(versions, counts), _objects(keys, counts)),
+                                   strict=True):
+                col.append(values)
     if blocks and all(isinstance(b, np.ndarray) for b in blocks):  # each holds >= 1 row
         df = pd.DataFrame(np.concatenate(blocks), columns=features)
     else:
         rows = [r for b in blocks for r in (b.tolist() if isinstance(b, np.ndarray) else b)]
         df = pd.DataFrame(rows, columns=features) if rows else pd.DataFrame(columns=features)
-    return LoggedColumns(df, pd.Series(out[1], dtype=object), pd.Series(out[0], dtype=object),
-                         pd.Series(out[2], dtype=object), pd.Series(keys, dtype=object))
+    preds, labs, vers, keys_ = (pd.Series(np.concatenate(c) if c else [], dtype=object)
+                                for c in cols)
+    return LoggedColumns(df, labs, preds, vers, keys_)
