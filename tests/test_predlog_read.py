@@ -51,6 +51,7 @@ def write_v1(path: Path, requests: list[dict[str, Any]], start: int = 0) -> None
     con = sqlite3.connect(path, isolation_level=None)
     if start == 0:
         con.executescript(V1_DDL)
+    con.execute("BEGIN")
     for i, r in enumerate(requests, start):
         inputs = r.get("inputs", [[1.0, 2.0, 3.0]])
         con.execute("INSERT INTO predictions(request_id, ts, model, variant, version, "
@@ -61,6 +62,7 @@ def write_v1(path: Path, requests: list[dict[str, Any]], start: int = 0) -> None
                      _j(r.get("outputs", ["x"] * len(inputs))), None, 1.0, r.get("error")))
         if "label" in r:
             con.execute("INSERT INTO feedback VALUES (?,?,?)", (f"r{i}", 2000.0, _j(r["label"])))
+    con.execute("COMMIT")
     con.close()
 
 
@@ -113,7 +115,7 @@ def test_gateway_rows_take_the_fast_path_with_identical_doubles(tmp_path: Path, 
     reqs.append({"inputs": [[specials[6], 2.5, -1e-7]]})
     write(tmp_path / "p.db", reqs, fmt)
     seen = []
-    fast = "_packed_block" if fmt == 2 else "_float_block"
+    fast = "_plain_chunk" if fmt == 2 else "_float_block"
     real = getattr(predlog_read, fast)
     monkeypatch.setattr(predlog_read, fast,
                         lambda *a: seen.append(real(*a) is not None) or real(*a))

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 100_000  # requests per chunk: bounds the rows and text held at once
 
 _NOT_NUMERIC = str.maketrans("", "", "0123456789.eE+-,[]\n")
-_LONG_DIGITS = re.compile(r"[[,]-?\d{19}")  # a number with 19 digits before any point
+_LONG_DIGITS = re.compile(r"[\[,]-?\d{19}")  # a number with 19 digits before any point
 
 
 @dataclass
@@ -46,25 +46,47 @@ class LoggedColumns:
     keys: pd.Series          # the routing key's hash (the randomised unit), else the request
 
 
-def _query(con: sqlite3.Connection, since: float | None, variant: str | None
-           ) -> tuple[str, list[Any]]:
-    """One row per answered request: packed inputs, their dtype, instance count, version as
-    text, outputs, label, the randomised unit and the JSON inputs (SQLite builds the text
-    columns, so no Python code runs per request for them)."""
-    packed = "p.inputs_array, p.inputs_dtype" if has_arrays(con) else "NULL, NULL"
-    q = (f"SELECT {packed}, p.n, IFNULL(CAST(p.version AS TEXT), 'None'), p.outputs, f.label, "
-         "CASE WHEN IFNULL(p.route_key, '') = '' THEN 'request:' || IFNULL(p.request_id, "
-         "'None') ELSE p.route_key END, p.inputs "
-         "FROM predictions p "
-         "LEFT JOIN feedback f ON f.request_id = p.request_id WHERE p.error IS NULL")
-    args: list[Any] = []
+_KEY = ("CASE WHEN IFNULL(p.route_key, '') = '' THEN 'request:' || IFNULL(p.request_id, 'None') "
+        "ELSE p.route_key END")
+_FROM = "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id"
+
+
+def _where(since: float | None, variant: str | None) -> tuple[str, list[Any]]:
+    where, args = "p.error IS NULL", []
     if since is not None:
-        q += " AND p.ts >= ?"
+        where += " AND p.ts >= ?"
         args.append(since)
     if variant:
-        q += " AND p.variant = ?"
+        where += " AND p.variant = ?"
         args.append(variant)
-    return q + " ORDER BY p.ts", args
+    return where, args
+
+
+def _query(con: sqlite3.Connection, where: str, plain: bool) -> str:
+    """One row per answered request: (packed inputs, their dtype, instance count,) version
+    as text, outputs, label, the randomised unit (and the JSON inputs). SQLite builds the
+    text columns, so no Python code runs per request for them. `plain`: every request is
+    one packed instance (see `_plain_dtype`), so only the bytes are needed of its inputs."""
+    rest = f"IFNULL(CAST(p.version AS TEXT), 'None'), p.outputs, f.label, {_KEY}"
+    if plain:
+        cols = f"p.inputs_array, {rest}"
+    else:
+        packed = "p.inputs_array, p.inputs_dtype" if has_arrays(con) else "NULL, NULL"
+        cols = f"{packed}, p.n, {rest}, p.inputs"
+    return f"SELECT {cols} {_FROM} WHERE {where} ORDER BY p.ts"
+
+
+def _plain_dtype(con: sqlite3.Connection, where: str, args: list[Any], width: int
+                 ) -> str | None:
+    """The dtype when every request selected is one instance packed as `width` values of
+    that one dtype (what a gateway serving one model writes), else None."""
+    if width == 0 or not has_arrays(con):
+        return None
+    count, lo, hi, odd = con.execute(
+        "SELECT COUNT(*), MIN(p.inputs_dtype), MAX(p.inputs_dtype), SUM(p.inputs_array IS "
+        f"NULL OR p.n IS NOT 1 OR length(p.inputs_array) IS NOT ?) FROM predictions p "
+        f"WHERE {where}", [8 * width, *args]).fetchone()
+    return lo if count and lo == hi and not odd else None
 
 
 def _packed_block(arrays: tuple[bytes | None, ...], dtypes: tuple[str | None, ...],
@@ -146,12 +168,12 @@ def _first_label(ls: Any) -> Any:
     return (ls[0] if ls else None) if isinstance(ls, list) else ls
 
 
-def _align(counts: list[int] | tuple[int, ...], outputs: tuple[str | None, ...],
+def _align(counts: list[int] | tuple[int, ...], single: bool, outputs: tuple[str | None, ...],
            labels: tuple[str | None, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Each instance's prediction and label, as the row reader did."""
     import numpy as np
 
-    if all(n == 1 for n in counts):
+    if single:
         return _each(outputs, "[]", _first), _each(labels, "null", _first_label)
     preds: list[Any] = []
     labs: list[Any] = []
@@ -170,11 +192,43 @@ def _same(v: Any) -> Any:
     return v
 
 
-def _objects(values: tuple[Any, ...], counts: list[int] | tuple[int, ...]) -> np.ndarray:
+def _objects(values: tuple[Any, ...], counts: list[int] | tuple[int, ...], single: bool
+             ) -> np.ndarray:
     import numpy as np
 
     a = np.fromiter(values, dtype=object, count=len(values))
-    return a if all(n == 1 for n in counts) else np.repeat(a, counts)
+    return a if single else np.repeat(a, counts)
+
+
+def _plain_chunk(chunk: list[tuple[Any, ...]], dtype: str, width: int
+                 ) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    """A chunk of one packed instance per request: the instances, then each instance's
+    prediction, label, version and key."""
+    import numpy as np
+
+    arrays, versions, outputs, labels, keys = zip(*chunk, strict=True)
+    block = np.frombuffer(b"".join(arrays), dtype=dtype).reshape(-1, width)
+    ones = (1,) * len(chunk)
+    return block, (*_align(ones, True, outputs, labels), _objects(versions, ones, True),
+                   _objects(keys, ones, True))
+
+
+def _any_chunk(chunk: list[tuple[Any, ...]], features: list[str]
+               ) -> tuple[Any, tuple[np.ndarray, ...]]:
+    """Any chunk: its instances (an array, or a list of rows), then each instance's
+    prediction, label, version and key."""
+    arrays, dtypes, ns, versions, outputs, labels, keys, inputs = zip(*chunk, strict=True)
+    width = len(features)
+    block: Any = _packed_block(arrays, dtypes, ns, width)
+    counts: list[int] | tuple[int, ...] = ns
+    if block is None and arrays.count(None) == len(arrays):
+        block = _float_block(inputs, width)
+        counts = (1,) * len(chunk)
+    if block is None:
+        block, counts = _rows(arrays, dtypes, ns, inputs, features)
+    single = counts.count(1) == len(counts)
+    return block, (*_align(counts, single, outputs, labels), _objects(versions, counts, single),
+                   _objects(keys, counts, single))
 
 
 def read_columns(path: Path, features: list[str], since: float | None = None,
@@ -187,25 +241,19 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
     width = len(features)
     blocks: list[Any] = []   # per chunk: an array of instances, or a list of instance rows
     cols: list[list[np.ndarray]] = [[], [], [], []]  # predictions, labels, versions, keys
+    where, args = _where(since, variant)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
-        cur = con.execute(*_query(con, since, variant))
+        con.execute("BEGIN")  # one snapshot for both queries while the gateway writes on
+        dtype = _plain_dtype(con, where, args, width)
+        cur = con.execute(_query(con, where, dtype is not None), args)
         while chunk := cur.fetchmany(CHUNK_ROWS):
-            arrays, dtypes, ns, versions, outputs, labels, keys, inputs = zip(*chunk,
-                                                                             strict=True)
-            block: Any = _packed_block(arrays, dtypes, ns, width)
-            counts: list[int] | tuple[int, ...] = ns
-            if block is None and all(a is None for a in arrays):
-                block = _float_block(inputs, width)
-                counts = (1,) * len(chunk)
-            if block is None:
-                block, counts = _rows(arrays, dtypes, ns, inputs, features)
+            block, values = (_plain_chunk(chunk, dtype, width) if dtype is not None
+                             else _any_chunk(chunk, features))
             blocks.append(block)
-            for col, values in zip(cols, (*_align(counts, outputs, labels),
-                                          _objects(versions, counts), _objects(keys, counts)),
-                                   strict=True):
-                col.append(values)
+            for col, v in zip(cols, values, strict=True):
+                col.append(v)
     if blocks and all(isinstance(b, np.ndarray) for b in blocks):  # each holds >= 1 row
-        df = pd.DataFrame(np.concatenate(blocks), columns=features)
+        df = pd.DataFrame(np.concatenate(blocks), columns=features, copy=False)  # a new array
     else:
         rows = [r for b in blocks for r in (b.tolist() if isinstance(b, np.ndarray) else b)]
         df = pd.DataFrame(rows, columns=features) if rows else pd.DataFrame(columns=features)
