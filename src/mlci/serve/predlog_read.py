@@ -15,10 +15,13 @@ as before, so values and column types are exactly those of reading the log row b
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import re
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -152,7 +155,7 @@ def _each(texts: tuple[str | None, ...], empty: str, pick: Any) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    codes, uniques = pd.factorize(np.asarray(texts, dtype=object))
+    codes, uniques = pd.factorize(np.fromiter(texts, dtype=object, count=len(texts)))
     parsed = json.loads("[" + ",".join([*uniques, empty]) + "]")
     values = np.empty(len(parsed), dtype=object)
     for i, v in enumerate(parsed):  # one per distinct text; element-wise keeps lists whole
@@ -231,6 +234,20 @@ def _any_chunk(chunk: list[tuple[Any, ...]], features: list[str]
                    _objects(keys, counts, single))
 
 
+@contextmanager
+def _no_gc() -> Iterator[None]:
+    """The cycle collector off while a million row tuples are made: none is in a cycle, and
+    each collection would walk every object alive (seconds in a process that imported
+    MLflow)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def read_columns(path: Path, features: list[str], since: float | None = None,
                  variant: str | None = None) -> LoggedColumns:
     """Features, labels, predictions and versions of the answered requests in the log at
@@ -242,7 +259,7 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
     blocks: list[Any] = []   # per chunk: an array of instances, or a list of instance rows
     cols: list[list[np.ndarray]] = [[], [], [], []]  # predictions, labels, versions, keys
     where, args = _where(since, variant)
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
+    with _no_gc(), sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
         con.execute("BEGIN")  # one snapshot for both queries while the gateway writes on
         dtype = _plain_dtype(con, where, args, width)
         cur = con.execute(_query(con, where, dtype is not None), args)
