@@ -55,7 +55,7 @@ _FROM = "FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id"
 
 
 def _where(since: float | None, variant: str | None) -> tuple[str, list[Any]]:
-    where, args = "p.error IS NULL", []
+    where, args = "p.error IS NULL", list[Any]()
     if since is not None:
         where += " AND p.ts >= ?"
         args.append(since)
