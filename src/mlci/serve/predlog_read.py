@@ -1,16 +1,19 @@
 """Read the prediction log (`mlci.predlog/2`, or `/1`) as columns, fast for a million rows.
 
-The log is read in chunks. A chunk whose requests all have their inputs packed (what the
-gateway writes for numbers: `mlci.serve.predlog.pack`) becomes a float (or integer) array with
-one `numpy.frombuffer` over the joined bytes. A chunk of a `/1` log whose inputs are JSON in
-the form the gateway wrote for one instance (a list holding one list of exactly one float per
-feature, compact JSON) has its numbers parsed by pandas' C CSV parser in one call. Any other
-chunk (object instances, strings, nulls, NaN, ragged rows, packed and JSON requests mixed) is
-read request by request, as before. Predictions and labels take one `json.loads` per distinct
-text in a chunk (a classifier's outputs repeat a few texts). When every chunk took a fast path
-the frame is built from the arrays; otherwise all rows go through the same pandas constructor
-as before, so values and column types are exactly those of reading the log row by row
-(`tests/test_predlog_read.py` checks it against that reader).
+When every request selected is one instance with its inputs packed at the reference's width
+and one dtype (what a gateway serving one model writes: `mlci.serve.predlog.pack`; one
+aggregate query checks it), only the bytes, version, outputs, label and key of each request
+are fetched, and each chunk's inputs become one array through `numpy.frombuffer` over the
+joined bytes. Otherwise the log is read in chunks of every column: a chunk of packed requests
+(several instances each allowed) is still one array; a chunk of `/1` rows whose inputs are
+JSON in the form the gateway wrote for one instance (a list holding one list of exactly one
+float per feature, compact JSON) has its numbers parsed by pandas' C CSV parser in one call;
+any other chunk (object instances, strings, nulls, NaN, ragged rows, packed and JSON requests
+mixed) is read request by request, as before. Predictions and labels take one `json.loads`
+per distinct text in a chunk (a classifier's outputs repeat a few texts). When every chunk
+took a fast path the frame is built from the arrays; otherwise all rows go through the same
+pandas constructor as before, so values and column types are exactly those of reading the log
+row by row (`tests/test_predlog_read.py` checks it against that reader).
 """
 
 from __future__ import annotations
