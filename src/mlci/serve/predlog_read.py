@@ -24,7 +24,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CHUNK_ROWS = 100_000  # requests per chunk: bounds the rows and text held at once
+DTYPES = ("<f8", "<i8")  # what `predlog.pack` writes
 
 _NOT_NUMERIC = str.maketrans("", "", "0123456789.eE+-,[]\n")
 _LONG_DIGITS = re.compile(r"[\[,]-?\d{19}")  # a number with 19 digits before any point
@@ -92,7 +93,7 @@ def _plain_dtype(con: sqlite3.Connection, where: str, args: list[Any], width: in
         "SELECT COUNT(*), MIN(p.inputs_dtype), MAX(p.inputs_dtype), SUM(p.inputs_array IS "
         f"NULL OR p.n IS NOT 1 OR length(p.inputs_array) IS NOT ?) FROM predictions p "
         f"WHERE {where}", [8 * width, *args]).fetchone()
-    return lo if count and lo == hi and not odd else None
+    return lo if count and lo == hi and lo in DTYPES and not odd else None
 
 
 def _packed_block(arrays: tuple[bytes | None, ...], dtypes: tuple[str | None, ...],
@@ -101,7 +102,7 @@ def _packed_block(arrays: tuple[bytes | None, ...], dtypes: tuple[str | None, ..
     inputs packed, all of one dtype and `width` values per instance; else None."""
     import numpy as np
 
-    if width == 0 or None in arrays or len(set(dtypes)) != 1:
+    if width == 0 or None in arrays or len(set(dtypes)) != 1 or dtypes[0] not in DTYPES:
         return None
     sizes = np.fromiter(map(len, arrays), dtype=np.int64, count=len(arrays))  # type: ignore[arg-type]
     if not np.array_equal(sizes, np.asarray(counts, dtype=np.int64) * (8 * width)):
@@ -262,7 +263,7 @@ def read_columns(path: Path, features: list[str], since: float | None = None,
     blocks: list[Any] = []   # per chunk: an array of instances, or a list of instance rows
     cols: list[list[np.ndarray]] = [[], [], [], []]  # predictions, labels, versions, keys
     where, args = _where(since, variant)
-    with _no_gc(), sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
+    with _no_gc(), closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as con:
         con.execute("BEGIN")  # one snapshot for both queries while the gateway writes on
         dtype = _plain_dtype(con, where, args, width)
         cur = con.execute(_query(con, where, dtype is not None), args)
