@@ -318,3 +318,16 @@ def test_the_reference_cdf_is_unchanged_bit_for_bit() -> None:
         x = np.sort(np.concatenate([rng.normal(size=5_000) * 3, q, [np.inf, -np.inf]]))
         for side in ("right", "left"):
             assert np.array_equal(drift._ref_cdf(q, x, side), old(q, x, side))
+
+
+def test_columns_on_threads_give_the_serial_verdict(monkeypatch) -> None:
+    from mlci.stats import drift
+
+    rng = np.random.default_rng(11)
+    ref = pd.DataFrame(rng.normal(size=(800, 4)), columns=list("abcd"))
+    cur = pd.DataFrame(rng.normal(size=(3_000, 4)) + [0, 0.3, 0, 0], columns=list("abcd"))
+    cur["d"] = rng.choice(["x", "y"], size=3_000)
+    ref["d"] = rng.choice(["x", "y"], size=800)
+    serial = compare(ref, cur)
+    monkeypatch.setattr(drift, "PARALLEL_VALUES", 1)
+    assert compare(ref, cur) == serial and serial["drifted_columns"] == ["b"]

@@ -83,9 +83,17 @@ def has_arrays(con: sqlite3.Connection) -> bool:
     return any(r[1] == "inputs_array" for r in con.execute("PRAGMA table_info(predictions)"))
 
 
+def _current(con: sqlite3.Connection) -> bool:
+    row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    return row is not None and row[0] == SCHEMA and has_arrays(con)
+
+
 def migrate(con: sqlite3.Connection) -> None:
     """Bring a log to `SCHEMA`, in one transaction (two gateways may open it at once): a
-    `mlci.predlog/1` log gains the packed-input columns; its rows stay as they are."""
+    `mlci.predlog/1` log gains the packed-input columns; its rows stay as they are. A log
+    already current is not written to (a full one still opens)."""
+    if _current(con):
+        return
     con.execute("BEGIN IMMEDIATE")
     try:
         if not has_arrays(con):
