@@ -5,10 +5,12 @@ reader (`mlci.serve.predlog_read`), and optionally time the whole `mlci monitor`
     python bench/monitor_volume.py              # 1,000,000 predictions, 3 repetitions
     python bench/monitor_volume.py --quick      # 50,000 predictions, 1 repetition (CI)
     python bench/monitor_volume.py --command    # also `mlci monitor` and `--watch` on it
+    python bench/monitor_volume.py --log-format 1   # rows logged before `mlci.predlog/2`
 
 Each figure is one child process: wall seconds and its peak RSS (`resource.getrusage`).
-The log is written with the gateway's own schema (`mlci.serve.predlog.connect`), in the row
-format the gateway logs: one request per row, inputs a JSON list of feature lists.
+The log is written with the gateway's own schema (`mlci.serve.predlog.connect`), one request
+per row in the form the gateway logs: the inputs packed by `mlci.serve.predlog.pack` (or, with
+`--log-format 1`, a JSON list of feature lists, as logged before the columns existed).
 Prints markdown tables (min and median over the repetitions).
 """
 
@@ -35,9 +37,9 @@ CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 def build_log(path: Path, n: int, *, features: list[str] = FEATURES, labelled: float = 0.3,
-              seed: int = 0) -> None:
+              seed: int = 0, log_format: int = 2) -> None:
     """A prediction log of `n` answered requests of one instance each, a share labelled."""
-    from mlci.serve.predlog import SCHEMA, connect
+    from mlci.serve.predlog import SCHEMA, connect, pack
 
     rng = random.Random(seed)
     con = connect(path)
@@ -50,8 +52,10 @@ def build_log(path: Path, n: int, *, features: list[str] = FEATURES, labelled: f
         x = [[rng.gauss(0.0, 1.0) for _ in features]]
         y = [rng.choice(CLASSES)]
         variant, version = ("challenger", "4") if i % 10 == 0 else ("champion", "3")
+        packed = pack(x) if log_format == 2 else None
         batch.append((rid, t0 + i, "bench", variant, version, None, None, 1,
-                      json.dumps(x, separators=(",", ":")), json.dumps(y), None, 1.0, None))
+                      None if packed else json.dumps(x, separators=(",", ":")), json.dumps(y),
+                      None, 1.0, None, *(packed or (None, None))))
         if rng.random() < labelled:
             labels.append((rid, t0 + i + 0.5, json.dumps([rng.choice(CLASSES)])))
         if len(batch) == 50_000:
@@ -65,8 +69,8 @@ def build_log(path: Path, n: int, *, features: list[str] = FEATURES, labelled: f
 def _flush(con: Any, batch: list[tuple[Any, ...]], labels: list[tuple[Any, ...]]) -> None:
     con.executemany(
         "INSERT INTO predictions(request_id, ts, model, variant, version, canary_id, "
-        "route_key, n, inputs, outputs, probabilities, latency_ms, error) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
+        "route_key, n, inputs, outputs, probabilities, latency_ms, error, inputs_array, "
+        "inputs_dtype) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", batch)
     con.executemany("INSERT INTO feedback VALUES (?,?,?)", labels)
     batch.clear()
     labels.clear()
@@ -74,13 +78,17 @@ def _flush(con: Any, batch: list[tuple[Any, ...]], labels: list[tuple[Any, ...]]
 
 def read_row_by_row(path: Path, features: list[str], since: float | None = None,
                     variant: str | None = None) -> tuple[Any, Any, Any, Any]:
-    """The monitor's reader before the vectorised one: one `json.loads` per request.
-    Kept as the baseline here and as the oracle of the differential test."""
+    """The monitor's reader before the vectorised one: one `json.loads` per request (or one
+    unpacking of its packed inputs). Kept as the baseline here and as the oracle of the
+    differential test."""
     import sqlite3
 
     import pandas as pd
 
-    q = ("select p.request_id, p.ts, p.variant, p.version, p.inputs, p.outputs, f.label "
+    from mlci.serve.predlog import has_arrays, instances
+
+    q = ("select p.request_id, p.ts, p.variant, p.version, p.inputs, p.outputs, f.label, "
+         "p.n, {} "
          "from predictions p left join feedback f on f.request_id = p.request_id "
          "where p.error is null")
     args: list[Any] = []
@@ -91,10 +99,12 @@ def read_row_by_row(path: Path, features: list[str], since: float | None = None,
         q += " and p.variant = ?"
         args.append(variant)
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30) as con:
-        rows = con.execute(q + " order by p.ts", args).fetchall()
+        packed = "p.inputs_array, p.inputs_dtype" if has_arrays(con) else "null, null"
+        rows = con.execute(q.format(packed) + " order by p.ts", args).fetchall()
     feats, preds, labels, versions = [], [], [], []
-    for _rid, _ts, _var, version, inputs, outputs, label in rows:
-        xs, ys = json.loads(inputs or "[]"), json.loads(outputs or "[]")
+    for _rid, _ts, _var, version, inputs, outputs, label, n, array, dtype in rows:
+        xs = instances(inputs, array, dtype, n) or []
+        ys = json.loads(outputs or "[]")
         ls = json.loads(label) if label else [None] * len(xs)
         if not isinstance(ls, list):
             ls = [ls]
@@ -214,6 +224,9 @@ def main() -> None:
     ap.add_argument("--command", action="store_true", help="also time `mlci monitor`")
     ap.add_argument("--rows", type=int, help="predictions in the log")
     ap.add_argument("--reps", type=int, help="repetitions")
+    ap.add_argument("--log-format", type=int, choices=(1, 2), default=2,
+                    help="2: inputs packed, as the gateway logs now; 1: JSON inputs, as logged "
+                         "before (and still read)")
     a = ap.parse_args()
     n = a.rows or (50_000 if a.quick else 1_000_000)
     reps = a.reps or (1 if a.quick else 3)
@@ -222,8 +235,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "predictions.db"
         t = time.perf_counter()
-        build_log(log, n)
-        print(f"built a log of {n:,} predictions x {len(FEATURES)} features "
+        build_log(log, n, log_format=a.log_format)
+        print(f"built a log (mlci.predlog/{a.log_format} rows) of {n:,} predictions x "
+              f"{len(FEATURES)} features "
               f"({log.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - t:.0f} s")
         rows = bench_readers(log, reps)
         table(f"Reading {n:,} predictions (one child process each)", header, rows)

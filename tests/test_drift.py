@@ -259,3 +259,75 @@ def test_a_small_shift_in_one_of_five_features_is_detected() -> None:
         res = compare_profile(prof, cur, cfg)
         hits += res["dataset_drift"] and res["drifted_columns"] == ["a"]
     assert hits >= 27, hits
+
+
+def _old_exact_cdf_stats(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, float]:
+    """The statistics as computed before merging the sorted samples (the oracle)."""
+    both = np.sort(np.concatenate([ref, cur]), kind="stable")
+    cdf_r = np.searchsorted(ref, both, side="right") / len(ref)
+    cdf_c = np.searchsorted(cur, both, side="right") / len(cur)
+    d = float(np.max(np.abs(cdf_r - cdf_c)))
+    w = float(np.sum(np.abs(cdf_r[:-1] - cdf_c[:-1]) * np.diff(both)))
+    return d, float(stats.ks_2samp(ref, cur).pvalue), w
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties", "tails"])
+def test_merged_samples_give_the_same_statistics_bit_for_bit(kind: str) -> None:
+    """The KS statistic, scipy's p-value (its asymptotic branch, above 10,000 values), the
+    Wasserstein distance, the merged quantile points and the PSI shares are exactly those of
+    sorting and searching everything again."""
+    from mlci.stats import drift, reference
+
+    rng = np.random.default_rng(7)
+    draw = {"continuous": lambda k: rng.normal(size=k),
+            "ties": lambda k: rng.integers(0, 12, size=k).astype(float),
+            "tails": lambda k: np.concatenate([rng.standard_cauchy(k - 3),
+                                               [np.inf, -np.inf, np.inf]])}[kind]
+    for n, m in ((600, 30_000), (300, 2_000), (5, 40), (4_000, 4_000)):
+        ref, cur = np.sort(draw(n)), np.sort(draw(m))
+        got, want = drift._exact_cdf_stats(ref, cur), _old_exact_cdf_stats(ref, cur)
+        assert got[0] == want[0] and got[1] == want[1]
+        assert got[2] == want[2] or (np.isnan(got[2]) and np.isnan(want[2]))
+        q = np.quantile(ref[np.isfinite(ref)], reference.GRID)
+        pts, at_most, below = drift._jump_points(cur, q)
+        assert np.array_equal(pts, np.unique(np.concatenate([cur, q])))
+        assert np.array_equal(at_most, np.searchsorted(cur, pts, side="right"))
+        assert np.array_equal(below, np.searchsorted(cur, pts, side="left"))
+        edges = reference.psi_edges(ref[np.isfinite(ref)])
+        assert np.array_equal(reference.sorted_bin_shares(edges, cur),
+                              reference.bin_shares(edges, cur))
+
+
+def test_the_reference_cdf_is_unchanged_bit_for_bit() -> None:
+    """The tabled interpolation gives exactly the values of gathering per value."""
+    from mlci.stats import drift, reference
+
+    def old(q: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+        grid, last = reference.GRID, len(q) - 1
+        j = np.searchsorted(q, x, side="right" if side == "right" else "left") - 1
+        k = j + 1
+        jc, kc = np.clip(j, 0, last), np.clip(k, 0, last)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(q[kc] > q[jc], (x - q[jc]) / (q[kc] - q[jc]), 0.0)
+        f = grid[jc] + (grid[kc] - grid[jc]) * np.clip(frac, 0.0, 1.0)
+        return np.where(j < 0, 0.0, np.where(k > last, 1.0, f))
+
+    rng = np.random.default_rng(3)
+    for ref in (rng.normal(size=20_000), rng.integers(0, 9, size=20_000).astype(float)):
+        q = np.quantile(ref, reference.GRID)
+        x = np.sort(np.concatenate([rng.normal(size=5_000) * 3, q, [np.inf, -np.inf]]))
+        for side in ("right", "left"):
+            assert np.array_equal(drift._ref_cdf(q, x, side), old(q, x, side))
+
+
+def test_columns_on_threads_give_the_serial_verdict(monkeypatch) -> None:
+    from mlci.stats import drift
+
+    rng = np.random.default_rng(11)
+    ref = pd.DataFrame(rng.normal(size=(800, 4)), columns=list("abcd"))
+    cur = pd.DataFrame(rng.normal(size=(3_000, 4)) + [0, 0.3, 0, 0], columns=list("abcd"))
+    cur["d"] = rng.choice(["x", "y"], size=3_000)
+    ref["d"] = rng.choice(["x", "y"], size=800)
+    serial = compare(ref, cur)
+    monkeypatch.setattr(drift, "PARALLEL_VALUES", 1)
+    assert compare(ref, cur) == serial and serial["drifted_columns"] == ["b"]

@@ -15,6 +15,7 @@ import pytest
 from test_serve_support import FEEDBACK_TOKEN, GOOD, WORSE, Gateway, project
 
 from mlci.serve.loadgen import read_csv
+from mlci.serve.predlog import instances
 from mlci.serve.state import CanaryState, read_state, state_path, write_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test trains the four versions
@@ -122,11 +123,11 @@ def test_feedback_and_metrics(gw: Gateway, digits) -> None:
                  "mlci_bad_requests_total", "mlci_route_weight{"):
         assert name in text
     con = sqlite3.connect(gw.root / ".mlci" / "predictions.db")
-    row = con.execute("SELECT p.variant, p.version, p.inputs, p.outputs, f.label FROM "
-                      "predictions p JOIN feedback f USING(request_id) WHERE request_id=?",
-                      (r["request_id"],)).fetchone()
+    row = con.execute("SELECT p.variant, p.version, p.inputs, p.outputs, f.label, "
+                      "p.inputs_array, p.inputs_dtype, p.n FROM predictions p JOIN feedback f "
+                      "USING(request_id) WHERE request_id=?", (r["request_id"],)).fetchone()
     con.close()
-    assert row[:2] == ("champion", "1") and json.loads(row[2]) == [rows[7]]
+    assert row[:2] == ("champion", "1") and instances(row[2], *row[5:]) == [rows[7]]
     assert json.loads(row[3]) == r["predictions"] and json.loads(row[4]) == labels[7]
 
 

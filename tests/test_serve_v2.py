@@ -18,6 +18,7 @@ import yaml
 from test_serve_support import FEEDBACK_TOKEN, GOOD, Gateway, project
 
 from mlci.serve.loadgen import read_csv
+from mlci.serve.predlog import instances
 from mlci.serve.state import CanaryState, read_state, state_path, write_state
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test may train the models
@@ -115,10 +116,10 @@ def test_infer_matrix_and_named_tensors_match_predict(gw: Gateway, digits) -> No
                     headers={"Authorization": f"Bearer {FEEDBACK_TOKEN}"})
     assert fb.status_code == 200 and fb.json()["n"] == 5
     con = sqlite3.connect(gw.root / ".mlci" / "predictions.db")
-    row = con.execute("SELECT variant, version, inputs FROM predictions WHERE request_id=?",
-                      (rid,)).fetchone()
+    row = con.execute("SELECT variant, version, inputs, inputs_array, inputs_dtype, n FROM "
+                      "predictions WHERE request_id=?", (rid,)).fetchone()
     con.close()
-    assert row[:2] == ("champion", "1") and json.loads(row[2]) == rows[:5]
+    assert row[:2] == ("champion", "1") and instances(*row[2:]) == rows[:5]
 
 
 @pytest.mark.parametrize("body,status,msg", [

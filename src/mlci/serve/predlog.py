@@ -6,28 +6,40 @@ later through `/feedback` go to a second table joined on `request_id`, once per 
 gateway writes a row and commits it *before* it answers, in WAL mode, so a killed gateway loses
 no prediction it has answered. The canary controller and the monitoring job read the same file.
 
-Schema (`mlci.predlog/1`):
+Schema (`mlci.predlog/2`):
 
     predictions(request_id TEXT PRIMARY KEY, ts REAL, model TEXT, variant TEXT, version TEXT,
                 canary_id TEXT, route_key TEXT, n INTEGER, inputs TEXT, outputs TEXT,
                 probabilities TEXT, latency_ms REAL, error TEXT,
-                shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT)
+                shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT,
+                inputs_array BLOB, inputs_dtype TEXT)
     feedback(request_id TEXT PRIMARY KEY, ts REAL, label TEXT)
 
-`inputs`, `outputs`, `probabilities` and `label` are JSON lists (one entry per instance).
+`outputs`, `probabilities` and `label` are JSON lists (one entry per instance). The inputs are
+stored in columns when they are numbers: a request whose `n` instances are lists of the same
+width holding only floats (or only integers) is one packed row-major array in `inputs_array`
+(`inputs_dtype` `<f8` or `<i8`, little-endian), so the monitor reads a million of them
+with one `numpy.frombuffer` instead of parsing JSON per request; any other request keeps
+`inputs` as a JSON list. `instances()` gives either back as the JSON value the gateway got.
+
+A log written as `mlci.predlog/1` (inputs always JSON) is migrated when the gateway opens it:
+the two columns are added (old rows keep their JSON `inputs` and are read as before) and the
+schema recorded becomes `mlci.predlog/2`.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 import threading
 import time
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "mlci.predlog/1"
+SCHEMA = "mlci.predlog/2"
 PROBE_BYTES = 16_384  # the readiness probe's write: larger than a typical request's row
 
 _DDL = """
@@ -36,7 +48,8 @@ CREATE TABLE IF NOT EXISTS predictions(
   request_id TEXT PRIMARY KEY, ts REAL NOT NULL, model TEXT, variant TEXT NOT NULL,
   version TEXT, canary_id TEXT, route_key TEXT, n INTEGER, inputs TEXT, outputs TEXT,
   probabilities TEXT, latency_ms REAL, error TEXT,
-  shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT);
+  shadow_version TEXT, shadow_outputs TEXT, shadow_error TEXT,
+  inputs_array BLOB, inputs_dtype TEXT);
 CREATE INDEX IF NOT EXISTS predictions_canary ON predictions(canary_id, variant);
 CREATE INDEX IF NOT EXISTS predictions_ts ON predictions(ts);
 CREATE TABLE IF NOT EXISTS feedback(request_id TEXT PRIMARY KEY, ts REAL NOT NULL, label TEXT);
@@ -58,11 +71,82 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 30.0,
         con.execute("PRAGMA journal_mode=WAL")
         con.execute("PRAGMA synchronous=NORMAL")  # WAL: survives a killed process
         con.executescript(_DDL)
-        con.execute("INSERT OR IGNORE INTO meta VALUES('schema', ?)", (SCHEMA,))
+        migrate(con)
         if max_bytes is not None:
             page = con.execute("PRAGMA page_size").fetchone()[0]
             con.execute(f"PRAGMA max_page_count={max(1, int(max_bytes) // page)}")
     return con
+
+
+def has_arrays(con: sqlite3.Connection) -> bool:
+    """Whether the log has the columns of packed inputs (`mlci.predlog/2`)."""
+    return any(r[1] == "inputs_array" for r in con.execute("PRAGMA table_info(predictions)"))
+
+
+def _current(con: sqlite3.Connection) -> bool:
+    row = con.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+    return row is not None and row[0] == SCHEMA and has_arrays(con)
+
+
+def migrate(con: sqlite3.Connection) -> None:
+    """Bring a log to `SCHEMA`, in one transaction (two gateways may open it at once): a
+    `mlci.predlog/1` log gains the packed-input columns; its rows stay as they are. A log
+    already current is not written to (a full one still opens)."""
+    if _current(con):
+        return
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        if not has_arrays(con):
+            con.execute("ALTER TABLE predictions ADD COLUMN inputs_array BLOB")
+            con.execute("ALTER TABLE predictions ADD COLUMN inputs_dtype TEXT")
+        con.execute("INSERT OR REPLACE INTO meta VALUES('schema', ?)", (SCHEMA,))
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+
+
+_BIG_ENDIAN = sys.byteorder == "big"
+
+
+def pack(rows: Any) -> tuple[bytes, str] | None:
+    """The instances as one packed row-major array and its dtype, when they are lists of
+    the same width holding only floats (`<f8`) or only integers within int64 (`<i8`); else
+    None (the request is logged as JSON). Exact types only: a bool is no integer, and a
+    request mixing integers and floats stays JSON, so reading gives back the same values
+    with the same types."""
+    if type(rows) is not list or not rows or any(type(r) is not list for r in rows):
+        return None
+    width = len(rows[0])
+    if width == 0 or any(len(r) != width for r in rows):
+        return None
+    flat = rows[0] if len(rows) == 1 else [v for r in rows for v in r]
+    if all(type(v) is float for v in flat):
+        code, dtype = "d", "<f8"
+    elif all(type(v) is int for v in flat):
+        code, dtype = "q", "<i8"
+    else:
+        return None
+    try:
+        packed = array(code, flat)
+    except OverflowError:  # an integer beyond int64
+        return None
+    if _BIG_ENDIAN:
+        packed.byteswap()
+    return packed.tobytes(), dtype
+
+
+def instances(inputs: str | None, packed: bytes | None, dtype: str | None, n: int) -> Any:
+    """A logged request's instances as the gateway got them (a list of lists, or of
+    objects), from whichever column holds them."""
+    if packed is None:
+        return json.loads(inputs) if inputs else None
+    values = array("d" if dtype == "<f8" else "q", packed)
+    if _BIG_ENDIAN:
+        values.byteswap()
+    width = len(values) // n
+    return [values[i * width:(i + 1) * width].tolist() for i in range(n)]
 
 
 class LogUnavailable(RuntimeError):
@@ -171,12 +255,14 @@ class PredictionLog:
     def log(self, *, request_id: str, model: str, variant: str, version: str | None,
             canary_id: str | None, route_key: str | None, inputs: Any, outputs: Any,
             probabilities: Any, latency_ms: float, error: str | None, n: int) -> None:
+        packed = pack(inputs)
         row = (request_id, time.time(), model, variant, version, canary_id, route_key, n,
-               _j(inputs), _j(outputs), _j(probabilities), latency_ms, error)
+               None if packed else _j(inputs), _j(outputs), _j(probabilities), latency_ms,
+               error, *(packed or (None, None)))
         self._write(
             "INSERT INTO predictions(request_id, ts, model, variant, version, canary_id, "
-            "route_key, n, inputs, outputs, probabilities, latency_ms, error) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", row, prune=True)
+            "route_key, n, inputs, outputs, probabilities, latency_ms, error, inputs_array, "
+            "inputs_dtype) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", row, prune=True)
 
     def log_shadow(self, request_id: str, version: str, outputs: Any, error: str | None) -> None:
         self._write("UPDATE predictions SET shadow_version=?, shadow_outputs=?, shadow_error=? "

@@ -48,6 +48,14 @@ def bin_shares(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
     return counts / max(1, counts.sum())
 
 
+def sorted_bin_shares(edges: np.ndarray, sorted_values: np.ndarray) -> np.ndarray:
+    """`bin_shares` of sorted values, from where each edge falls among them (the values
+    before edge k are those of bins 0..k): no search per value."""
+    ends = np.searchsorted(sorted_values, edges, side="left")
+    counts = np.diff(np.concatenate([[0], ends, [len(sorted_values)]]))
+    return counts / max(1, counts.sum())
+
+
 def slice_means(sorted_values: np.ndarray, k: int = SLICES) -> np.ndarray:
     """Mean of the quantile function over each of k equal-mass slices (exact for any n).
 
