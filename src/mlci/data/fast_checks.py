@@ -181,6 +181,8 @@ def _unexpected(domain: pd.Series, mask: Any) -> tuple[int, list[Any], list[Any]
     if flags.dtype != np.bool_ or flags.shape != (len(domain),):
         raise Unsupported  # a nullable boolean result: GX's `== True` filter is not this
     count = int(np.count_nonzero(flags))
+    if count == 0:
+        return 0, [], []  # the common case on good data: nothing to pick out
     pos = np.flatnonzero(flags)[:PARTIAL]
     picked = domain.iloc[pos]
     values = list(picked)

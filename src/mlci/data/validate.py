@@ -229,7 +229,7 @@ def _run_fast(suite: Any, batch: Any, df: pd.DataFrame,
                 successes.append(bool(r.success))
             continue
         c.kwargs.update({"batch_id": batch_id})  # a fresh copy: the suite builds one per call
-        results.append(_result_json(raw, c.to_domain_obj().configuration.to_json_dict()))
+        results.append(_result_json(raw, c.to_json_dict()))
         successes.append(results[-1]["success"])
     run_id = RunIdentifier(run_time=now)
     meta.update({"validation_id": str(uuid.uuid4()), "checkpoint_id": None, "run_id": run_id,
