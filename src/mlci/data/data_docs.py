@@ -19,7 +19,7 @@ them, the dataset named by altair's own hash). Anything else goes to altair as b
 
 from __future__ import annotations
 
-import copy
+import json
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -86,7 +86,7 @@ class _Charts:
                 self._specs[shape] = built
             return built
         name = self._name(values)
-        out = copy.deepcopy(spec)  # the same keys in the same order: only the data differ
+        out = json.loads(json.dumps(spec))  # the same keys in the same order: only the data
         out["data"] = {"name": name}
         out["datasets"] = {name: values}
         return out

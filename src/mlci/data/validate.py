@@ -98,8 +98,8 @@ def run_suite(
             out[name] = vd.run(batch_parameters={"dataframe": df},
                                result_format="SUMMARY").to_json_dict()
             continue
-        if docs_dir is not None:
-            suite = ctx.suites.add(suite)  # the expectation suite page is built from the store
+        if docs_dir is not None:  # the expectation suite page is built from the store
+            _store_suite(ctx, suite)
         else:
             _add_ids(suite)  # what the store's add does, without its serialising round trip
         out[name], batch_id = _run_fast(suite, batch, df, f"{source.name}-{asset.name}")
@@ -144,6 +144,13 @@ def _add_ids(suite: Any) -> None:
     suite.id = str(uuid.uuid4())
     for e in suite.expectations:
         e.id = str(uuid.uuid4())
+
+
+def _store_suite(ctx: Any, suite: Any) -> None:
+    """`ctx.suites.add(suite)`: the store's add (which gives the ids), without the re-read
+    (a deserialised copy) the factory returns."""
+    store = ctx.expectations_store
+    store.add(key=store.get_key(name=suite.name, id=None), value=suite)
 
 
 def _store_result(ctx: Any, result: dict[str, Any], batch_id: str) -> None:
