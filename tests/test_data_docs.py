@@ -73,6 +73,7 @@ def test_data_docs_pages_are_what_altair_alone_renders(iris: Path,
     monkeypatch.setattr(schemapi.SchemaBase, "from_dict", _altairs_own())
     monkeypatch.setattr(data_docs, "_altair_from_dict_once", lambda: None)
     monkeypatch.setattr(data_docs, "charts_from_one_spec", contextlib.nullcontext)
+    monkeypatch.setattr(data_docs, "_second_core", lambda: False)  # all pages in one process
     r = run_mlci("validate", cwd=iris)
     assert r.code == 0, r.err
     own = _pages(iris / ".mlci" / "data-docs")
@@ -132,3 +133,49 @@ def test_the_kl_renderer_draws_with_the_stand_in_only_while_docs_build() -> None
     with data_docs.charts_from_one_spec():
         assert isinstance(kl.alt, data_docs._Charts)
     assert kl.alt is alt
+
+
+def test_pages_built_by_a_forked_child_are_those_built_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    from mlci.data.profile import profile_suite
+    from mlci.data.validate import run_suite
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: pages are built in one process")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({f"x{i}": rng.normal(size=200).round(3) for i in range(4)}
+                      | {"y": rng.integers(0, 2, 200)})
+    suite = profile_suite(df.iloc[:150], "y", name="s")
+    frames = {"train": df.iloc[:150], "golden": df.iloc[150:].assign(x0=lambda d: d.x0 + 3)}
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    pages = {}
+    for apart in (True, False):
+        monkeypatch.setattr(data_docs, "_second_core", lambda apart=apart: apart)
+        run_suite(frames, suite, tmp_path / str(apart), Path("s.json"))
+        pages[apart] = _pages(tmp_path / str(apart))
+    assert forks == [1]  # the train pages were built by a child
+    assert pages[True] == pages[False] and len(pages[True]) == 5  # index, 2 suites, 2 results
+    assert any("Failed" in text for text in pages[True].values())  # golden's shifted x0
+
+
+def test_a_child_that_fails_leaves_its_pages_to_the_parent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    built = []
+    monkeypatch.setattr(data_docs, "build",
+                        lambda ctx, site, keys=None, index=True: built.append((keys, index)))
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)  # a child that failed
+    data_docs.finish(None, "mlci", ["last"], [(pid, ["first"])])
+    assert built == [(["last"], True), (["first"], False)]

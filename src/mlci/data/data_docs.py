@@ -21,15 +21,52 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 
-def build(ctx: Any, site: str) -> None:
+def build(ctx: Any, site: str, keys: list[Any] | None = None, index: bool = True) -> None:
+    """Build the site's pages (those of `keys`: suite and result identifiers; all without)."""
     _altair_from_dict_once()
     with charts_from_one_spec():
-        ctx.build_data_docs(site_names=[site])
+        ctx.build_data_docs(site_names=[site], resource_identifiers=keys, build_index=index)
+
+
+def build_apart(ctx: Any, site: str, keys: list[Any]) -> tuple[int, list[Any]] | None:
+    """Build these pages in a forked child while this process goes on (validating the next
+    dataset, building its pages): a wide suite's pages take longer than validating it.
+    None where there is no fork or no second core: the caller builds them itself."""
+    if not _second_core():
+        return None
+    pid = os.fork()
+    if pid == 0:  # the child: these pages, nothing else (no index, no exit handlers)
+        code = 1
+        try:
+            build(ctx, site, keys, index=False)
+            code = 0
+        finally:
+            os._exit(code)
+    return pid, keys
+
+
+def finish(ctx: Any, site: str, keys: list[Any], apart: list[tuple[int, list[Any]]]) -> None:
+    """Build the last pages and the index here, then wait for the children; the pages of a
+    child that failed are built here."""
+    try:
+        build(ctx, site, keys, index=True)
+    finally:
+        failed = [k for pid, k in apart if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
+    for k in failed:
+        build(ctx, site, k, index=False)
+
+
+def _second_core() -> bool:
+    if not hasattr(os, "fork"):
+        return False
+    cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return (len(cores) if cores is not None else os.cpu_count() or 1) > 1
 
 
 @contextmanager

@@ -84,9 +84,14 @@ def run_suite(
 
     if engine not in ("fast", "gx"):
         raise ValueError(f"unknown validation engine {engine!r}")
+    from mlci.data import data_docs
+
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("mlci")
     out: dict[str, Any] = {}
+    pages: list[Any] = []  # Data Docs pages built here at the end
+    apart: list[tuple[int, list[Any]]] = []  # those built by a forked child meanwhile
+    last = list(frames)[-1] if frames else None
     for name, df in frames.items():
         suite = _build_suite(suite_dict, name, suite_path)
         asset = source.add_dataframe_asset(name)
@@ -104,11 +109,18 @@ def run_suite(
             _add_ids(suite)  # what the store's add does, without its serialising round trip
         out[name], batch_id = _run_fast(suite, batch, df, f"{source.name}-{asset.name}")
         if docs_dir is not None:
-            _store_result(ctx, out[name], batch_id)
+            keys = [_suite_key(suite.name), _store_result(ctx, out[name], batch_id)]
+            # this dataset's pages are built by a child while the next one is validated
+            child = data_docs.build_apart(ctx, "mlci", keys) if name != last else None
+            if child is None:
+                pages += keys
+            else:
+                apart.append(child)
     if docs_dir is not None:
-        from mlci.data import data_docs
-
-        data_docs.build(ctx, "mlci")  # once, for both results
+        if engine == "gx":
+            data_docs.build(ctx, "mlci")  # once, for every result
+        else:
+            data_docs.finish(ctx, "mlci", pages, apart)
     return out
 
 
@@ -153,7 +165,15 @@ def _store_suite(ctx: Any, suite: Any) -> None:
     store.add(key=store.get_key(name=suite.name, id=None), value=suite)
 
 
-def _store_result(ctx: Any, result: dict[str, Any], batch_id: str) -> None:
+def _suite_key(name: str) -> Any:
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+    )
+
+    return ExpectationSuiteIdentifier(name=name)
+
+
+def _store_result(ctx: Any, result: dict[str, Any], batch_id: str) -> Any:
     """Put a result in the validation results store for Data Docs, as the JSON text GX's
     store writes (the site builder reads it back with GX's own schema)."""
     import json
@@ -173,6 +193,7 @@ def _store_result(ctx: Any, result: dict[str, Any], batch_id: str) -> None:
     # GX's store.set would turn the result object into this same JSON first; the text is
     # what its in-memory backend keeps and its deserialize reads.
     store._store_backend.set(store.key_to_tuple(key), json.dumps(result))
+    return key
 
 
 def _run_fast(suite: Any, batch: Any, df: pd.DataFrame,
