@@ -84,7 +84,7 @@ def charts_from_one_spec() -> Iterator[None]:
     if getattr(kl, "alt", None) is not altair or not hasattr(api, "_dataset_name"):
         yield
         return
-    kl.alt = _Charts(altair, api._dataset_name)
+    kl.alt = _Charts(altair, api._dataset_name)  # type: ignore[assignment]  # module stand-in
     try:
         yield
     finally:
