@@ -44,11 +44,25 @@ def build_apart(ctx: Any, site: str, keys: list[Any]) -> tuple[int, list[Any]] |
     if pid == 0:  # the child: these pages, nothing else (no index, no exit handlers)
         code = 1
         try:
+            _quiet()
             build(ctx, site, keys, index=False)
             code = 0
         finally:
             os._exit(code)
     return pid, keys
+
+
+def _quiet() -> None:
+    """The child says nothing (the parent rebuilds its pages if it fails), and writes to no
+    stream object of the parent's: another thread (a progress ticker) may have held one's
+    lock at the fork."""
+    import logging
+    import sys
+    import warnings
+
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+    sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115  # closed by _exit
 
 
 def finish(ctx: Any, site: str, keys: list[Any], apart: list[tuple[int, list[Any]]]) -> None:
