@@ -178,4 +178,4 @@ def test_a_child_that_fails_leaves_its_pages_to_the_parent(
     if pid == 0:
         os._exit(3)  # a child that failed
     data_docs.finish(None, "mlci", ["last"], [(pid, ["first"])])
-    assert built == [(["last"], True), (["first"], False)]
+    assert built == [(["last"], False), (["first"], False), ([data_docs.NO_PAGE], True)]

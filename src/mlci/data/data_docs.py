@@ -19,6 +19,7 @@ them, the dataset named by altair's own hash). Anything else goes to altair as b
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -66,14 +67,19 @@ def _quiet() -> None:
 
 
 def finish(ctx: Any, site: str, keys: list[Any], apart: list[tuple[int, list[Any]]]) -> None:
-    """Build the last pages and the index here, then wait for the children; the pages of a
-    child that failed are built here."""
+    """Build the last pages here, wait for the children (the pages of one that failed are
+    built here), then the index: GX lists the pages the site holds."""
     try:
-        build(ctx, site, keys, index=True)
+        build(ctx, site, keys, index=not apart)
     finally:
         failed = [k for pid, k in apart if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
     for k in failed:
         build(ctx, site, k, index=False)
+    if apart:
+        build(ctx, site, [NO_PAGE], index=True)
+
+
+NO_PAGE = object()  # resource identifiers that name no page: the index alone
 
 
 def _second_core() -> bool:
@@ -99,10 +105,33 @@ def charts_from_one_spec() -> Iterator[None]:
         yield
         return
     kl.alt = _Charts(altair, api._dataset_name)  # type: ignore[assignment]  # module stand-in
+    renderer = kl.ExpectColumnKLDivergenceToBeLessThan
+    own = renderer.__dict__["_get_kl_divergence_chart"]
+    renderer._get_kl_divergence_chart = classmethod(  # type: ignore[method-assign, assignment]
+        _once_per_partition(own.__func__))
     try:
         yield
     finally:
         kl.alt = altair
+        renderer._get_kl_divergence_chart = own  # type: ignore[method-assign]
+
+
+def _once_per_partition(chart: Any) -> Any:
+    """GX's chart of a partition, drawn once per partition: the expected histogram of a
+    column is drawn on both suites' pages and both results' pages. Each call gets its own
+    copy, as each call got its own chart."""
+    drawn: dict[str, Any] = {}
+
+    def once(cls: type, partition_object: Any, header: Any = None) -> Any:
+        try:
+            key = json.dumps([partition_object, header], sort_keys=True, allow_nan=True)
+        except (TypeError, ValueError):  # a header object, or values JSON cannot write
+            return chart(cls, partition_object, header)
+        if key not in drawn:
+            drawn[key] = chart(cls, partition_object, header)
+        return copy.deepcopy(drawn[key])
+
+    return once
 
 
 class _Charts:
