@@ -179,3 +179,21 @@ def test_a_child_that_fails_leaves_its_pages_to_the_parent(
         os._exit(3)  # a child that failed
     data_docs.finish(None, "mlci", ["last"], [(pid, ["first"])])
     assert built == [(["last"], False), (["first"], False), ([data_docs.NO_PAGE], True)]
+
+
+@pytest.mark.parametrize("extra", [{}, {"notes": "reviewed", "meta": {"owner": "data team"}}])
+def test_a_suite_goes_to_the_store_as_the_json_gx_writes(extra: dict) -> None:
+    import great_expectations as gx
+    import numpy as np
+    import pandas as pd
+
+    from mlci.data import validate
+    from mlci.data.profile import profile_suite
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=50), "c": rng.choice(["a", "b"], 50),
+                       "y": rng.integers(0, 2, 50)})
+    suite = gx.ExpectationSuite(**(profile_suite(df, "y", name="s") | extra))
+    validate._add_ids(suite)
+    ctx = gx.get_context(mode="ephemeral")
+    assert validate.suite_json(suite) == json.loads(ctx.expectations_store.serialize(suite))

@@ -159,10 +159,29 @@ def _add_ids(suite: Any) -> None:
 
 
 def _store_suite(ctx: Any, suite: Any) -> None:
-    """`ctx.suites.add(suite)`: the store's add (which gives the ids), without the re-read
-    (a deserialised copy) the factory returns."""
+    """`ctx.suites.add(suite)` for Data Docs: ids, then the JSON text GX's store writes, without
+    its deep copy of every expectation (and without the factory's re-read)."""
+    import json
+
+    _add_ids(suite)
     store = ctx.expectations_store
-    store.add(key=store.get_key(name=suite.name, id=None), value=suite)
+    key = store.get_key(name=suite.name, id=None)
+    store._store_backend.add(store.key_to_tuple(key), json.dumps(suite_json(suite)))
+
+
+def suite_json(suite: Any) -> dict[str, Any]:
+    """GX's ExpectationSuiteSchema dump of the suite: its own rules for everything but the
+    expectations, which its post-dump sets to each configuration's JSON (as here)."""
+    from great_expectations.core.expectation_suite import expectationSuiteSchema
+    from great_expectations.util import convert_to_json_serializable
+
+    shell = {"name": suite.name, "id": suite.id, "expectations": [],
+             "suite_parameters": suite.suite_parameters, "meta": suite.meta,
+             "notes": suite.notes}
+    out = expectationSuiteSchema.dump(shell)
+    out["notes"] = convert_to_json_serializable(suite.notes)  # kept, even empty, for a suite
+    out["expectations"] = [c.to_json_dict() for c in suite.expectation_configurations]
+    return out
 
 
 def _suite_key(name: str) -> Any:
