@@ -1,8 +1,10 @@
-"""Data Docs with altair's schema table built once (mlci.data.data_docs): the same charts and
-the same pages as altair's own `from_dict` gives."""
+"""Data Docs with altair's schema table built once and KL charts built from one spec per shape
+(mlci.data.data_docs): the same charts and the same pages as altair alone gives."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from pathlib import Path
 
@@ -70,6 +72,8 @@ def test_data_docs_pages_are_what_altair_alone_renders(iris: Path,
     shimmed = _pages(iris / ".mlci" / "data-docs")
     monkeypatch.setattr(schemapi.SchemaBase, "from_dict", _altairs_own())
     monkeypatch.setattr(data_docs, "_altair_from_dict_once", lambda: None)
+    monkeypatch.setattr(data_docs, "charts_from_one_spec", contextlib.nullcontext)
+    monkeypatch.setattr(data_docs, "_second_core", lambda: False)  # all pages in one process
     r = run_mlci("validate", cwd=iris)
     assert r.code == 0, r.err
     own = _pages(iris / ".mlci" / "data-docs")
@@ -77,3 +81,119 @@ def test_data_docs_pages_are_what_altair_alone_renders(iris: Path,
     assert any("vega" in text for text in own.values())  # the KL-divergence charts are there
     for page in own:
         assert shimmed[page] == own[page], page
+
+
+def _kl_frames() -> list:
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    frames = []
+    for n in (1, 2, 10, 10, 61):
+        edges = np.sort(rng.normal(size=n + 1)).round(3)
+        w = rng.random(n)
+        frames.append(pd.DataFrame({"bin_min": [round(v, 1) for v in edges[:-1]],
+                                    "bin_max": [round(v, 1) for v in edges[1:]],
+                                    "fraction": (w / w.sum()).tolist()}))
+    odd = frames[2].copy()
+    odd.loc[0, "fraction"] = float("nan")
+    odd.loc[1, "bin_max"] = float("inf")
+    frames.append(odd)
+    frames.append(pd.DataFrame({"values": ["a", "b"], "fraction": [0.5, 0.5]}))  # to altair
+    return frames
+
+
+def test_charts_from_one_spec_are_altairs_own() -> None:
+    import altair as alt
+
+    charts = data_docs._Charts(alt, alt.vegalite.v6.api._dataset_name)
+
+    def draw(module, df, width):
+        x = "values:N" if "values" in df else "bin_min:O"
+        enc = {"x": x, "y": "fraction:Q", "tooltip": list(df.columns)}
+        if "bin_max" in df:
+            enc["x2"] = "bin_max:O"
+        return (module.Chart(df).mark_bar().encode(**enc)
+                .properties(width=width, height=400, autosize="fit").to_dict())
+
+    for width in (250, 300):
+        for df in _kl_frames():
+            ours = draw(charts, df, width)
+            own = draw(alt, df, width)
+            assert json.dumps(ours) == json.dumps(own)  # the same keys in the same order
+    assert len(charts._specs) == 2  # altair built one spec per width; text went to altair
+
+
+def test_the_kl_renderer_draws_with_the_stand_in_only_while_docs_build() -> None:
+    import altair as alt
+    from great_expectations.expectations.core import (
+        expect_column_kl_divergence_to_be_less_than as kl,
+    )
+
+    with data_docs.charts_from_one_spec():
+        assert isinstance(kl.alt, data_docs._Charts)
+    assert kl.alt is alt
+
+
+def test_pages_built_by_a_forked_child_are_those_built_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import numpy as np
+    import pandas as pd
+
+    from mlci.data.profile import profile_suite
+    from mlci.data.validate import run_suite
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform: pages are built in one process")
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({f"x{i}": rng.normal(size=200).round(3) for i in range(4)}
+                      | {"y": rng.integers(0, 2, 200)})
+    suite = profile_suite(df.iloc[:150], "y", name="s")
+    frames = {"train": df.iloc[:150], "golden": df.iloc[150:].assign(x0=lambda d: d.x0 + 3)}
+    forks = []
+    real_fork = os.fork
+    monkeypatch.setattr(os, "fork", lambda: forks.append(1) or real_fork())
+    pages = {}
+    for apart in (True, False):
+        monkeypatch.setattr(data_docs, "_second_core", lambda apart=apart: apart)
+        run_suite(frames, suite, tmp_path / str(apart), Path("s.json"))
+        pages[apart] = _pages(tmp_path / str(apart))
+    assert forks == [1]  # the train pages were built by a child
+    assert pages[True] == pages[False] and len(pages[True]) == 5  # index, 2 suites, 2 results
+    assert any("Failed" in text for text in pages[True].values())  # golden's shifted x0
+
+
+def test_a_child_that_fails_leaves_its_pages_to_the_parent(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    built = []
+    monkeypatch.setattr(data_docs, "build",
+                        lambda ctx, site, keys=None, index=True: built.append((keys, index)))
+    pid = os.fork()
+    if pid == 0:
+        os._exit(3)  # a child that failed
+    data_docs.finish(None, "mlci", ["last"], [(pid, ["first"])])
+    assert built == [(["last"], False), (["first"], False), ([data_docs.NO_PAGE], True)]
+
+
+@pytest.mark.parametrize("extra", [{}, {"notes": "reviewed", "meta": {"owner": "data team"}}])
+def test_a_suite_goes_to_the_store_as_the_json_gx_writes(extra: dict) -> None:
+    import great_expectations as gx
+    import numpy as np
+    import pandas as pd
+
+    from mlci.data import validate
+    from mlci.data.profile import profile_suite
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"x": rng.normal(size=50), "c": rng.choice(["a", "b"], 50),
+                       "y": rng.integers(0, 2, 50)})
+    suite = gx.ExpectationSuite(**(profile_suite(df, "y", name="s") | extra))
+    validate._add_ids(suite)
+    ctx = gx.get_context(mode="ephemeral")
+    assert validate.suite_json(suite) == json.loads(ctx.expectations_store.serialize(suite))

@@ -58,6 +58,7 @@ class FrameChecks:
         # GX names unexpected rows by the index unless it is named (then by dicts of columns)
         self.supported = bool(df.columns.is_unique) and all(n is None for n in df.index.names)
         self._columns: dict[str, _Column] = {}
+        self._spellings: _Spellings | None = None
 
     def evaluate(self, kind: str, kwargs: dict[str, Any]) -> dict[str, Any] | None:
         spec = CHECKS.get(kind)
@@ -85,18 +86,38 @@ class FrameChecks:
         # up exactly: only an unambiguous exact name is evaluated here.
         if not isinstance(name, str) or not name:
             raise Unsupported
-        labels = list(self.df.columns)
-        if name not in labels or any(not isinstance(c, str) for c in labels):
+        if self._spellings is None:
+            self._spellings = _Spellings(list(self.df.columns))
+        if not self._spellings.unambiguous(name):
             raise Unsupported
+        return name
+
+
+class _Spellings:
+    """The frame's labels by the spellings GX would match them under, built once per frame
+    (a wide frame has every column looked up: comparing with every label each time is
+    quadratic)."""
+
+    def __init__(self, labels: list[Any]) -> None:
+        self.plain = all(isinstance(c, str) for c in labels)
+        self.labels = set(labels) if self.plain else set()
+        self.folded: dict[str, list[str]] = {}
+        self.inner: dict[str, list[str]] = {}  # `name` in backticks, by the name folded
+        for c in labels if self.plain else ():
+            cf = c.casefold()
+            self.folded.setdefault(cf, []).append(c)
+            if len(c) >= 2 and c[0] == c[-1] == "`":
+                self.inner.setdefault(cf[1:-1], []).append(c)
+
+    def unambiguous(self, name: str) -> bool:
+        """`name` is a label, and no other label is one of its spellings."""
+        if name not in self.labels:
+            return False
         folded = name.casefold()
         spellings = {folded, folded.strip('"'), folded.strip("[]"), folded.strip("`")}
-        for c in labels:
-            if c == name:
-                continue
-            cf = c.casefold()
-            if cf in spellings or (len(c) >= 2 and c[0] == c[-1] == "`" and cf[1:-1] == folded):
-                raise Unsupported
-        return name
+        others = [c for sp in spellings for c in self.folded.get(sp, ())]
+        others += self.inner.get(folded, ())
+        return all(c == name for c in others)
 
 
 def _is_parameter(v: Any) -> bool:
@@ -160,6 +181,8 @@ def _unexpected(domain: pd.Series, mask: Any) -> tuple[int, list[Any], list[Any]
     if flags.dtype != np.bool_ or flags.shape != (len(domain),):
         raise Unsupported  # a nullable boolean result: GX's `== True` filter is not this
     count = int(np.count_nonzero(flags))
+    if count == 0:
+        return 0, [], []  # the common case on good data: nothing to pick out
     pos = np.flatnonzero(flags)[:PARTIAL]
     picked = domain.iloc[pos]
     values = list(picked)

@@ -84,26 +84,43 @@ def run_suite(
 
     if engine not in ("fast", "gx"):
         raise ValueError(f"unknown validation engine {engine!r}")
+    from mlci.data import data_docs
+
     ctx = _context(docs_dir)
     source = ctx.data_sources.add_pandas("mlci")
     out: dict[str, Any] = {}
+    pages: list[Any] = []  # Data Docs pages built here at the end
+    apart: list[tuple[int, list[Any]]] = []  # those built by a forked child meanwhile
+    last = list(frames)[-1] if frames else None
     for name, df in frames.items():
-        suite = ctx.suites.add(_build_suite(suite_dict, name, suite_path))
+        suite = _build_suite(suite_dict, name, suite_path)
         asset = source.add_dataframe_asset(name)
         batch = asset.add_batch_definition_whole_dataframe("all")
-        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch,
-                                                                    suite=suite))
-        ids = [e.id for e in suite.expectations]
-        if engine == "gx" or None in ids or len(set(ids)) < len(ids):  # results pair up by id
-            res = vd.run(batch_parameters={"dataframe": df}, result_format="SUMMARY")
+        if engine == "gx":
+            suite = ctx.suites.add(suite)
+            vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch,
+                                                                        suite=suite))
+            out[name] = vd.run(batch_parameters={"dataframe": df},
+                               result_format="SUMMARY").to_json_dict()
+            continue
+        if docs_dir is not None:  # the expectation suite page is built from the store
+            _store_suite(ctx, suite)
         else:
-            res = _run_fast(ctx, vd, df, batch_id=f"{source.name}-{asset.name}",
-                            store=docs_dir is not None)
-        out[name] = res.to_json_dict()
+            _add_ids(suite)  # what the store's add does, without its serialising round trip
+        out[name], batch_id = _run_fast(suite, batch, df, f"{source.name}-{asset.name}")
+        if docs_dir is not None:
+            keys = [_suite_key(suite.name), _store_result(ctx, out[name], batch_id)]
+            # this dataset's pages are built by a child while the next one is validated
+            child = data_docs.build_apart(ctx, "mlci", keys) if name != last else None
+            if child is None:
+                pages += keys
+            else:
+                apart.append(child)
     if docs_dir is not None:
-        from mlci.data import data_docs
-
-        data_docs.build(ctx, "mlci")  # once, for both results
+        if engine == "gx":
+            data_docs.build(ctx, "mlci")  # once, for every result
+        else:
+            data_docs.finish(ctx, "mlci", pages, apart)
     return out
 
 
@@ -131,27 +148,89 @@ def _build_suite(suite_dict: dict[str, Any], name: str, suite_path: Path):
     return built
 
 
-def _run_fast(ctx, vd, df: pd.DataFrame, batch_id: str, store: bool):
-    """What `vd.run(batch_parameters={"dataframe": df}, result_format="SUMMARY")` returns,
-    with the expectations fast_checks covers computed there and only the rest by GX."""
-    import datetime
+def _add_ids(suite: Any) -> None:
+    """Fresh ids for the suite and each expectation, as GX's ExpectationsStore gives on add
+    (results pair up with their expectations by id)."""
+    import uuid
 
-    import great_expectations as gx
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
-        ExpectationValidationResult,
+    suite.id = str(uuid.uuid4())
+    for e in suite.expectations:
+        e.id = str(uuid.uuid4())
+
+
+def _store_suite(ctx: Any, suite: Any) -> None:
+    """`ctx.suites.add(suite)` for Data Docs: ids, then the JSON text GX's store writes, without
+    its deep copy of every expectation (and without the factory's re-read)."""
+    import json
+
+    _add_ids(suite)
+    store = ctx.expectations_store
+    key = store.get_key(name=suite.name, id=None)
+    store._store_backend.add(store.key_to_tuple(key), json.dumps(suite_json(suite)))
+
+
+def suite_json(suite: Any) -> dict[str, Any]:
+    """GX's ExpectationSuiteSchema dump of the suite: its own rules for everything but the
+    expectations, which its post-dump sets to each configuration's JSON (as here)."""
+    from great_expectations.core.expectation_suite import expectationSuiteSchema
+    from great_expectations.util import convert_to_json_serializable
+
+    shell = {"name": suite.name, "id": suite.id, "expectations": [],
+             "suite_parameters": suite.suite_parameters, "meta": suite.meta,
+             "notes": suite.notes}
+    out = expectationSuiteSchema.dump(shell)
+    out["notes"] = convert_to_json_serializable(suite.notes)  # kept, even empty, for a suite
+    out["expectations"] = [c.to_json_dict() for c in suite.expectation_configurations]
+    return out
+
+
+def _suite_key(name: str) -> Any:
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
     )
+
+    return ExpectationSuiteIdentifier(name=name)
+
+
+def _store_result(ctx: Any, result: dict[str, Any], batch_id: str) -> Any:
+    """Put a result in the validation results store for Data Docs, as the JSON text GX's
+    store writes (the site builder reads it back with GX's own schema)."""
+    import json
+
     from great_expectations.core.run_identifier import RunIdentifier
     from great_expectations.data_context.types.resource_identifiers import (
         ExpectationSuiteIdentifier,
         ValidationResultIdentifier,
     )
+
+    run = result["meta"]["run_id"]
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=result["suite_name"]),
+        run_id=RunIdentifier(run_name=run["run_name"], run_time=run["run_time"]),
+        batch_identifier=batch_id)
+    store = ctx.validation_results_store
+    # GX's store.set would turn the result object into this same JSON first; the text is
+    # what its in-memory backend keeps and its deserialize reads.
+    store._store_backend.set(store.key_to_tuple(key), json.dumps(result))
+    return key
+
+
+def _run_fast(suite: Any, batch: Any, df: pd.DataFrame,
+              batch_id: str) -> tuple[dict[str, Any], str]:
+    """What `ValidationDefinition.run(batch_parameters={"dataframe": df},
+    result_format="SUMMARY").to_json_dict()` returns, with the expectations fast_checks covers
+    computed there and only the rest by GX; the JSON of fast results is built directly (GX's
+    to_json_dict deep-copies and re-serialises every result several times), and the batch id."""
+    import datetime
+    import uuid
+
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.util import convert_to_json_serializable
     from great_expectations.validator.v1_validator import Validator
-    from great_expectations.validator.validation_statistics import calc_validation_statistics
 
     from mlci.data.fast_checks import FrameChecks
 
-    suite = vd.suite
     checks = FrameChecks(df)
     ordered = _gx_order(suite.expectation_configurations)
     fast = {c.id: checks.evaluate(c.type, c.kwargs) for c in ordered}
@@ -161,7 +240,7 @@ def _run_fast(ctx, vd, df: pd.DataFrame, batch_id: str, store: bool):
     now = datetime.datetime.now(datetime.timezone.utc)
     if rest:
         # One GX run for the rest of the suite: its batch, markers and errors are GX's own.
-        validator = Validator(batch_definition=vd.batch_definition, result_format="SUMMARY",
+        validator = Validator(batch_definition=batch, result_format="SUMMARY",
                               batch_parameters={"dataframe": df})
         part = validator.validate_expectation_suite(gx.ExpectationSuite(name=suite.name,
                                                                         expectations=rest))
@@ -179,46 +258,73 @@ def _run_fast(ctx, vd, df: pd.DataFrame, batch_id: str, store: bool):
             "batch_spec": {"batch_data": "PandasDataFrame"},
             "batch_markers": {"ge_load_time": now.strftime("%Y%m%dT%H%M%S.%fZ")},
             "active_batch_definition": {
-                "datasource_name": vd.batch_definition.data_asset.datasource.name,
+                "datasource_name": batch.data_asset.datasource.name,
                 "data_connector_name": "fluent",
-                "data_asset_name": vd.batch_definition.data_asset.name,
+                "data_asset_name": batch.data_asset.name,
                 "batch_identifiers": {"dataframe": DATAFRAME},
             },
         }
-    results = list(first)
+    results = [r.to_json_dict() for r in first]
+    successes = [bool(r.success) for r in first]
     shown_first = {_config_id(r) for r in first}
     for c in ordered:
         raw = fast[c.id]
         if raw is None:
             if c.id not in shown_first:
-                results.append(by_gx[c.id])
+                r = by_gx[c.id]
+                results.append(r.to_json_dict())
+                successes.append(bool(r.success))
             continue
         c.kwargs.update({"batch_id": batch_id})  # a fresh copy: the suite builds one per call
-        results.append(ExpectationValidationResult(
-            **raw, expectation_config=c.to_domain_obj().configuration))
-    stats = calc_validation_statistics(results)
-    res = ExpectationSuiteValidationResult(
-        results=results, success=stats.success, suite_name=suite.name, batch_id=batch_id,
-        statistics={"evaluated_expectations": stats.evaluated_expectations,
-                    "successful_expectations": stats.successful_expectations,
-                    "unsuccessful_expectations": stats.unsuccessful_expectations,
-                    "success_percent": stats.success_percent},
-        meta=meta)
+        results.append(_result_json(raw, c.to_json_dict()))
+        successes.append(results[-1]["success"])
     run_id = RunIdentifier(run_time=now)
-    res.meta.update({"validation_id": vd.id, "checkpoint_id": None, "run_id": run_id,
-                     "validation_time": run_id.run_time,
-                     "batch_parameters": {"dataframe": DATAFRAME}})
-    if not store:
-        return res
-    # as ValidationDefinition.run does, for Data Docs (serialising it costs as much as the checks
-    # on a million rows, so only when docs are built)
-    suite_key = ExpectationSuiteIdentifier(name=suite.name)
-    ctx.validation_results_store.store_validation_results(
-        suite_validation_result=res,
-        suite_validation_result_identifier=ValidationResultIdentifier(
-            expectation_suite_identifier=suite_key, run_id=run_id, batch_identifier=batch_id),
-        expectation_suite_identifier=suite_key)
-    return res
+    meta.update({"validation_id": str(uuid.uuid4()), "checkpoint_id": None, "run_id": run_id,
+                 "validation_time": run_id.run_time,
+                 "batch_parameters": {"dataframe": DATAFRAME}})
+    evaluated, successful = len(successes), sum(successes)
+    out = {
+        "success": successful == evaluated,
+        "results": results,
+        "suite_name": suite.name,
+        "suite_parameters": {},
+        "statistics": {
+            "evaluated_expectations": evaluated,
+            "successful_expectations": successful,
+            "unsuccessful_expectations": evaluated - successful,
+            "success_percent": successful / evaluated * 100 if evaluated else None},
+        "meta": convert_to_json_serializable(meta),
+        "id": None,
+    }
+    return out, batch_id
+
+
+NO_EXCEPTION = {"raised_exception": False, "exception_traceback": None, "exception_message": None}
+
+
+def _result_json(raw: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """`ExpectationValidationResult(**raw, expectation_config=...).to_json_dict()`, without
+    its deep copies: the same keys, and values made JSON by GX's own rules."""
+    return {"success": bool(raw["success"]), "expectation_config": config,
+            "result": _json(raw.get("result") or {}), "meta": {},
+            "exception_info": dict(NO_EXCEPTION)}
+
+
+def _json(v: Any) -> Any:
+    """great_expectations.util.convert_to_json_serializable, with plain Python values (the
+    bulk of a result) handled here and everything else passed to it."""
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:
+        return v
+    if t is float:
+        return None if v != v else v  # GX writes NaN as null
+    if t is dict:
+        return {str(k): _json(x) for k, x in v.items()}
+    if t is list or t is tuple:
+        return [_json(x) for x in v]
+    from great_expectations.util import convert_to_json_serializable
+
+    return convert_to_json_serializable(v)
 
 
 def _config_id(r: Any) -> Any:
