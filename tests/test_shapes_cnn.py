@@ -16,6 +16,9 @@ import pytest
 from conftest import REPO, run_mlci
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # as train_cnn.py sets it (Keras' default: TF)
+# one compute thread, as BLAS is pinned for the suite: XLA's pool fights the other worker
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false "
+                                   "intra_op_parallelism_threads=1")
 for module in ("keras", "jax", "onnx", "onnxruntime"):
     pytest.importorskip(module, reason=f"{module} not installed "
                                        "(pip install -r examples/shapes/requirements-cnn.txt)")
@@ -35,16 +38,14 @@ def test_cnn_trains_logs_onnx_and_is_scored_on_the_uint8_tensor(tmp_path: Path) 
     make_data.main(root / "data" / "images", per_class=100, seed=0)
     assert run_mlci("init", "--profile", "data/images", "--name", "shapes", cwd=root).code == 0
     assert run_mlci("validate", "--no-docs", cwd=root).code == 0
-    acc = {}
-    for config in ("mlci.cnn.yaml", "mlci.cnn-worse.yaml"):
-        r = run_mlci("train", "-c", config, cwd=root)
-        assert r.code == 0, r.err
-        r = run_mlci("evaluate", "-c", config, cwd=root)
-        assert r.code == 0, r.err
-        ev = json.loads((root / ".mlci" / "evaluation.json").read_text())
-        acc[config] = ev["metrics"]["accuracy"]
-    assert acc["mlci.cnn.yaml"] >= 0.9, acc
-    assert acc["mlci.cnn-worse.yaml"] <= acc["mlci.cnn.yaml"] - 0.2, acc
+    # the worse CNN (mlci.cnn-worse.yaml) trains the same way with fewer epochs; the suite
+    # rolls a worse version back in tests/test_shapes_e2e.py, so one CNN is trained here
+    r = run_mlci("train", "-c", "mlci.cnn.yaml", cwd=root)
+    assert r.code == 0, r.err
+    r = run_mlci("evaluate", "-c", "mlci.cnn.yaml", cwd=root)
+    assert r.code == 0, r.err
+    ev = json.loads((root / ".mlci" / "evaluation.json").read_text())
+    assert ev["metrics"]["accuracy"] >= 0.9, ev["metrics"]
     # the logged model is ONNX with a uint8 tensor signature, served by onnxruntime alone
     import mlflow
 
