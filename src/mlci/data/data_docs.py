@@ -8,8 +8,8 @@ depends only on the classes, so it is built once per class here; the lookup it f
 charts it gives are altair's own.
 Upstream: vega/altair#3547 ("the breadth-first search now occurs only once").
 
-A wide suite has a KL-divergence expectation per numeric column, and each is drawn up to six
-times (the suite pages, the expected and the observed histogram of each result): altair's
+A wide suite has a KL-divergence expectation per numeric column, and each is drawn up to four
+times (the expected and the observed histogram of each result): altair's
 schema validation, shorthand parsing and data sanitising of every chart were ~3/4 of a
 1,000-column build. Every one of these charts is the same bar chart over different numbers,
 so altair builds the chart once per shape (`_Charts`) and each further chart is that spec
@@ -29,7 +29,7 @@ from typing import Any
 
 
 def build(ctx: Any, site: str, keys: list[Any] | None = None, index: bool = True) -> None:
-    """Build the site's pages (those of `keys`: suite and result identifiers; all without)."""
+    """Build the site's pages (those of `keys`: result identifiers; all without)."""
     _altair_from_dict_once()
     with charts_from_one_spec():
         ctx.build_data_docs(site_names=[site], resource_identifiers=keys, build_index=index)
@@ -118,7 +118,7 @@ def charts_from_one_spec() -> Iterator[None]:
 
 def _once_per_partition(chart: Any) -> Any:
     """GX's chart of a partition, drawn once per partition: the expected histogram of a
-    column is drawn on both suites' pages and both results' pages. Each call gets its own
+    column is drawn on both results' pages. Each call gets its own
     copy, as each call got its own chart."""
     drawn: dict[str, Any] = {}
 

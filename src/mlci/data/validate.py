@@ -56,11 +56,15 @@ def _context(docs_dir: Path | None):
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = {"globally": False}  # type: ignore[assignment]
     if docs_dir is not None:
+        from mlci.data import docs_site
+
         ctx.add_data_docs_site(
             site_name="mlci",
             site_config={
                 "class_name": "SiteBuilder",
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                "site_index_builder": docs_site.INDEX,
+                # a key GX's site builder reads that its (self-declared incomplete) type omits
+                "site_section_builders": docs_site.SITE_SECTIONS,  # type: ignore[typeddict-unknown-key]
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": str(docs_dir.resolve()),
@@ -103,13 +107,10 @@ def run_suite(
             out[name] = vd.run(batch_parameters={"dataframe": df},
                                result_format="SUMMARY").to_json_dict()
             continue
-        if docs_dir is not None:  # the expectation suite page is built from the store
-            _store_suite(ctx, suite)
-        else:
-            _add_ids(suite)  # what the store's add does, without its serialising round trip
+        _add_ids(suite)  # what the store's add does, without its serialising round trip
         out[name], batch_id = _run_fast(suite, batch, df, f"{source.name}-{asset.name}")
-        if docs_dir is not None:
-            keys = [_suite_key(suite.name), _store_result(ctx, out[name], batch_id)]
+        if docs_dir is not None:  # the site has result pages only (mlci.data.docs_site)
+            keys = [_store_result(ctx, out[name], batch_id)]
             # this dataset's pages are built by a child while the next one is validated
             child = data_docs.build_apart(ctx, "mlci", keys) if name != last else None
             if child is None:
@@ -156,40 +157,6 @@ def _add_ids(suite: Any) -> None:
     suite.id = str(uuid.uuid4())
     for e in suite.expectations:
         e.id = str(uuid.uuid4())
-
-
-def _store_suite(ctx: Any, suite: Any) -> None:
-    """`ctx.suites.add(suite)` for Data Docs: ids, then the JSON text GX's store writes, without
-    its deep copy of every expectation (and without the factory's re-read)."""
-    import json
-
-    _add_ids(suite)
-    store = ctx.expectations_store
-    key = store.get_key(name=suite.name, id=None)
-    store._store_backend.add(store.key_to_tuple(key), json.dumps(suite_json(suite)))
-
-
-def suite_json(suite: Any) -> dict[str, Any]:
-    """GX's ExpectationSuiteSchema dump of the suite: its own rules for everything but the
-    expectations, which its post-dump sets to each configuration's JSON (as here)."""
-    from great_expectations.core.expectation_suite import expectationSuiteSchema
-    from great_expectations.util import convert_to_json_serializable
-
-    shell = {"name": suite.name, "id": suite.id, "expectations": [],
-             "suite_parameters": suite.suite_parameters, "meta": suite.meta,
-             "notes": suite.notes}
-    out = expectationSuiteSchema.dump(shell)
-    out["notes"] = convert_to_json_serializable(suite.notes)  # kept, even empty, for a suite
-    out["expectations"] = [c.to_json_dict() for c in suite.expectation_configurations]
-    return out
-
-
-def _suite_key(name: str) -> Any:
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-    )
-
-    return ExpectationSuiteIdentifier(name=name)
 
 
 def _store_result(ctx: Any, result: dict[str, Any], batch_id: str) -> Any:
