@@ -210,3 +210,21 @@ def test_a_child_that_fails_leaves_its_pages_to_the_parent(
         os._exit(3)  # a child that failed
     data_docs.finish(None, "mlci", ["last"], [(pid, ["first"])])
     assert built == [(["last"], False), (["first"], False), ([data_docs.NO_PAGE], True)]
+
+
+def test_a_child_that_hangs_is_stopped_and_its_pages_built_here(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import time
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    pid = os.fork()
+    if pid == 0:  # a child stuck (a lock held by another thread at the fork)
+        time.sleep(60)
+        os._exit(0)
+    t0 = time.monotonic()
+    assert not data_docs._ended_well(pid, deadline=0.2)
+    assert time.monotonic() - t0 < 10  # killed at the deadline, not waited for its minute
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left
+        os.waitpid(pid, os.WNOHANG)

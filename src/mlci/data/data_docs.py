@@ -72,7 +72,7 @@ def finish(ctx: Any, site: str, keys: list[Any], apart: list[tuple[int, list[Any
     try:
         build(ctx, site, keys, index=not apart)
     finally:
-        failed = [k for pid, k in apart if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])]
+        failed = [k for pid, k in apart if not _ended_well(pid)]
     for k in failed:
         build(ctx, site, k, index=False)
     if apart:
@@ -80,6 +80,25 @@ def finish(ctx: Any, site: str, keys: list[Any], apart: list[tuple[int, list[Any
 
 
 NO_PAGE = object()  # resource identifiers that name no page: the index alone
+CHILD_DEADLINE = 600.0  # seconds; a child still building then is stopped (its pages built here)
+
+
+def _ended_well(pid: int, deadline: float = CHILD_DEADLINE) -> bool:
+    """Whether the child built its pages. A child that hangs (a lock another thread held at
+    the fork) is killed at the deadline instead of holding the command forever."""
+    import signal
+    import time
+
+    end = time.monotonic() + deadline
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0
+        if time.monotonic() > end:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return False
+        time.sleep(0.05)
 
 
 def _second_core() -> bool:
