@@ -57,6 +57,31 @@ def test_half_written_event_is_not_shown(store) -> None:
     assert [e.to_version for e in audit.events(c, exp)] == ["1"]
 
 
+def test_a_refusal_written_while_another_writer_settles_intents_is_kept(
+        store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A refusal is recorded outside the model's lock; a promoter holding the lock settles
+    the intents a killed writer left. The refusal must never be one of them: it was lost
+    (abandoned, FAILED) when the settling ran between its params and its confirmation."""
+    c, exp = store
+    real_confirm = audit.confirm
+
+    def settle_meanwhile(client, run_id, note=None):
+        confirmed = []
+
+        def now_of(alias):  # the settler has read the intents; the refusal confirms now
+            real_confirm(client, run_id, note)
+            confirmed.append(run_id)
+
+        audit.reconcile(client, exp, now_of)  # another writer, holding the lock
+        if not confirmed:
+            real_confirm(client, run_id, note)
+
+    monkeypatch.setattr(audit, "confirm", settle_meanwhile)
+    audit.record(c, exp, ev("refuse", "1", "4", message="evaluation gate passed"))
+    assert [(e.action, e.to_version) for e in audit.events(c, exp)] == [("refuse", "4")]
+    assert audit.pending(c, exp) == []
+
+
 def test_long_reason_is_cut_not_rejected(store) -> None:
     c, exp = store
     audit.record(c, exp, ev("force", "1", "2", reason="x" * 10_000))

@@ -84,13 +84,14 @@ def experiment_id(client: MlflowClient, model: str, out_dir: Path, uri: str,
 
 def record(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
     """Append one event that moves nothing (a refusal, a canary step, an adoption); return its
-    id (the run id). Params are immutable in MLflow."""
-    run_id = begin(client, exp_id, event)
+    id (the run id). Params are immutable in MLflow. It is never an intent: it is written
+    outside the model's lock, and a writer settling intents meanwhile would abandon it."""
+    run_id = begin(client, exp_id, event, phase="done")
     confirm(client, run_id)
     return run_id
 
 
-def begin(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
+def begin(client: MlflowClient, exp_id: str, event: AuditEvent, phase: str = "intent") -> str:
     """Write a move's event as an *intent* before the alias moves: a run left RUNNING with
     every field, which `history` does not show until `confirm` (or, after a killed process,
     `reconcile`) finishes it."""
@@ -104,7 +105,7 @@ def begin(client: MlflowClient, exp_id: str, event: AuditEvent) -> str:
         run_name=f"{event.action} {event.alias} {event.from_version or 'none'}->"
                  f"{event.to_version or 'none'}",
         tags={"mlci.audit.action": event.action, "mlci.audit.alias": event.alias,
-              "mlci.audit.to_version": event.to_version or "", PHASE: "intent"},
+              "mlci.audit.to_version": event.to_version or "", PHASE: phase},
     )
     client.log_batch(run.info.run_id, params=params)
     event.event_id = run.info.run_id
