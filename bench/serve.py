@@ -124,7 +124,9 @@ def http_cell(url: str, path: str, body: dict, n: int, conc: int) -> tuple[float
     return stats(lat, seconds)
 
 
-def inprocess_cell(model, frame_of, row, n: int, conc: int) -> tuple[float, float, float]:
+def timed_calls(fn, n: int, conc: int, warmup: int) -> tuple[list[float], float]:
+    """Call `fn` n times from `conc` threads after `warmup` calls: the latencies (ms) and the
+    seconds the n calls took."""
     lat: list[float] = []
     lock = threading.Lock()
     it = iter(range(n))
@@ -137,20 +139,25 @@ def inprocess_cell(model, frame_of, row, n: int, conc: int) -> tuple[float, floa
             if i is None:
                 break
             t0 = time.perf_counter()
-            model.predict_proba(frame_of(row))
+            fn()
             mine.append((time.perf_counter() - t0) * 1000)
         with lock:
             lat.extend(mine)
 
-    for _ in range(max(20, n // 10)):
-        model.predict_proba(frame_of(row))
+    for _ in range(warmup):
+        fn()
     t0 = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(conc)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return stats(lat, time.perf_counter() - t0)
+    return lat, time.perf_counter() - t0
+
+
+def inprocess_cell(model, frame_of, row, n: int, conc: int) -> tuple[float, float, float]:
+    return stats(*timed_calls(lambda: model.predict_proba(frame_of(row)), n, conc,
+                              warmup=max(20, n // 10)))
 
 
 def main(argv: list[str] | None = None) -> int:

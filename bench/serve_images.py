@@ -25,14 +25,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve import BIN, _client, env, free_port, wait_http  # noqa: E402
+from serve import BIN, _client, env, free_port, timed_calls, wait_http  # noqa: E402
 
 SIDE = 224
 POOL = 16
@@ -110,32 +108,7 @@ def summary(parts: list[Timed]) -> tuple[float, float, float]:
 
 
 def inprocess(fn, n: int, conc: int) -> Timed:
-    lat: list[float] = []
-    lock = threading.Lock()
-    left = [n]
-
-    def worker() -> None:
-        mine = []
-        while True:
-            with lock:
-                if left[0] <= 0:
-                    break
-                left[0] -= 1
-            t0 = time.perf_counter()
-            fn()
-            mine.append((time.perf_counter() - t0) * 1000)
-        with lock:
-            lat.extend(mine)
-
-    for _ in range(max(5, n // 10)):
-        fn()
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(conc)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return lat, time.perf_counter() - t0
+    return timed_calls(fn, n, conc, warmup=max(5, n // 10))
 
 
 def http(port: int, path: str, body: bytes, headers: dict[str, str], n: int,
